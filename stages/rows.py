@@ -1,0 +1,149 @@
+"""Row schemas for every dataset, content-hash ids, and atomic parquet I/O.
+
+Writers, validators and readers all go through `SCHEMAS`: a frame is cast to its
+schema on write (missing or extra columns are errors) and checked again on read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import polars as pl
+
+Message = pl.Struct({"role": pl.String, "content": pl.String})
+Conversation = pl.List(Message)
+
+SCHEMAS: dict[str, dict[str, pl.DataType]] = {
+    # seed instruction data (IFT): also the few-shot pool for prompts@t
+    "ift": {"id": pl.String, "instruction": pl.String, "response": pl.String, "source": pl.String},
+    # judge-training data (EFT): `judgment` is the rubric justification ending in "Score: N"
+    "eft": {
+        "id": pl.String,
+        "instruction": pl.String,
+        "response": pl.String,
+        "score": pl.Int8,
+        "judgment": pl.String,
+        "source": pl.String,
+    },
+    "prompts": {
+        "id": pl.String,  # hash of the prompt text
+        "prompt": pl.String,
+        "fewshot_ids": pl.List(pl.String),
+        "iteration": pl.Int32,
+        "model": pl.String,
+        "seed": pl.Int64,
+    },
+    "responses": {
+        "id": pl.String,  # hash of prompt id, text and generator
+        "prompt_id": pl.String,
+        "prompt": pl.String,
+        "response": pl.String,
+        "sample": pl.Int32,
+        "n_tokens": pl.Int32,
+        "model": pl.String,
+        "seed": pl.Int64,
+    },
+    "judgments": {
+        "id": pl.String,  # hash of response id, grade index and judge
+        "response_id": pl.String,
+        "prompt_id": pl.String,
+        "grade": pl.Int32,  # 0..k-1 (sample mode); 0 (logprob mode)
+        "score": pl.Float64,  # null when the grade could not be parsed: never 0
+        "raw": pl.String,  # the judge's text (sample) or "" (logprob)
+        "probs": pl.List(pl.Float64),  # P(score = 0..5) in logprob mode, else empty
+        "mode": pl.String,
+        "model": pl.String,
+        "seed": pl.Int64,
+    },
+    # TRL conversational preference format plus scores and ids
+    "preferences": {
+        "id": pl.String,  # hash of prompt id, chosen id, rejected id
+        "prompt_id": pl.String,
+        "prompt": Conversation,
+        "chosen": Conversation,
+        "rejected": Conversation,
+        "chosen_id": pl.String,
+        "rejected_id": pl.String,
+        "score_chosen": pl.Float64,
+        "score_rejected": pl.Float64,
+        "iteration": pl.Int32,
+    },
+}
+
+
+class SchemaError(ValueError):
+    pass
+
+
+def content_id(*parts: object) -> str:
+    """Stable 16-hex id of the JSON encoding of `parts`."""
+    blob = json.dumps(parts, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
+
+
+def derive_seed(*parts: object) -> int:
+    """A 31-bit seed from content (e.g. global seed, stage, iteration): stable across runs and machines."""
+    return int(content_id(*parts)[:8], 16) & 0x7FFFFFFF
+
+
+def conform(df: pl.DataFrame, kind: str, where: str = "") -> pl.DataFrame:
+    """Return `df` with exactly the schema's columns, in order, cast to the schema's types."""
+    schema = SCHEMAS[kind]
+    where = f" in {where}" if where else ""
+    missing = [c for c in schema if c not in df.columns]
+    extra = [c for c in df.columns if c not in schema]
+    if missing or extra:
+        raise SchemaError(f"{kind}{where}: missing columns {missing}, unexpected columns {extra}")
+    try:
+        return df.select([pl.col(c).cast(t, strict=True) for c, t in schema.items()])
+    except (pl.exceptions.InvalidOperationError, pl.exceptions.ComputeError) as e:
+        raise SchemaError(f"{kind}{where}: a column has the wrong type: {e}") from None
+
+
+def empty(kind: str) -> pl.DataFrame:
+    return pl.DataFrame(schema=SCHEMAS[kind])
+
+
+def frame(rows: list[dict], kind: str) -> pl.DataFrame:
+    return conform(pl.DataFrame(rows, schema=SCHEMAS[kind]) if rows else empty(kind), kind)
+
+
+def write(df: pl.DataFrame, path: str | Path, kind: str) -> pl.DataFrame:
+    """Conform and write atomically: a crash never leaves a partial file at `path`."""
+    df = conform(df, kind)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        # statistics off and one row group: bytes depend only on the rows
+        df.write_parquet(tmp, compression="zstd", statistics=False, row_group_size=max(len(df), 1))
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return df
+
+
+def read(path: str | Path, kind: str) -> pl.DataFrame:
+    path = Path(path)
+    if not path.exists():
+        raise SchemaError(f"{kind}: {path} does not exist")
+    try:
+        df = pl.read_parquet(path)
+    except Exception as e:  # polars raises several types for a corrupt file
+        raise SchemaError(f"{kind}: {path} is not a readable parquet file: {e}") from None
+    return conform(df, kind, str(path))
+
+
+def write_json(obj: dict, path: str | Path) -> None:
+    """Atomic JSON write (metrics, reports)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(tmp, path)

@@ -1,0 +1,70 @@
+"""sft: M0 = the base model fine-tuned with TRL on IFT (instruction following) and
+EFT (LLM-as-a-Judge) rows, as prompt/completion conversations so the loss covers only
+the assistant's reply.
+
+    python -m stages.sft --base models/base --ift data/seed/ift.parquet --eft data/seed/eft.parquet \
+        --out models/M0 --metrics metrics/sft.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+from . import params as P
+from . import rows
+from .backend import check_model_dir
+from .prompting import judge_messages
+from .training import lora_config, loss_summary, save_model, trainer_args
+
+
+def sft_examples(ift, eft) -> list[dict]:
+    ex = [{"prompt": [{"role": "user", "content": r["instruction"]}],
+           "completion": [{"role": "assistant", "content": r["response"]}]} for r in ift.iter_rows(named=True)]
+    ex += [{"prompt": judge_messages(r["instruction"], r["response"]),
+            "completion": [{"role": "assistant", "content": r["judgment"]}]} for r in eft.iter_rows(named=True)]
+    return ex
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--base", type=Path, required=True)
+    ap.add_argument("--ift", type=Path, required=True)
+    ap.add_argument("--eft", type=Path, required=True)
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--metrics", type=Path)
+    ap.add_argument("--params", default="params.yaml")
+    args = ap.parse_args(argv)
+    p = P.load(args.params)
+    check_model_dir(args.base)
+    ift, eft = rows.read(args.ift, "ift"), rows.read(args.eft, "eft")
+
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM
+    from trl import SFTConfig, SFTTrainer
+
+    from .backend_hf import load_tokenizer
+
+    t0 = time.time()
+    tok = load_tokenizer(args.base, p.backend.trust_remote_code)
+    model = AutoModelForCausalLM.from_pretrained(str(args.base), trust_remote_code=p.backend.trust_remote_code)
+    data = Dataset.from_list(sft_examples(ift, eft)).shuffle(seed=p.seed)
+    with tempfile.TemporaryDirectory() as work:
+        trainer = SFTTrainer(
+            model=model, processing_class=tok, train_dataset=data, peft_config=lora_config(p.sft),
+            args=SFTConfig(**trainer_args(p.sft, p.seed, Path(work)), completion_only_loss=True),
+        )
+        trainer.train()
+        save_model(trainer.model, tok, args.out)
+    metrics = {"examples": len(data), "ift": len(ift), "eft": len(eft), **loss_summary(trainer),
+               "seconds": round(time.time() - t0, 1)}
+    if args.metrics:
+        rows.write_json(metrics, args.metrics)
+    print(f"sft: {len(ift)} IFT + {len(eft)} EFT examples, {metrics['steps']} steps, "
+          f"loss {metrics['loss_first']} -> {metrics['loss_last']}, {metrics['seconds']}s -> {args.out}")
+
+
+if __name__ == "__main__":
+    main()

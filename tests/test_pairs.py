@@ -1,0 +1,64 @@
+import polars as pl
+
+from stages import rows
+from stages.judge import score_summary
+from stages.pairs import pair_metrics, select_pairs
+
+
+def make(responses, grades):
+    """responses: {rid: (prompt_id, text)}, grades: {rid: [score or None, ...]}"""
+    r = rows.frame([{"id": rid, "prompt_id": pid, "prompt": f"prompt {pid}", "response": text, "sample": 0,
+                     "n_tokens": len(text), "model": "m", "seed": 0} for rid, (pid, text) in responses.items()], "responses")
+    j = rows.frame([{"id": f"{rid}-{g}", "response_id": rid, "prompt_id": responses[rid][0], "grade": g, "score": s,
+                     "raw": "" if s is None else f"Score: {s}", "probs": [], "mode": "sample", "model": "m", "seed": 0}
+                    for rid, ss in grades.items() for g, s in enumerate(ss)], "judgments")
+    return r, j
+
+
+def test_highest_vs_lowest_mean_and_missing_grades_skipped():
+    r, j = make({"a": ("p", "A"), "b": ("p", "BB"), "c": ("p", "CCC")},
+                {"a": [5, None, 4], "b": [1, 2, None], "c": [3, 3, 3]})
+    prefs, counts = select_pairs(r, j, 0.0, 1)
+    assert len(prefs) == 1
+    row = prefs.row(0, named=True)
+    assert (row["chosen_id"], row["rejected_id"]) == ("a", "b")
+    assert row["score_chosen"] == 4.5 and row["score_rejected"] == 1.5  # None is not 0
+    assert row["prompt"] == [{"role": "user", "content": "prompt p"}]
+    assert row["chosen"] == [{"role": "assistant", "content": "A"}]
+    assert counts == {"prompts": 1, "too_few_scored": 0, "ties": 0}
+
+
+def test_ties_and_unscored_prompts_are_dropped():
+    r, j = make({"a": ("tie", "A"), "b": ("tie", "B"), "c": ("one", "C"), "d": ("one", "D"), "e": ("none", "E")},
+                {"a": [3, 3], "b": [3, 3], "c": [4], "d": [None], "e": [None]})
+    prefs, counts = select_pairs(r, j, 0.0, 1)
+    assert prefs.is_empty()
+    assert counts == {"prompts": 3, "too_few_scored": 2, "ties": 1}
+    m = pair_metrics(prefs, counts)
+    assert m["pairs"] == 0 and m["tie_rate"] == round(1 / 3, 4) and m["length_ratio"] is None
+
+
+def test_min_margin_drops_close_pairs():
+    r, j = make({"a": ("p", "A"), "b": ("p", "B")}, {"a": [4], "b": [3.5]})
+    assert len(select_pairs(r, j, 0.0, 1)[0]) == 1
+    prefs, counts = select_pairs(r, j, 0.5, 1)
+    assert prefs.is_empty() and counts["ties"] == 1
+
+
+def test_equal_best_scores_break_by_id_deterministically():
+    r, j = make({"b": ("p", "B"), "a": ("p", "A"), "c": ("p", "C")}, {"a": [5], "b": [5], "c": [1]})
+    prefs, _ = select_pairs(r, j, 0.0, 2)
+    assert prefs["chosen_id"].to_list() == ["a"] and prefs["iteration"].to_list() == [2]
+
+
+def test_pair_metrics_length_ratio():
+    r, j = make({"a": ("p", "AAAA"), "b": ("p", "BB")}, {"a": [5], "b": [1]})
+    m = pair_metrics(*select_pairs(r, j, 0.0, 1))
+    assert m["length_ratio"] == 2.0 and m["margin_mean"] == 4.0
+
+
+def test_score_summary_counts_parse_rate_and_histogram():
+    _, j = make({"a": ("p", "A")}, {"a": [5, None, 4, 4.4]})
+    s = score_summary(j)
+    assert s["parse_rate"] == 0.75 and s["parsed"] == 3
+    assert s["score_hist"] == {"0": 0, "1": 0, "2": 0, "3": 0, "4": 2, "5": 1}
