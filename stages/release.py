@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -65,18 +66,23 @@ def stale_stages(iteration: int, root: Path) -> dict[str, list]:
     from dvc.exceptions import NotDvcRepoError
     from dvc.repo import Repo
 
+    cwd = os.getcwd()
+    os.chdir(root)  # DVC resolves stage names and paths against the cwd, not the repo it was opened on
     try:
-        repo = Repo(str(root))
+        repo = Repo(".")
     except NotDvcRepoError:
         raise ReleaseError(f"release: {root} is not a DVC project (no .dvc/); run from the repo root") from None
-    with repo:
-        targets = [s.addressing for s in repo.index.stages
-                   if s.addressing.rpartition("@")[::2] in {(name, str(iteration)) for name in ITERATION_STAGES}]
+    try:
+        targets = [s.name for s in repo.index.stages
+                   if s.name.rpartition("@")[::2] in {(name, str(iteration)) for name in ITERATION_STAGES}]
         if f"pairs@{iteration}" not in targets:
             raise ReleaseError(f"release: dvc.yaml has no stage pairs@{iteration}; is iteration {iteration} in params.yaml?")
-        locked = lock_stages(root)
-        stale = {t: ["not in dvc.lock (never run)"] for t in targets if t not in locked}
+        locked = lock_stages(Path("."))
+        stale = {name: ["not in dvc.lock (never run)"] for name in targets if name not in locked}
         stale.update(repo.status(targets=[t for t in targets if t in locked]))
+    finally:
+        repo.close()
+        os.chdir(cwd)
     return stale
 
 
