@@ -1,7 +1,7 @@
 """The dataset card (README.md) of `srlm release`: Hub YAML metadata plus a lineage section.
 
 Everything here is read from files the pipeline already wrote (params.yaml, dvc.lock, metrics/iter<t>/,
-the lineage record beside the dataset when there is one); nothing is timestamped, so an unchanged
+the lineage records beside the datasets when there are any: data/iter<t>/<kind>.lineage.json); nothing is timestamped, so an unchanged
 iteration gives a byte-identical card and a re-release makes no commit.
 """
 
@@ -21,8 +21,8 @@ from . import rows
 PACKAGES = ("srlm", "torch", "transformers", "trl", "peft", "vllm", "datasets", "polars", "dvc",
             "great-expectations", "huggingface-hub")
 DATASET_PARAMS = ("seed", "backend", "base", "prompts", "responses", "judge", "pairs", "validate")
-# issue 5's per-dataset lineage record; the first that exists is embedded verbatim
-LINEAGE_RECORDS = ("data/iter{t}/preferences.lineage.json", "data/iter{t}/lineage.json", "metrics/iter{t}/lineage.json")
+# the lineage record beside each dataset (format srlm-lineage/1, docs/versioning.md); used when present
+LINEAGE_KINDS = ("prompts", "responses", "judgments", "preferences")
 
 
 def size_category(n: int) -> str:
@@ -73,17 +73,19 @@ def git_commit(root: Path) -> str | None:
     return r.stdout.strip() if r.returncode == 0 else None
 
 
-def dvc_hashes(iteration: int, root: Path) -> list[tuple[str, str, str, str]]:
-    """(stage, dep/out, path, md5) from dvc.lock for the iteration's stages: their outputs and the data/models
-    they read (code deps are covered by the git commit)."""
+def dvc_hashes(iteration: int, prev: int, root: Path) -> list[tuple[str, str, str, str]]:
+    """(stage, dep/out, path, md5) from dvc.lock: the iteration's stages (their outputs and the data and models
+    they read; code deps are covered by the git commit) and the outputs of the stages that made M(prev)."""
     from .release import ITERATION_STAGES, lock_stages
 
+    upstream = {"base", "seed", "sft"} | {f"dpo@{t}" for t in range(1, prev + 1)}
     out = []
     for stage, entry in lock_stages(root).items():
         name, _, key = stage.rpartition("@")
-        if key != str(iteration) or name not in ITERATION_STAGES:
+        mine = key == str(iteration) and name in ITERATION_STAGES
+        if not mine and stage not in upstream:
             continue
-        for role in ("deps", "outs"):
+        for role in ("deps", "outs") if mine else ("outs",):
             for d in entry.get(role, []):
                 if role == "outs" or d["path"].startswith(("data/", "models/")):
                     out.append((stage, role[:-1], d["path"], d.get("md5") or d.get("hash", "")))
@@ -106,10 +108,11 @@ def card(iteration: int, repo_id: str, tag: str, p: P.Params, root: Path, sizes:
     parts = [
         f"# {name}",
         f"Preference pairs from iteration {iteration} of a Self-Rewarding Language Models run "
-        "([Yuan et al., 2024](https://arxiv.org/abs/2401.10020)), built with srlm. Model M{prev} wrote the prompts "
+        "([Yuan et al., 2024](https://arxiv.org/abs/2401.10020)), built with srlm. "
+        f"Model M{prev} wrote the prompts "
         f"(self-instruction), sampled {p.responses.n} responses per prompt and judged them itself "
         f"(LLM-as-a-Judge, {p.judge.mode} mode, k={p.judge.k}); a prompt's highest- and lowest-scored responses "
-        "became `chosen` and `rejected`. The text is machine-generated and unreviewed.".replace("{prev}", str(prev)),
+        "became `chosen` and `rejected`. The text is machine-generated and unreviewed.",
         "## Use",
         f'```python\nfrom datasets import load_dataset\n\nds = load_dataset("{repo_id}", revision="{tag}")\n```',
         "`prompt`, `chosen`, `rejected` are message lists (TRL's conversational preference format, ready for "
@@ -139,14 +142,20 @@ def card(iteration: int, repo_id: str, tag: str, p: P.Params, root: Path, sizes:
         (f"{stage}@{iteration}", rows.derive_seed(p.seed, stage, iteration)) for stage in ("prompts", "responses", "judge")]
     parts += ["### Seeds", _table(("what", "seed"), seeds),
               "### DVC hashes", "From `dvc.lock`" + (f" at git commit `{c}`" if (c := git_commit(root)) else "") + ":",
-              _table(("stage", "role", "path", "md5"), dvc_hashes(iteration, root)),
+              _table(("stage", "role", "path", "md5"), dvc_hashes(iteration, prev, root)),
               "### Parameters", "The sections of `params.yaml` that shape the data:",
               "```yaml\n" + yaml.safe_dump({k: v for k, v in p.model_dump(by_alias=True).items() if k in DATASET_PARAMS}
                                            | {"iterations": {str(iteration): {"prev": prev}}}, sort_keys=False).rstrip()
               + "\n```",
               "### Package versions", _table(("package", "version"), versions())]
-    record = next((root / r.format(t=iteration) for r in LINEAGE_RECORDS if (root / r.format(t=iteration)).exists()), None)
-    if record is not None:
-        parts += ["### Lineage record", f"`{record.relative_to(root)}`, verbatim:",
-                  "```json\n" + record.read_text(encoding="utf-8").strip() + "\n```"]
+    records = [(f"data/iter{iteration}/{kind}.lineage.json", r) for kind in LINEAGE_KINDS
+               if (r := _json(root / f"data/iter{iteration}/{kind}.lineage.json")) is not None]
+    if records:
+        ds = lambda r: r.get("dataset") or {}
+        parts += ["### Lineage records", "The record beside each dataset of the iteration (`srlm-lineage/1`):",
+                  _table(("stage", "dataset", "rows", "md5", "params hash", "stage seed"),
+                         [(r.get("stage"), ds(r).get("path"), ds(r).get("rows"), ds(r).get("md5"), r.get("params_hash"),
+                           (r.get("seeds") or {}).get("stage")) for _, r in records]),
+                  *[f"<details><summary>{path}</summary>\n\n```json\n{json.dumps(r, indent=2, sort_keys=True)}\n```\n"
+                    "</details>" for path, r in records]]
     return DatasetCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n\n".join(parts) + "\n")

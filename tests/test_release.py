@@ -103,6 +103,9 @@ def test_dry_run_folder_loads_with_datasets_and_card(project, tmp_path):
     write_params(project / "params.yaml", "release: {test_fraction: 0.5, license: cc-by-4.0}")
     rows.write_json({"judge_agreement": {"spearman": 0.41, "pairs": 30}, "head_to_head": {"win_rate": 0.62}},
                     project / "metrics/iter1/eval.json")
+    record = {"format": "srlm-lineage/1", "stage": "pairs@1", "params_hash": "4f1e0a9c2d3b5e6f",
+              "dataset": {"path": "data/iter1/preferences.parquet", "kind": "preferences", "md5": "9b2cfeed", "rows": 6}}
+    rows.write_json(record, project / "data/iter1/preferences.lineage.json")  # docs/versioning.md (issue 5)
     out = tmp_path / "release"
     r = release(1, REPO, load(project), project, dry_run=out)
     assert set(r["splits"]) == {"train", "test"} and sum(r["splits"].values()) == 6
@@ -121,7 +124,7 @@ def test_dry_run_folder_loads_with_datasets_and_card(project, tmp_path):
     lock = (project / "dvc.lock").read_text()
     md5 = lock.split("data/iter1/preferences.parquet")[1].split("md5: ")[1].split()[0]
     text = card.text
-    for needle in ("## Lineage", md5, "**passed**", "spearman", "0.62", "datasets", "min_margin",
+    for needle in ("## Lineage", md5, "**passed**", "spearman", "0.62", "datasets", "min_margin", "4f1e0a9c2d3b5e6f", "9b2cfeed",
                    str(rows.derive_seed(0, "responses", 1)), f'load_dataset("{REPO}", revision="iter-1")'):
         assert needle in text, needle
 
