@@ -10,6 +10,7 @@ This command reads the results:
   srlm status            one line per iteration: prompts, responses, parse rate, pairs, validation, model
   srlm show 1 preferences [-n 3]   print rows of a dataset
   srlm params            validate params.yaml and print it with defaults filled in
+  srlm release --iteration 1 --repo-id ORG/NAME [--dry-run DIR]   publish the pairs to the Hub (docs/release.md)
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import json
 from pathlib import Path
 
 from . import params as P
-from . import rows
+from . import release, rows
 
 KINDS = ("prompts", "responses", "judgments", "preferences")
 
@@ -72,12 +73,15 @@ def main(argv: list[str] | None = None) -> None:
     s.add_argument("kind", choices=KINDS)
     s.add_argument("-n", type=int, default=5)
     sub.add_parser("params", help="validate params.yaml and print it with defaults")
+    release.add_parser(sub)
     args = ap.parse_args(argv)
     p = P.load(args.params)
     if args.cmd == "status":
         status(p)
     elif args.cmd == "show":
         show(args.iteration, args.kind, args.n)
+    elif args.cmd == "release":
+        release.run(args, p)
     else:
         print(p.model_dump_json(indent=2, by_alias=True))
 

@@ -159,6 +159,20 @@ class Iteration(Strict):
     prev: int = Field(ge=0)
 
 
+class Release(Strict):
+    """`srlm release` (docs/release.md): the dataset card's metadata, the test split and upload retries."""
+
+    license: str = "apache-2.0"  # a Hub license id; check it against the licenses of your seed data and models
+    pretty_name: str | None = None  # card title; default "<repo name> (iteration T)"
+    language: list[str] = ["en"]
+    task_categories: list[str] = ["text-generation"]
+    tags: list[str] = ["dpo", "preference", "synthetic", "self-rewarding"]
+    test_fraction: float = Field(0.0, ge=0, lt=1)  # share of prompts (all their pairs) held out as a test split
+    shard_rows: int = Field(100_000, ge=1)  # rows per parquet shard
+    retries: int = Field(3, ge=0)  # retries of a Hub call after a network error or a 429/5xx answer
+    retry_wait: float = Field(2.0, ge=0)  # seconds before the first retry; doubled each time
+
+
 class Params(Strict):
     seed: int = Field(0, ge=0)
     backend: Backend = Backend()
@@ -172,6 +186,7 @@ class Params(Strict):
     pairs: Pairs = Pairs()
     validate_: Validate = Field(Validate(), alias="validate")
     dpo: Dpo = Dpo()
+    release: Release = Release()
 
     @model_validator(mode="after")
     def _chain(self):

@@ -1,0 +1,265 @@
+"""srlm release: the gate, the dataset folder and card, and the upload through the real huggingface_hub
+client against tests/hub_standin.py (a local stand-in for the Hub API, not the Hub)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from stages import cli, rows
+from stages import params as P
+from stages.release import ReleaseError, release
+from tests.conftest import write_params
+from tests.hub_standin import HubStandIn
+
+FAKE_TOKEN = "hf_FAKEtokenNEVERtoBEseen0123456789"
+REPO = "srlm-org/self-rewarding-iter"
+DVC_YAML = """
+stages:
+  pairs:
+    foreach: {"1": {prev: 0}}
+    do:
+      cmd: python -c "print('pairs')"
+      deps:
+        - data/iter${key}/responses.txt
+      params:
+        - pairs
+      outs:
+        - data/iter${key}/preferences.parquet
+  validate:
+    foreach: {"1": {prev: 0}}
+    do:
+      cmd: python -c "print('validate')"
+      deps:
+        - data/iter${key}/preferences.parquet
+      metrics:
+        - metrics/iter${key}/validate.json:
+            cache: false
+"""
+VALIDATION = {"passed": True, "overridden": False, "failed": 0, "evaluated": 12, "failures": [], "skipped": [],
+              "warnings": [], "observed": {"preferences": {"pairs": 6}}}
+
+
+def pairs(n: int = 6) -> list[dict]:
+    msg = lambda role, text: [{"role": role, "content": text}]
+    return [{"id": f"pair{i}", "prompt_id": f"p{i}", "prompt": msg("user", f"Question {i}?"),
+             "chosen": msg("assistant", f"A careful answer {i}."), "rejected": msg("assistant", f"meh {i}"),
+             "chosen_id": f"c{i}", "rejected_id": f"r{i}", "score_chosen": 4.5, "score_rejected": 1.0 + i / 10,
+             "iteration": 1} for i in range(n)]
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory) -> Path:
+    """A tiny real DVC project with iteration 1 built and locked (dvc commit), made once per module."""
+    from dvc.repo import Repo
+
+    root = tmp_path_factory.mktemp("project")
+    write_params(root / "params.yaml", "release: {retries: 2, retry_wait: 0}")
+    (root / "dvc.yaml").write_text(DVC_YAML)
+    (root / "data/iter1").mkdir(parents=True)
+    (root / "data/iter1/responses.txt").write_text("responses\n")
+    rows.write(rows.frame(pairs(), "preferences"), root / "data/iter1/preferences.parquet", "preferences")
+    rows.write_json(VALIDATION, root / "metrics/iter1/validate.json")
+    Repo.init(str(root), no_scm=True).close()
+    dvc_commit(root, "pairs@1", "validate@1")
+    return root
+
+
+@pytest.fixture
+def project(template, tmp_path, monkeypatch) -> Path:
+    root = tmp_path / "project"
+    shutil.copytree(template, root)
+    monkeypatch.chdir(root)
+    monkeypatch.setenv("HF_TOKEN", FAKE_TOKEN)
+    return root
+
+
+def dvc_commit(root: Path, *stages: str) -> None:
+    """Record the current files in dvc.lock, as `dvc commit -f` would (DVC resolves names against the cwd)."""
+    from dvc.repo import Repo
+
+    cwd = os.getcwd()
+    os.chdir(root)
+    try:
+        with Repo(".") as repo:
+            for stage in stages:
+                repo.commit(stage, force=True)
+    finally:
+        os.chdir(cwd)
+
+
+def load(root: Path) -> P.Params:
+    return P.load(root / "params.yaml")
+
+
+def test_dry_run_folder_loads_with_datasets_and_card(project, tmp_path):
+    import datasets
+    from huggingface_hub import DatasetCard
+
+    write_params(project / "params.yaml", "release: {test_fraction: 0.5, license: cc-by-4.0}")
+    rows.write_json({"judge_agreement": {"spearman": 0.41, "pairs": 30}, "head_to_head": {"win_rate": 0.62}},
+                    project / "metrics/iter1/eval.json")
+    record = {"format": "srlm-lineage/1", "stage": "pairs@1", "params_hash": "4f1e0a9c2d3b5e6f",
+              "dataset": {"path": "data/iter1/preferences.parquet", "kind": "preferences", "md5": "9b2cfeed", "rows": 6}}
+    rows.write_json(record, project / "data/iter1/preferences.lineage.json")  # docs/versioning.md (issue 5)
+    out = tmp_path / "release"
+    r = release(1, REPO, load(project), project, dry_run=out)
+    assert set(r["splits"]) == {"train", "test"} and sum(r["splits"].values()) == 6
+
+    ds = datasets.load_dataset(str(out), cache_dir=str(tmp_path / "hf-cache"))
+    assert {s: len(ds[s]) for s in ds} == r["splits"]
+    row = ds["train"][0]
+    assert row["prompt"][0]["role"] == "user" and row["chosen"][0]["role"] == "assistant"
+    assert {"score_chosen", "score_rejected", "id", "chosen_id", "rejected_id"} <= set(ds["train"].column_names)
+    assert not set(ds["train"]["prompt_id"]) & set(ds["test"]["prompt_id"])  # no prompt in both splits
+
+    card = DatasetCard.load(out / "README.md")
+    assert card.data.license == "cc-by-4.0" and card.data.size_categories == ["n<1K"]
+    assert card.data.task_categories == ["text-generation"] and "dpo" in card.data.tags
+    assert {f["split"] for f in card.data.configs[0]["data_files"]} == {"train", "test"}
+    lock = (project / "dvc.lock").read_text()
+    md5 = lock.split("data/iter1/preferences.parquet")[1].split("md5: ")[1].split()[0]
+    text = card.text
+    for needle in ("## Lineage", md5, "**passed**", "spearman", "0.62", "datasets", "min_margin", "4f1e0a9c2d3b5e6f", "9b2cfeed",
+                   str(rows.derive_seed(0, "responses", 1)), f'load_dataset("{REPO}", revision="iter-1")'):
+        assert needle in text, needle
+
+
+def test_same_iteration_gives_identical_folder(project, tmp_path):
+    a = release(1, REPO, load(project), project, dry_run=tmp_path / "a")
+    b = release(1, REPO, load(project), project, dry_run=tmp_path / "b")
+    files = lambda d: {f.relative_to(d): f.read_bytes() for f in Path(d).rglob("*") if f.is_file()}
+    assert files(a["folder"]) == files(b["folder"])
+
+
+@pytest.mark.parametrize("case, needle", [
+    ("failed", "failed validation"), ("missing_validation", "has not passed validation"),
+    ("stale", "stale against dvc.lock"), ("stale_params", "stale against dvc.lock"),
+    ("no_iteration", "does not exist"), ("bad_repo", "invalid --repo-id"), ("no_namespace", "must be ORG/NAME"),
+    ("not_empty", "holds other files")])
+def test_refusals_exit_nonzero_with_a_clear_message(project, tmp_path, case, needle):
+    args = ["release", "--iteration", "1", "--repo-id", REPO, "--dry-run", str(tmp_path / "out")]
+    if case == "failed":
+        rows.write_json({**VALIDATION, "passed": False, "failed": 1, "failures": ["preferences.min_pairs"]},
+                        project / "metrics/iter1/validate.json")
+    elif case == "missing_validation":
+        (project / "metrics/iter1/validate.json").unlink()
+    elif case == "stale":
+        rows.write(rows.frame(pairs(5), "preferences"), project / "data/iter1/preferences.parquet", "preferences")
+    elif case == "stale_params":
+        write_params(project / "params.yaml", "pairs: {min_margin: 0.5}")
+    elif case == "no_iteration":
+        args[2] = "7"
+    elif case == "bad_repo":
+        args[4] = "bad//name"
+    elif case == "no_namespace":
+        args[4] = "justname"
+    elif case == "not_empty":
+        (tmp_path / "out").mkdir()
+        (tmp_path / "out/keep.txt").write_text("mine")
+    with pytest.raises(SystemExit) as e:
+        cli.main(args)
+    assert isinstance(e.value.code, str) and needle in e.value.code  # a string code exits with status 1
+    if case == "not_empty":
+        assert (tmp_path / "out/keep.txt").read_text() == "mine"
+
+
+def test_overridden_validation_is_released_and_recorded(project, tmp_path):
+    rows.write_json({**VALIDATION, "passed": False, "overridden": True, "failed": 1, "failures": ["prompts.x"]},
+                    project / "metrics/iter1/validate.json")
+    dvc_commit(project, "validate@1")  # the override run is what dvc.lock records
+    out = tmp_path / "out"
+    release(1, REPO, load(project), project, dry_run=out)
+    assert "FAILED, released under the override" in (out / "README.md").read_text()
+
+
+def test_upload_one_commit_tag_and_noop_rerelease(project, tmp_path, capsys):
+    import datasets
+
+    with HubStandIn(token=FAKE_TOKEN) as hub:
+        r = release(1, REPO, load(project), project, endpoint=hub.url)
+        repo = hub.repos[REPO]
+        assert repo.private and len(repo.commits) == 2  # the repo's initial commit + ours
+        head = repo.head
+        assert r["new_commit"] and r["commit"] == head.oid and repo.tags == {"iter-1": head.oid}
+        assert head.summary == "srlm release: iteration 1 (iter-1)"
+        assert set(head.files) == {".gitattributes", "README.md", "data/train-00000-of-00001.parquet"}
+        assert sum(q["route"] == "commit" for q in hub.requests) == 1
+        assert all(q["auth"] == f"Bearer {FAKE_TOKEN}" for q in hub.requests)
+
+        again = release(1, REPO, load(project), project, endpoint=hub.url)  # same tag: nothing to do
+        assert not again["new_commit"] and not again["tagged"] and len(repo.commits) == 2
+        assert sum(q["route"] == "commit" for q in hub.requests) == 1
+
+        write_params(project / "params.yaml", "release: {tags: [dpo, changed], retries: 0}")
+        with pytest.raises(ReleaseError, match="tag iter-1 already exists"):  # new content under an old tag
+            release(1, REPO, load(project), project, endpoint=hub.url)
+        assert len(repo.commits) == 2
+
+    served = tmp_path / "served"  # what arrived loads as the dataset
+    for path, data in head.files.items():
+        (served / path).parent.mkdir(parents=True, exist_ok=True)
+        (served / path).write_bytes(data)
+    ds = datasets.load_dataset(str(served), cache_dir=str(tmp_path / "hf-cache"))
+    assert sorted(ds["train"]["id"]) == [f"pair{i}" for i in range(6)]
+    assert FAKE_TOKEN not in capsys.readouterr().out
+
+
+def test_failed_tag_leaves_an_untagged_commit_and_a_rerun_tags_it_without_a_new_commit(project):
+    with HubStandIn(token=FAKE_TOKEN) as hub:
+        hub.faults["tag"] = 3  # 1 try + 2 retries all dropped
+        with pytest.raises(ReleaseError, match="rerun the same command to tag it"):
+            release(1, REPO, load(project), project, endpoint=hub.url)
+        repo = hub.repos[REPO]
+        assert len(repo.commits) == 2 and repo.tags == {}
+        r = release(1, REPO, load(project), project, endpoint=hub.url)
+        assert not r["new_commit"] and r["tagged"] and repo.tags == {"iter-1": repo.head.oid}
+        assert len(repo.commits) == 2
+        assert sum(q["route"] == "commit" for q in hub.requests) == 1  # the client skipped the empty commit
+
+
+def test_network_error_is_retried_then_fails_clearly_and_untagged(project, capsys, caplog):
+    with HubStandIn(token=FAKE_TOKEN) as hub:
+        hub.faults["commit"] = 1  # one dropped connection: the retry succeeds, one commit
+        release(1, REPO, load(project), project, endpoint=hub.url)
+        repo = hub.repos[REPO]
+        assert len(repo.commits) == 2 and "iter-1" in repo.tags
+        assert "retry 1/2" in capsys.readouterr().err
+
+        hub.faults["commit"] = 10  # the network stays down: bounded retries, a clear error, no tag
+        rows.write(rows.frame(pairs(4), "preferences"), project / "data/iter1/preferences.parquet", "preferences")
+        dvc_commit(project, "pairs@1", "validate@1")
+        with pytest.raises(ReleaseError) as e:
+            release(1, REPO, load(project), project, tag="iter-1-redo", endpoint=hub.url)
+        assert "upload to" in str(e.value) and "failed" in str(e.value)
+        assert hub.faults["commit"] == 7  # 1 try + 2 retries
+        assert len(repo.commits) == 2 and "iter-1-redo" not in repo.tags
+        out = capsys.readouterr()
+        for text in (str(e.value), out.out, out.err, caplog.text):
+            assert FAKE_TOKEN not in text
+
+
+def test_token_missing_and_never_written(project, tmp_path, monkeypatch, capsys, caplog):
+    import huggingface_hub.constants as C
+
+    with HubStandIn(token=FAKE_TOKEN) as hub:
+        release(1, REPO, load(project), project, endpoint=hub.url)
+        hub.token = "another-token"  # the Hub rejects ours: the 401 error text must not carry it
+        with pytest.raises(ReleaseError) as e:
+            release(1, REPO, load(project), project, tag="x", endpoint=hub.url)
+        assert "401" in str(e.value) and FAKE_TOKEN not in str(e.value)
+    release(1, REPO, load(project), project, dry_run=tmp_path / "dry")
+    out = capsys.readouterr()
+    assert FAKE_TOKEN not in out.out + out.err + caplog.text
+    for f in [*project.rglob("*"), *(tmp_path / "dry").rglob("*")]:  # cards, metrics, dvc.lock, parquet
+        if f.is_file():
+            assert FAKE_TOKEN.encode() not in f.read_bytes(), f
+
+    monkeypatch.delenv("HF_TOKEN")
+    monkeypatch.setattr(C, "HF_TOKEN_PATH", str(tmp_path / "no-token"))
+    with pytest.raises(ReleaseError, match="no Hugging Face token"):
+        release(1, REPO, load(project), project, endpoint="http://127.0.0.1:9")
