@@ -10,6 +10,7 @@ This command reads the results:
   srlm status            one line per iteration: prompts, responses, parse rate, pairs, validation, model
   srlm show 1 preferences [-n 3]   print rows of a dataset
   srlm params            validate params.yaml and print it with defaults filled in
+  srlm diff 1 2 [--kind judgments] [--format table|json|markdown]   compare iterations or revisions (HEAD~1:2)
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 
 from . import params as P
 from . import rows
+from . import diff
 
 KINDS = ("prompts", "responses", "judgments", "preferences")
 
@@ -72,12 +74,16 @@ def main(argv: list[str] | None = None) -> None:
     s.add_argument("kind", choices=KINDS)
     s.add_argument("-n", type=int, default=5)
     sub.add_parser("params", help="validate params.yaml and print it with defaults")
+    diff.add_arguments(sub.add_parser("diff", help="compare a dataset between iterations or revisions",
+                                      description=diff.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter))
     args = ap.parse_args(argv)
     p = P.load(args.params)
     if args.cmd == "status":
         status(p)
     elif args.cmd == "show":
         show(args.iteration, args.kind, args.n)
+    elif args.cmd == "diff":
+        diff.main_args(args, p)
     else:
         print(p.model_dump_json(indent=2, by_alias=True))
 

@@ -110,17 +110,21 @@ def write(dataset: str | Path, kind: str, **kwargs) -> dict:
 
 
 def read(dataset: str | Path, rev: str | None = None, repo: str | None = None) -> dict | None:
-    """The lineage record of `dataset` in the workspace, or at a git revision through DVC; None if it has none."""
-    path = path_for(dataset)
+    """The lineage record of `dataset` in the workspace, or at a git revision; None if it has none."""
+    return read_json(path_for(dataset), rev, repo)
+
+
+def read_json(path: str | Path, rev: str | None = None, repo: str | None = None) -> dict | None:
+    """A small git-tracked JSON file (lineage, metrics) in the workspace or at a git revision; None if absent."""
     try:
         if rev is None:
             return json.loads((Path(repo or ".") / path).read_text(encoding="utf-8"))
         import dvc.api
+        from dvc.exceptions import PathMissingError
 
-        return json.loads(dvc.api.read(path.as_posix(), repo=repo, rev=rev, encoding="utf-8"))
-    except (OSError, json.JSONDecodeError, ValueError):
-        return None
-    except Exception as e:  # dvc raises its own types for a path missing at that revision
-        if type(e).__name__ in ("PathMissingError", "FileNotFoundError", "NoOutputOrStageError"):
+        try:
+            return json.loads(dvc.api.read(Path(path).as_posix(), repo=repo, rev=rev, encoding="utf-8"))
+        except PathMissingError:
             return None
-        raise
+    except (OSError, json.JSONDecodeError):
+        return None
