@@ -157,29 +157,39 @@ def lengths(a: pl.DataFrame, b: pl.DataFrame, kind: str) -> dict:
     return out
 
 
-def prompt_table(df: pl.DataFrame, kind: str) -> pl.DataFrame:
-    """Distinct prompts of a dataset: prompt_id and text (null where the dataset keeps no text)."""
-    pid = "id" if kind == "prompts" else "prompt_id"
-    text = {"prompts": pl.col("prompt"), "responses": pl.col("prompt"), "preferences": _content("prompt"),
+def _prompt_text(kind: str) -> pl.Expr:
+    return {"prompts": pl.col("prompt"), "responses": pl.col("prompt"), "preferences": _content("prompt"),
             "judgments": pl.lit(None, pl.String)}[kind]
-    return df.select(prompt_id=pl.col(pid), text=text).unique("prompt_id").sort("prompt_id")
+
+
+def _sample_ids(ids: pl.Series, size: int, seed: int) -> pl.Series:
+    """A seeded sample of distinct ids that does not depend on row order: the `size` smallest id hashes."""
+    return pl.DataFrame({"id": ids}).with_columns(h=pl.col("id").hash(seed)).bottom_k(size, by=["h", "id"])["id"]
+
+
+def _texts(df: pl.DataFrame, kind: str, ids: pl.Series) -> dict[str, str]:
+    pid = "id" if kind == "prompts" else "prompt_id"
+    hit = df.filter(pl.col(pid).is_in(ids.implode())).select(pl.col(pid), _prompt_text(kind)).unique(pid)
+    return dict(hit.iter_rows())
 
 
 def novelty(a: pl.DataFrame, b: pl.DataFrame, kind: str, threshold: float, sample: int, seed: int = 0) -> dict:
     from .prompts import _near, words  # the prompts@t near-duplicate test (word-level LCS)
 
-    pa, pb = prompt_table(a, kind), prompt_table(b, kind)
-    in_a = pb["prompt_id"].is_in(pa["prompt_id"])
-    out = {"prompts_a": len(pa), "prompts_b": len(pb), "exact_overlap": _r(in_a.mean()) if len(pb) else None,
+    pid = "id" if kind == "prompts" else "prompt_id"
+    ids_a, ids_b = a[pid].unique(), b[pid].unique()
+    out = {"prompts_a": len(ids_a), "prompts_b": len(ids_b),
+           "exact_overlap": _r(ids_b.is_in(ids_a.implode()).mean()) if len(ids_b) else None,
            "near_duplicate_share": None, "novelty": None, "similarity": threshold, "sample": None}
-    if kind == "judgments" or not len(pb):
+    if kind == "judgments" or not len(ids_b):  # judgments keep prompt ids but no prompt text
         return out
-    sb = pb.with_columns(in_a=in_a).sample(min(sample, len(pb)), seed=seed)
-    sa = pa.sample(min(sample, len(pa)), seed=seed)["text"].to_list()
-    choices = [words(t or "") for t in sa]
-    near = [bool(exact) or _near(words(t or ""), choices, threshold) for t, exact in sb.select("text", "in_a").iter_rows()]
-    share = sum(near) / len(near)
-    out.update(near_duplicate_share=_r(share), novelty=_r(1 - share), sample=len(near))
+    sb = _sample_ids(ids_b, sample, seed)
+    exact = set(sb.filter(sb.is_in(ids_a.implode())).to_list())
+    new_texts = _texts(b, kind, sb.filter(~sb.is_in(ids_a.implode())))  # LCS only for prompts A lacks by id
+    choices = [words(t or "") for t in _texts(a, kind, _sample_ids(ids_a, sample, seed)).values()]
+    near = len(exact) + sum(_near(words(t or ""), choices, threshold) for t in new_texts.values())
+    share = near / len(sb)
+    out.update(near_duplicate_share=_r(share), novelty=_r(1 - share), sample=len(sb))
     return out
 
 
