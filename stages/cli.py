@@ -11,6 +11,7 @@ This command reads the results:
   srlm show 1 preferences [-n 3]   print rows of a dataset
   srlm params            validate params.yaml and print it with defaults filled in
   srlm release --iteration 1 --repo-id ORG/NAME [--dry-run DIR]   publish the pairs to the Hub (docs/release.md)
+  srlm diff 1 2 [--kind judgments] [--format table|json|markdown]   compare iterations or revisions (HEAD~1:2)
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import json
 from pathlib import Path
 
 from . import params as P
-from . import release, rows
+from . import diff, release, rows
 
 KINDS = ("prompts", "responses", "judgments", "preferences")
 
@@ -74,6 +75,8 @@ def main(argv: list[str] | None = None) -> None:
     s.add_argument("-n", type=int, default=5)
     sub.add_parser("params", help="validate params.yaml and print it with defaults")
     release.add_parser(sub)
+    diff.add_arguments(sub.add_parser("diff", help="compare a dataset between iterations or revisions",
+                                      description=diff.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter))
     args = ap.parse_args(argv)
     p = P.load(args.params)
     if args.cmd == "status":
@@ -82,6 +85,8 @@ def main(argv: list[str] | None = None) -> None:
         show(args.iteration, args.kind, args.n)
     elif args.cmd == "release":
         release.run(args, p)
+    elif args.cmd == "diff":
+        diff.main_args(args, p)
     else:
         print(p.model_dump_json(indent=2, by_alias=True))
 

@@ -19,6 +19,7 @@ import polars as pl
 
 from . import params as P
 from . import rows
+from . import lineage
 from .backend import Backend, make_backend
 from .prompting import SCORES, judge_messages, parse_score
 
@@ -76,6 +77,8 @@ def main(argv: list[str] | None = None) -> None:
         "response_id": r["id"], "prompt_id": r["prompt_id"], "mode": cfg.mode, "model": backend.model_name, "seed": seed,
     } for r, gs in zip(responses.iter_rows(named=True), grades) for g in gs]
     df = rows.write(rows.frame(records, "judgments"), args.out, "judgments")
+    lineage.write(args.out, "judgments", stage=f"judge@{args.iteration}", inputs={"model": args.model, "responses": args.responses},
+                  params=p, sections=("seed", "backend", "judge"), seed=seed)
     metrics = {"mode": cfg.mode, "responses": len(responses), **score_summary(df)}
     if args.metrics:
         rows.write_json(metrics, args.metrics)

@@ -19,6 +19,7 @@ import polars as pl
 
 from . import params as P
 from . import rows
+from . import lineage
 
 
 def response_scores(judgments: pl.DataFrame) -> pl.DataFrame:
@@ -80,6 +81,8 @@ def main(argv: list[str] | None = None) -> None:
     prefs, counts = select_pairs(rows.read(args.responses, "responses"), rows.read(args.judgments, "judgments"),
                                  p.pairs.min_margin, args.iteration)
     rows.write(prefs, args.out, "preferences")
+    lineage.write(args.out, "preferences", stage=f"pairs@{args.iteration}", inputs={"responses": args.responses, "judgments": args.judgments},
+                  params=p, sections=("pairs",))
     metrics = pair_metrics(prefs, counts)
     if args.metrics:
         rows.write_json(metrics, args.metrics)

@@ -21,6 +21,7 @@ from rapidfuzz.distance import LCSseq
 
 from . import params as P
 from . import rows
+from . import lineage
 from .backend import make_backend
 from .prompting import parse_instruction, self_instruct_messages
 
@@ -91,6 +92,8 @@ def main(argv: list[str] | None = None) -> None:
         "model": backend.model_name, "seed": seed,
     } for i in kept], "prompts")
     rows.write(df, args.out, "prompts")
+    lineage.write(args.out, "prompts", stage=f"prompts@{args.iteration}", inputs={"model": args.model, "pool": args.pool},
+                  params=p, sections=("seed", "backend", "prompts"), seed=seed)
     metrics = {"generated": len(candidates), "kept": len(df), "dropped": dict(sorted(reasons.items())),
                "mean_chars": round(sum(len(t) for t in df["prompt"]) / max(len(df), 1), 1)}
     if args.metrics:

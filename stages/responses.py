@@ -14,6 +14,7 @@ from pathlib import Path
 
 from . import params as P
 from . import rows
+from . import lineage
 from .backend import make_backend
 
 
@@ -49,6 +50,8 @@ def main(argv: list[str] | None = None) -> None:
                 records.append({"id": rid, "prompt_id": prow["id"], "prompt": prow["prompt"], "response": c.text,
                                 "sample": k, "n_tokens": c.n_tokens, "model": backend.model_name, "seed": seed})
     df = rows.write(rows.frame(records, "responses"), args.out, "responses")
+    lineage.write(args.out, "responses", stage=f"responses@{args.iteration}", inputs={"model": args.model, "prompts": args.prompts},
+                  params=p, sections=("seed", "backend", "responses"), seed=seed)
     tokens = df["n_tokens"]
     metrics = {"prompts": len(prompts), "responses": len(df), "empty": empty, "duplicates": dup,
                "mean_tokens": round(float(tokens.mean() or 0), 1), "max_tokens": int(tokens.max() or 0),

@@ -1,0 +1,130 @@
+"""Lineage records: where a dataset came from, written beside it as `<name>.lineage.json`.
+
+    data/iter1/preferences.parquet  ->  data/iter1/preferences.lineage.json
+
+A stage adds one line after `rows.write`:
+
+    lineage.write(args.out, "preferences", stage=f"pairs@{t}", inputs={"responses": ..., "judgments": ...},
+                  params=p, sections=("pairs",), seed=None)
+
+The record holds the DVC md5 of the dataset and of every input (a model folder gets DVC's
+`<md5>.dir` hash, so it matches dvc.lock and the cache), the params sections the stage
+reads and their hash, the seeds, and package versions. It carries no timestamp: the same
+run on the same machine writes the same bytes. Format: docs/versioning.md ("Lineage").
+`srlm diff` and `srlm release` read it with `read()`, at any git revision.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+from pathlib import Path
+from typing import Iterable
+
+from . import rows
+
+FORMAT = "srlm-lineage/1"
+PACKAGES = ("srlm", "polars", "pyarrow", "torch", "transformers", "peft", "trl", "datasets", "vllm", "dvc")
+
+
+def path_for(dataset: str | Path) -> Path:
+    dataset = Path(dataset)
+    return dataset.with_name(dataset.name.split(".")[0] + ".lineage.json")
+
+
+def md5(path: str | Path) -> str | None:
+    """DVC's md5 of a file, or `<md5>.dir` of a folder (the value dvc.lock records); None if absent."""
+    path = Path(path)
+    if path.is_file():
+        return _file_md5(path)
+    if not path.is_dir():
+        return None
+    from dvc_data.hashfile.hash_info import HashInfo
+    from dvc_data.hashfile.meta import Meta
+    from dvc_data.hashfile.tree import Tree
+
+    tree = Tree()
+    for f in sorted(p for p in path.rglob("*") if p.is_file()):
+        tree.add(f.relative_to(path).parts, Meta(size=f.stat().st_size), HashInfo("md5", _file_md5(f)))
+    tree.digest()
+    return tree.hash_info.value
+
+
+def _file_md5(path: Path) -> str:
+    h = hashlib.md5()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def package_versions(names: Iterable[str] = PACKAGES) -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for name in names:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
+def params_subset(params, sections: Iterable[str]) -> dict:
+    """The params a stage reads, by dotted name as dvc.yaml lists them (`seed`, `judge`, `backend.dtype`)."""
+    tree = params.model_dump(mode="json", by_alias=True)
+    out = {}
+    for name in sections:
+        node = tree
+        for key in name.split("."):
+            node = node[key]
+        out[name] = node
+    return out
+
+
+def record(dataset: str | Path, kind: str, *, stage: str, inputs: dict[str, str | Path], params,
+           sections: Iterable[str], seed: int | None = None) -> dict:
+    import polars as pl
+
+    dataset = Path(dataset)
+    used = params_subset(params, sections)
+    return {
+        "format": FORMAT,
+        "dataset": {"path": dataset.as_posix(), "kind": kind, "md5": md5(dataset),
+                    "rows": pl.scan_parquet(dataset).select(pl.len()).collect().item()},
+        "stage": stage,
+        "inputs": {name: {"path": Path(p).as_posix(), "md5": md5(p)} for name, p in inputs.items()},
+        "params": used,
+        "params_hash": rows.content_id(used),
+        "seeds": {"global": params.seed, "stage": seed},
+        "packages": package_versions(),
+    }
+
+
+def write(dataset: str | Path, kind: str, **kwargs) -> dict:
+    """Write the lineage record of the dataset just written at `dataset` (see `record` for the arguments)."""
+    rec = record(dataset, kind, **kwargs)
+    rows.write_json(rec, path_for(dataset))
+    return rec
+
+
+def read(dataset: str | Path, rev: str | None = None, repo: str | None = None) -> dict | None:
+    """The lineage record of `dataset` in the workspace, or at a git revision; None if it has none."""
+    return read_json(path_for(dataset), rev, repo)
+
+
+def read_json(path: str | Path, rev: str | None = None, repo: str | None = None) -> dict | None:
+    """A small git-tracked JSON file (lineage, metrics) in the workspace or at a git revision; None if absent."""
+    try:
+        if rev is None:
+            return json.loads((Path(repo or ".") / path).read_text(encoding="utf-8"))
+        import dvc.api
+        from dvc.exceptions import PathMissingError
+
+        try:
+            return json.loads(dvc.api.read(Path(path).as_posix(), repo=repo, rev=rev, encoding="utf-8"))
+        except PathMissingError:
+            return None
+    except (OSError, json.JSONDecodeError):
+        return None

@@ -1,0 +1,79 @@
+"""plots: the per-iteration numbers the stages already wrote, as tables `dvc plots` can draw.
+
+    python -m stages.plots --metrics metrics --out plots
+
+Reads metrics/iter<t>/judge.json (score_hist, score_mean, parse_rate) and pairs.json (tie_rate,
+chosen/rejected lengths) for every iteration present and writes two small CSVs:
+
+  plots/scores.csv      iteration, score, grades, share      score histogram per iteration
+  plots/iterations.csv  iteration, score_mean, parse_rate, tie_rate, pairs, margin_mean,
+                        chosen_chars, rejected_chars, length_ratio
+
+dvc.yaml's top-level `plots:` draws them (score histogram, score by iteration, length drift,
+tie/parse rates); `dvc plots show` renders the workspace, `dvc plots diff main` two revisions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+
+import polars as pl
+
+ITER_COLUMNS = {"score_mean": ("judge", "score_mean"), "parse_rate": ("judge", "parse_rate"), "tie_rate": ("pairs", "tie_rate"),
+                "pairs": ("pairs", "pairs"), "margin_mean": ("pairs", "margin_mean"),
+                "chosen_chars": ("pairs", "chosen_chars_mean"), "rejected_chars": ("pairs", "rejected_chars_mean"),
+                "length_ratio": ("pairs", "length_ratio")}
+
+
+def _load(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except json.JSONDecodeError as e:
+        raise SystemExit(f"error: {path}: not valid JSON ({e})") from None
+
+
+def tables(metrics: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
+    iters = sorted(int(m.group(1)) for d in metrics.glob("iter*") if (m := re.fullmatch(r"iter(\d+)", d.name)))
+    hist, per_iter = [], []
+    for t in iters:
+        found = {name: _load(metrics / f"iter{t}" / f"{name}.json") for name in ("judge", "pairs")}
+        if not any(found.values()):
+            continue
+        counts = found["judge"].get("score_hist", {})
+        total = sum(counts.values())
+        hist += [{"iteration": t, "score": int(s), "grades": n, "share": round(n / total, 4) if total else 0.0}
+                 for s, n in sorted(counts.items(), key=lambda kv: int(kv[0]))]
+        per_iter.append({"iteration": t, **{col: found[src].get(key) for col, (src, key) in ITER_COLUMNS.items()}})
+    hist_schema = {"iteration": pl.Int64, "score": pl.Int64, "grades": pl.Int64, "share": pl.Float64}
+    iter_schema = {"iteration": pl.Int64, **{c: pl.Float64 for c in ITER_COLUMNS}}
+    return pl.DataFrame(hist, schema=hist_schema), pl.DataFrame(per_iter, schema=iter_schema)
+
+
+def write_csv(df: pl.DataFrame, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    df.write_csv(tmp)
+    os.replace(tmp, path)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--metrics", type=Path, default=Path("metrics"))
+    ap.add_argument("--out", type=Path, default=Path("plots"))
+    args = ap.parse_args(argv)
+    hist, per_iter = tables(args.metrics)
+    write_csv(hist, args.out / "scores.csv")
+    write_csv(per_iter, args.out / "iterations.csv")
+    print(f"plots: {len(per_iter)} iterations -> {args.out}/scores.csv, {args.out}/iterations.csv")
+
+
+if __name__ == "__main__":
+    main()
