@@ -20,6 +20,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import shutil
+import signal
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,6 +63,8 @@ def _worker(work: "Work", todo: list[int], threads: int | None, parent: int | No
     from .backend import make_backend
 
     try:
+        if parent is not None:
+            signal.signal(signal.SIGINT, signal.default_int_handler)  # see Work.run
         if devices is not None:  # before torch is imported: this worker sees only its own GPUs
             os.environ["CUDA_VISIBLE_DEVICES"] = devices
         if threads:
@@ -129,6 +132,8 @@ class Work:
         self.resumed = len(done)
         if done:
             print(f"{self.stage}: resuming, {len(done)} of {len(self.shards)} shards already done", file=sys.stderr)
+        # polars installs its own SIGINT handler that only fires inside polars calls: take Ctrl-C back
+        previous = signal.signal(signal.SIGINT, signal.default_int_handler)
         try:
             if self.workers == 1 or len(todo) < 2:
                 _worker(self, todo, None, None)
@@ -138,6 +143,8 @@ class Work:
             print(f"{self.stage}: interrupted; {len(self.done())} of {len(self.shards)} shards kept, rerun to resume",
                   file=sys.stderr)
             raise SystemExit(INTERRUPTED) from None
+        finally:
+            signal.signal(signal.SIGINT, previous)
         return self._assemble()
 
     def _parallel(self, todo: list[int]) -> None:
