@@ -26,6 +26,7 @@ class Completion:
 
 class Backend(Protocol):
     model_name: str  # recorded in every row this backend produces
+    truncated_prompts: int  # prompts cut (from the left) to fit the context so far; read with getattr(..., 0)
 
     def chat(self, messages: list[dict], prefill: str = "") -> str:
         """Render a conversation with the model's chat template, opening the assistant turn."""

@@ -31,11 +31,15 @@ class HFBackend:
     def __init__(self, cfg: BackendParams, model_path: Path):
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
         self.model_name = model_path.as_posix()
-        self.tok = load_tokenizer(model_path, cfg.trust_remote_code)
+        try:
+            self.tok = load_tokenizer(model_path, cfg.trust_remote_code)
+            self.model = AutoModelForCausalLM.from_pretrained(
+                str(model_path), dtype=torch_dtype(cfg.dtype, self.device), trust_remote_code=cfg.trust_remote_code
+            ).to(self.device)
+        except Exception as e:  # a corrupt config, tokenizer or weights file: transformers raises many types
+            raise SystemExit(f"error: could not load the model in {model_path}: {type(e).__name__}: {e}") from None
         self.tok.padding_side = "left"  # generation continues from the right edge
-        self.model = AutoModelForCausalLM.from_pretrained(
-            str(model_path), dtype=torch_dtype(cfg.dtype, self.device), trust_remote_code=cfg.trust_remote_code
-        ).to(self.device)
+        self.truncated_prompts = 0
         self.model.eval()
         self.max_positions = getattr(self.model.config, "max_position_embeddings", 2048)
 
@@ -49,15 +53,16 @@ class HFBackend:
                        max_length=max(self.max_positions - room, 8), add_special_tokens=False)
         return {k: v.to(self.device) for k, v in enc.items()}
 
-    def _by_length(self, texts: list[str]) -> list[int]:
+    def _by_length(self, texts: list[str], room: int) -> list[int]:
         # Batching similar lengths together wastes less compute on padding; the order is deterministic.
         lengths = [len(ids) for ids in self.tok(texts, add_special_tokens=False)["input_ids"]]
+        self.truncated_prompts += sum(n > max(self.max_positions - room, 8) for n in lengths)  # cut by _encode
         return sorted(range(len(texts)), key=lambda i: (-lengths[i], i))
 
     @torch.inference_mode()
     def generate(self, texts, n, sampling: Sampling, seed, desc="generate"):
         per_batch = max(1, sampling.batch_size // n)
-        order = self._by_length(texts)
+        order = self._by_length(texts, sampling.max_new_tokens)
         out: list[list[Completion]] = [[] for _ in texts]
         eos = self.tok.eos_token_id
         for b, start in enumerate(tqdm(range(0, len(order), per_batch), desc=desc, unit="batch")):
@@ -85,7 +90,7 @@ class HFBackend:
         if any(len(c) != 1 for c in cand_ids):
             raise ValueError(f"each candidate must be one token for this tokenizer: {candidates}")
         cand = torch.tensor([c[0] for c in cand_ids], device=self.device)
-        order = self._by_length(texts)
+        order = self._by_length(texts, 1)
         out: list[list[float]] = [[] for _ in texts]
         for start in tqdm(range(0, len(order), batch_size), desc=desc, unit="batch"):
             idx = order[start : start + batch_size]

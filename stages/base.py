@@ -52,8 +52,9 @@ def materialise(source: str, gguf_file: str | None, out: Path, trust_remote_code
     try:
         tok = AutoTokenizer.from_pretrained(where, trust_remote_code=trust_remote_code, **kw)
         model = AutoModelForCausalLM.from_pretrained(where, dtype=torch.float32, trust_remote_code=trust_remote_code, **kw)
-    except (OSError, ValueError, KeyError) as e:
-        raise SystemExit(f"error: could not load a model from {where}{' / ' + gguf if gguf else ''}: {e}") from None
+    except Exception as e:  # a truncated or foreign file surfaces as struct, OS, value or key errors
+        raise SystemExit(f"error: could not load a model from {where}{' / ' + gguf if gguf else ''}: "
+                         f"{type(e).__name__}: {e}") from None
     if getattr(model, "hf_quantizer", None) is not None:
         # GGUF weights are dequantised on load; drop the quantisation config so the folder is a plain model
         model.hf_quantizer.remove_quantization_config(model)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 
 class Strict(BaseModel):
@@ -155,6 +155,22 @@ class Validate(Strict):
         return self
 
 
+class Shards(Strict):
+    """Resumable generation (stages/shards.py): prompts, responses and judge commit work in shards."""
+
+    size: int = Field(64, ge=1)  # work items per shard; part of each shard's seed, so it changes the rows
+    workers: int = Field(1, ge=1)  # processes splitting the shards (data parallel); never changes the rows
+    work_dir: str = ".srlm/work"  # committed shards live here until the stage's output is written
+
+    @field_validator("work_dir")
+    @classmethod
+    def _inside_repo(cls, v: str) -> str:
+        # written to by every generation stage: a relative path that stays inside the repo
+        if not v or Path(v).is_absolute() or ".." in Path(v).parts:
+            raise ValueError("must be a relative path inside the repo, without '..'")
+        return v
+
+
 class Iteration(Strict):
     prev: int = Field(ge=0)
 
@@ -187,6 +203,7 @@ class Params(Strict):
     validate_: Validate = Field(Validate(), alias="validate")
     dpo: Dpo = Dpo()
     release: Release = Release()
+    shards: Shards = Shards()
 
     @model_validator(mode="after")
     def _chain(self):

@@ -6,7 +6,8 @@
 Each generation sees `prompts.fewshot` instructions drawn (seeded) from the IFT pool and is
 parsed into one new instruction. Dropped, and counted by reason: empty, too short or too
 long, and near-duplicates (word-level LCS similarity, as Self-Instruct's ROUGE-L filter)
-of the pool or of a prompt already kept.
+of the pool or of a prompt already kept. Generation is committed in shards of few-shot draws
+(stages/shards.py): an interrupted run resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from rapidfuzz.distance import LCSseq
 from . import params as P
 from . import rows
 from . import lineage
-from .backend import make_backend
+from .shards import Task, Work
 from .prompting import parse_instruction, self_instruct_messages
 
 
@@ -68,6 +69,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--metrics", type=Path)
     ap.add_argument("--params", default="params.yaml")
+    ap.add_argument("--workers", type=int, help="processes sharing the shards (default: shards.workers)")
     args = ap.parse_args(argv)
     p = P.load(args.params)
     cfg = p.prompts
@@ -79,25 +81,28 @@ def main(argv: list[str] | None = None) -> None:
     shots = [rng.sample(range(len(pool)), cfg.fewshot) for _ in range(cfg.n)]
     instructions, ids = pool["instruction"].to_list(), pool["id"].to_list()
 
-    backend = make_backend(p.backend, args.model)
-    texts = [backend.chat(self_instruct_messages([instructions[j] for j in s])) for s in shots]
-    outs = backend.generate(texts, n=1, sampling=cfg, seed=seed, desc=f"prompts@{args.iteration}")
-    backend.close()
-    candidates = [parse_instruction(o[0].text) for o in outs]
+    # a draw's id names its place and its examples, so equal draws stay separate generations
+    draws = [rows.content_id(k, [ids[j] for j in s]) for k, s in enumerate(shots)]
+    items = [(d, self_instruct_messages([instructions[j] for j in s])) for d, s in zip(draws, shots)]
+    work = Work(f"prompts@{args.iteration}", items, Task(cfg, n=1), seed, args.model, p.backend, p.shards, args.workers)
+    outs, model = work.run(), work.model_name
+    candidates = [parse_instruction(outs[d][0]["text"]) for d in draws]
     kept, reasons = filter_prompts(candidates, instructions, cfg)
 
     df = rows.frame([{
         "id": rows.content_id(candidates[i]), "prompt": candidates[i],
         "fewshot_ids": [ids[j] for j in shots[i]], "iteration": args.iteration,
-        "model": backend.model_name, "seed": seed,
+        "model": model, "seed": seed,
     } for i in kept], "prompts")
     rows.write(df, args.out, "prompts")
     lineage.write(args.out, "prompts", stage=f"prompts@{args.iteration}", inputs={"model": args.model, "pool": args.pool},
                   params=p, sections=("seed", "backend", "prompts"), seed=seed)
     metrics = {"generated": len(candidates), "kept": len(df), "dropped": dict(sorted(reasons.items())),
-               "mean_chars": round(sum(len(t) for t in df["prompt"]) / max(len(df), 1), 1)}
+               "mean_chars": round(sum(len(t) for t in df["prompt"]) / max(len(df), 1), 1),
+               "prompts_cut_to_context": work.truncated_prompts}
     if args.metrics:
         rows.write_json(metrics, args.metrics)
+    work.close()
     print(f"prompts@{args.iteration}: kept {len(df)} of {len(candidates)} ({dict(reasons) or 'none dropped'}) -> {args.out}")
 
 

@@ -5,6 +5,8 @@
 
 A response's id hashes its prompt id, text and generating model, so identical samples
 collapse into one row (counted as `duplicates`); empty samples are dropped and counted.
+Work is committed in shards (stages/shards.py): an interrupted run resumes where it stopped;
+`--workers N` splits the shards over N processes with the same rows as one.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from pathlib import Path
 from . import params as P
 from . import rows
 from . import lineage
-from .backend import make_backend
+from .shards import Task, Work
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -26,40 +28,43 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--metrics", type=Path)
     ap.add_argument("--params", default="params.yaml")
+    ap.add_argument("--workers", type=int, help="processes sharing the shards (default: shards.workers)")
     args = ap.parse_args(argv)
     p = P.load(args.params)
     cfg = p.responses
     prompts = rows.read(args.prompts, "prompts")
     seed = rows.derive_seed(p.seed, "responses", args.iteration)
 
-    backend = make_backend(p.backend, args.model)
-    texts = [backend.chat([{"role": "user", "content": t}]) for t in prompts["prompt"]]
-    outs = backend.generate(texts, n=cfg.n, sampling=cfg, seed=seed, desc=f"responses@{args.iteration}")
-    backend.close()
+    items = [(i, [{"role": "user", "content": t}]) for i, t in zip(prompts["id"], prompts["prompt"])]
+    work = Work(f"responses@{args.iteration}", items, Task(cfg, n=cfg.n), seed, args.model, p.backend, p.shards,
+                args.workers, source=str(args.prompts))
+    outs, model = work.run(), work.model_name
 
     records, seen, empty, dup = [], set(), 0, 0
-    for prow, samples in zip(prompts.iter_rows(named=True), outs):
-        for k, c in enumerate(samples):
-            rid = rows.content_id(prow["id"], c.text, backend.model_name)
-            if not c.text.strip():
+    for prow in prompts.iter_rows(named=True):
+        for k, c in enumerate(outs[prow["id"]]):
+            rid = rows.content_id(prow["id"], c["text"], model)
+            if not c["text"].strip():
                 empty += 1
             elif rid in seen:
                 dup += 1
             else:
                 seen.add(rid)
-                records.append({"id": rid, "prompt_id": prow["id"], "prompt": prow["prompt"], "response": c.text,
-                                "sample": k, "n_tokens": c.n_tokens, "model": backend.model_name, "seed": seed})
+                records.append({"id": rid, "prompt_id": prow["id"], "prompt": prow["prompt"], "response": c["text"],
+                                "sample": k, "n_tokens": c["n_tokens"], "model": model, "seed": seed})
     df = rows.write(rows.frame(records, "responses"), args.out, "responses")
     lineage.write(args.out, "responses", stage=f"responses@{args.iteration}", inputs={"model": args.model, "prompts": args.prompts},
                   params=p, sections=("seed", "backend", "responses"), seed=seed)
     tokens = df["n_tokens"]
     metrics = {"prompts": len(prompts), "responses": len(df), "empty": empty, "duplicates": dup,
                "mean_tokens": round(float(tokens.mean() or 0), 1), "max_tokens": int(tokens.max() or 0),
-               "truncated": int((tokens >= cfg.max_new_tokens).sum())}
+               "truncated": int((tokens >= cfg.max_new_tokens).sum()), "prompts_cut_to_context": work.truncated_prompts}
     if args.metrics:
         rows.write_json(metrics, args.metrics)
+    work.close()
     print(f"responses@{args.iteration}: {len(df)} responses for {len(prompts)} prompts "
-          f"(empty {empty}, duplicates {dup}, mean {metrics['mean_tokens']} tokens) -> {args.out}")
+          f"(empty {empty}, duplicates {dup}, mean {metrics['mean_tokens']} tokens, {len(work.shards)} shards, "
+          f"{work.resumed} resumed) -> {args.out}")
 
 
 if __name__ == "__main__":

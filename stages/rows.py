@@ -6,6 +6,7 @@ schema on write (missing or extra columns are errors) and checked again on read.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -72,11 +73,33 @@ SCHEMAS: dict[str, dict[str, pl.DataType]] = {
         "score_rejected": pl.Float64,
         "iteration": pl.Int32,
     },
+    # raw engine output of one shard (stages/shards.py): `sample` completions or next-token `probs` per work item
+    "generations": {
+        "item": pl.String,  # the work item's id (a prompt id, a response id, a few-shot draw id)
+        "sample": pl.Int32,
+        "text": pl.String,
+        "n_tokens": pl.Int32,
+        "probs": pl.List(pl.Float64),
+    },
 }
 
 
-class SchemaError(ValueError):
-    pass
+class SchemaError(ValueError, SystemExit):
+    """A ValueError for callers that handle it (validate turns it into a failed check); left
+    uncaught it ends the process like SystemExit: the message, exit status 1, no traceback."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.code = f"error: {message}"  # what the interpreter prints when it exits on this
+
+
+class WriteError(SystemExit):
+    """Writing failed (disk full, permissions): the message names the file; no temporary file is left."""
+
+
+def _write_failed(path: Path, e: OSError) -> WriteError:
+    hint = " (disk full)" if e.errno == errno.ENOSPC else ""
+    return WriteError(f"error: could not write {path}: {e.strerror or e}{hint}")
 
 
 def content_id(*parts: object) -> str:
@@ -123,6 +146,8 @@ def write(df: pl.DataFrame, path: str | Path, kind: str) -> pl.DataFrame:
         # statistics off and one row group: bytes depend only on the rows
         df.write_parquet(tmp, compression="zstd", statistics=False, row_group_size=max(len(df), 1))
         os.replace(tmp, path)
+    except OSError as e:
+        raise _write_failed(path, e) from None
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -145,5 +170,10 @@ def write_json(obj: dict, path: str | Path) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as e:
+        raise _write_failed(path, e) from None
+    finally:
+        tmp.unlink(missing_ok=True)

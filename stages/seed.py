@@ -30,8 +30,14 @@ class SourceError(SystemExit):
     pass
 
 
+def _shape(value: object) -> str | None:
+    if value is None:
+        return None
+    return "a list" if isinstance(value, list) else "an object" if isinstance(value, dict) else "a scalar"
+
+
 def read_jsonl(path: Path) -> pl.DataFrame:
-    records = []
+    records, shapes = [], {}
     with path.open("rb") as f:
         for lineno, raw in enumerate(f, 1):
             try:
@@ -46,6 +52,11 @@ def read_jsonl(path: Path) -> pl.DataFrame:
                 raise SourceError(f"error: {path}:{lineno}: invalid JSON ({e.msg})") from None
             if not isinstance(rec, dict):
                 raise SourceError(f"error: {path}:{lineno}: expected a JSON object")
+            for key, value in rec.items():  # a column must not switch between text, list and object
+                shape = _shape(value)
+                if shape and shapes.setdefault(key, (shape, lineno))[0] != shape:
+                    raise SourceError(f"error: {path}:{lineno}: key {key!r} is {shape} here but "
+                                      f"{shapes[key][0]} on line {shapes[key][1]}")
             records.append(rec)
     return pl.DataFrame(records, infer_schema_length=None) if records else pl.DataFrame()
 
@@ -62,7 +73,10 @@ def load_source(src: P.Source) -> pl.DataFrame | None:
             return None
         raise SourceError(f"error: seed source {path} does not exist")
     if src.format == "parquet" or path.suffix == ".parquet":
-        return pl.read_parquet(path)
+        try:
+            return pl.read_parquet(path)
+        except Exception as e:  # polars raises several types for a corrupt file
+            raise SourceError(f"error: {path} is not a readable parquet file: {e}") from None
     return read_jsonl(path)
 
 
@@ -133,6 +147,10 @@ def build(sources: list[P.Source], kind: str) -> pl.DataFrame:
         if df.is_empty():
             raise SourceError(f"error: seed source {src.path} is empty")
         df = convert(df, src, kind)
+        nested = [c for c in ("instruction", "response") if df.schema[c].is_nested()]
+        if nested:  # polars would happily turn a list or an object into its text
+            raise SourceError(f"error: {src.path}: columns instruction and response must be text "
+                              f"(got {df.schema['instruction']}, {df.schema['response']})")
         df = df.filter(pl.col("instruction").str.strip_chars().str.len_chars() > 0,
                        pl.col("response").str.strip_chars().str.len_chars() > 0)
         if src.limit:
