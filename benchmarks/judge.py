@@ -48,6 +48,7 @@ def main() -> None:
     ap.add_argument("--k", type=int, default=3)
     ap.add_argument("--max-chars", type=int, default=600, help="answers are cut to this many characters (CPU cost)")
     ap.add_argument("--max-new-tokens", type=int, default=48)
+    ap.add_argument("--sample-n", type=int, default=0, help="sample mode on the first N answers only (0 = all)")
     ap.add_argument("--no-sample", action="store_true", help="logprob and A/B only")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--params", default="params.yaml")
@@ -65,21 +66,32 @@ def main() -> None:
     lp = mean_scores(judge_logprob(be, texts, p.judge.model_copy(update={"batch_size": 4}), "logprob"))
     res["logprob_s"] = round(time.perf_counter() - t, 1)
     res["logprob"] = table4(groups, lp)
+    print(json.dumps(res), flush=True)
     if not args.no_sample:
+        # both modes on the same answers, timed back to back in this process
+        n = args.sample_n or len(texts)
+        sub = texts[:n]
         jcfg = p.judge.model_copy(update={"k": args.k, "max_new_tokens": args.max_new_tokens, "batch_size": 4 * args.k})
         t = time.perf_counter()
-        grades = judge_sample(be, texts, jcfg, 0, "sample")
+        lp_sub = mean_scores(judge_logprob(be, sub, p.judge.model_copy(update={"batch_size": 4}), "logprob (same answers)"))
+        res["logprob_same_s"] = round(time.perf_counter() - t, 1)
+        t = time.perf_counter()
+        grades = judge_sample(be, sub, jcfg, 0, "sample")
         res["sample_s"] = round(time.perf_counter() - t, 1)
         flat = [g["score"] for gs in grades for g in gs]
         sm = mean_scores(grades)
-        res["sample"] = {**table4(groups, sm), "parse_rate": round(sum(s is not None for s in flat) / len(flat), 4),
-                         "example_raw": grades[0][0]["raw"][:200]}
-        res["speedup_logprob_vs_sample"] = round(res["sample_s"] / max(res["logprob_s"], 1e-9), 1)
-        both = [(a, b) for a, b in zip(lp, sm) if b is not None]
-        if len(both) > 2:
+        res["sample"] = {"answers": n, "grades": len(flat), "parse_rate": round(sum(s is not None for s in flat) / len(flat), 4),
+                         "example_raw": grades[0][0]["raw"][:160]}
+        if n == len(texts):
+            res["sample"] |= table4(groups, sm)
+        res["speedup_logprob_vs_sample"] = round(res["sample_s"] / max(res["logprob_same_s"], 1e-9), 1)
+        both = [(a, b) for a, b in zip(lp_sub, sm) if b is not None]
+        res["mode_mean_abs_diff"] = round(sum(abs(a - b) for a, b in both) / len(both), 3) if both else None
+        if len(both) > 2 and len({b for _, b in both}) > 1:
             from scipy.stats import spearmanr
 
             res["mode_spearman"] = round(float(spearmanr([a for a, _ in both], [b for _, b in both]).statistic), 4)
+        print(json.dumps(res), flush=True)
     t = time.perf_counter()
     pairs = [(q, a, b, len(a), len(b)) for _, g in groups.group_by("group", maintain_order=True)
              for q, (_, a), (_, b) in evaluate._ordered_pairs(g)]
