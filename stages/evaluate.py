@@ -117,6 +117,8 @@ def _ordered_pairs(group: pl.DataFrame):
 
 
 def answer_heldout(backend: Backend, prompts: list[str], cfg: P.Evaluate, seed: int, iteration: int) -> pl.DataFrame:
+    if not prompts:
+        return rows.empty("responses")
     texts = [backend.chat([{"role": "user", "content": q}]) for q in prompts]
     outs = backend.generate(texts, n=1, sampling=cfg.generation, seed=seed, desc=f"evaluate@{iteration} answers")
     records = [{"id": rows.content_id(rows.content_id(q), o[0].text, backend.model_name), "prompt_id": rows.content_id(q),
