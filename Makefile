@@ -31,3 +31,20 @@ test-fast: setup
 
 dag: setup
 	dvc dag
+
+# The oasst profile (docs/judge.md): M0's IFT and EFT from the real oasst2 files in ../shared/data and
+# evaluation on all oasst1 validation first-turn prompts, as a DVC experiment (params.yaml is untouched).
+# Hours on a 2-core CPU; sized for a GPU box. run-oasst-hub reads the same data from the Hugging Face Hub.
+OASST ?= ../shared/data/oasst2_en
+OASST_COMMON := -S seed_data.eft_max=1200 -S sft.max_length=768 -S evaluate.max_prompts=null -S evaluate.max_heldout_prompts=80
+.PHONY: run-oasst run-oasst-hub
+run-oasst: setup
+	dvc exp run -n oasst $(OASST_COMMON) \
+	  -S 'seed_data.ift=[{path:$(OASST)/ift_oasst2_en_top1.jsonl,format:jsonl}]' \
+	  -S 'seed_data.eft=[{path:$(OASST)/andriswillow_oasst2_en_firstturn_ranked.jsonl,format:ranked},{path:$(OASST)/raulc0399_oasst2_en_firstturn_quality.jsonl,format:quality}]'
+
+run-oasst-hub: setup
+	dvc exp run -n oasst-hub $(OASST_COMMON) \
+	  -S 'seed_data.ift=[{path:OpenAssistant/oasst2,format:hub}]' \
+	  -S 'seed_data.eft=[{path:OpenAssistant/oasst2,format:hub}]' \
+	  -S 'evaluate.human={path:OpenAssistant/oasst1,format:hub,split:validation}'

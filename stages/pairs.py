@@ -8,6 +8,11 @@ A response's score is the mean of its parsed grades (missing grades are skipped,
 Dropped, and counted: prompts with fewer than two scored responses, and ties (a margin of
 `pairs.min_margin` or less; equal scores never make a pair). Equal best (or worst) scores
 are broken by the smaller response id, so the choice is deterministic.
+
+Length-aware options (off by default; docs/judge.md): `pairs.length_penalty` subtracts that many points
+per 1,000 characters before best and worst are chosen and the margin is checked (the stored scores stay
+the judge's); `pairs.prefer_shorter` breaks equal best scores toward the shorter response and equal
+worst scores toward the longer one, so equal grades never reward length.
 """
 
 from __future__ import annotations
@@ -26,18 +31,22 @@ def response_scores(judgments: pl.DataFrame) -> pl.DataFrame:
     return judgments.group_by("response_id").agg(pl.col("score").mean().alias("score"), pl.col("score").count().alias("parsed"))
 
 
-def select_pairs(responses: pl.DataFrame, judgments: pl.DataFrame, min_margin: float, iteration: int) -> tuple[pl.DataFrame, dict]:
+def select_pairs(responses: pl.DataFrame, judgments: pl.DataFrame, min_margin: float, iteration: int,
+                 length_penalty: float = 0.0, prefer_shorter: bool = False) -> tuple[pl.DataFrame, dict]:
     scored = responses.join(response_scores(judgments), left_on="id", right_on="response_id", how="left")
     scored = scored.filter(pl.col("score").is_not_null()).sort(["prompt_id", "id"])
+    chars = pl.col("response").str.len_chars()
+    scored = scored.with_columns((pl.col("score") - length_penalty * chars / 1000).alias("rank_score"),
+                                 (chars if prefer_shorter else pl.lit(0)).alias("length_key"))
     counts = {"prompts": responses["prompt_id"].n_unique(), "too_few_scored": 0, "ties": 0}
     records = []
     for (pid,), group in scored.group_by("prompt_id", maintain_order=True):
         if len(group) < 2:
             counts["too_few_scored"] += 1
             continue
-        best = group.sort(["score", "id"], descending=[True, False]).row(0, named=True)
-        worst = group.sort(["score", "id"]).row(0, named=True)
-        if best["score"] - worst["score"] <= min_margin:  # min_margin >= 0, so equal scores land here
+        best = group.sort(["rank_score", "length_key", "id"], descending=[True, False, False]).row(0, named=True)
+        worst = group.sort(["rank_score", "length_key", "id"], descending=[False, True, False]).row(0, named=True)
+        if best["rank_score"] - worst["rank_score"] <= min_margin:  # min_margin >= 0, so equal scores land here
             counts["ties"] += 1
             continue
         records.append({
@@ -65,6 +74,9 @@ def pair_metrics(prefs: pl.DataFrame, counts: dict) -> dict:
         "chosen_chars_mean": round(float(chosen_len.mean()), 1) if n else None,
         "rejected_chars_mean": round(float(rejected_len.mean()), 1) if n else None,
         "length_ratio": round(float(chosen_len.mean() / max(rejected_len.mean(), 1)), 4) if n else None,
+        # per-pair view of length bias: the typical ratio, and how often the longer answer was chosen
+        "length_ratio_median": round(float((chosen_len / rejected_len.clip(1)).median()), 4) if n else None,
+        "chosen_longer_rate": round(float((chosen_len > rejected_len).mean()), 4) if n else None,
     }
 
 
@@ -79,7 +91,7 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     p = P.load(args.params)
     prefs, counts = select_pairs(rows.read(args.responses, "responses"), rows.read(args.judgments, "judgments"),
-                                 p.pairs.min_margin, args.iteration)
+                                 p.pairs.min_margin, args.iteration, p.pairs.length_penalty, p.pairs.prefer_shorter)
     rows.write(prefs, args.out, "preferences")
     lineage.write(args.out, "preferences", stage=f"pairs@{args.iteration}", inputs={"responses": args.responses, "judgments": args.judgments},
                   params=p, sections=("pairs",))

@@ -39,7 +39,8 @@ class Source(Strict):
     path: str
     # jsonl/parquet: columns named below. oasst_tree: oasst message trees (message_id, parent_id, role, rank).
     # ranked: (question, answer, rank; 0 = best). quality: (prompt_text, response_text, quality_score in 0..1).
-    format: Literal["jsonl", "parquet", "oasst_tree", "ranked", "quality", "hub"] = "jsonl"
+    # rank_pairs (evaluate only): (prompt, chosen, rejected, chosen_rank, rejected_rank), e.g. oasst1 validation pairs.
+    format: Literal["jsonl", "parquet", "oasst_tree", "ranked", "quality", "hub", "rank_pairs"] = "jsonl"
     limit: int | None = Field(None, ge=1)
     optional: bool = False  # skip with a warning when the path is absent (e.g. ../shared/data on a user's box)
     split: str = "train"  # hub only
@@ -106,6 +107,25 @@ class Judge(Sampling):
 
 class Pairs(Strict):
     min_margin: float = Field(0.0, ge=0)  # chosen - rejected must exceed this (ties never pass)
+    # length-aware rules, off by default (docs/judge.md): points subtracted per 1,000 characters before
+    # choosing best and worst, and/or the shorter answer wins among equally scored best (the longer among worst)
+    length_penalty: float = Field(0.0, ge=0)
+    prefer_shorter: bool = False
+
+
+class Evaluate(Strict):
+    """evaluate@t: judge agreement with held-out human rankings and head-to-head (docs/judge.md)."""
+
+    human: Source = Source(path="../shared/data/oasst1_en_validation/oasst1_en_validation_rank_pairs.jsonl",
+                           format="rank_pairs", optional=True)
+    first_turn_only: bool = True  # multi-turn pairs need the earlier turns, which the rubric prompt does not show
+    max_prompts: int | None = Field(24, ge=1)  # held-out prompts (each with its ranked answers); null = all
+    max_response_chars: int = Field(2000, ge=100)  # longer answers are cut before judging (CPU cost)
+    prompts: Source = Source(path="../shared/data/vicuna80/question.jsonl", optional=True)  # head-to-head
+    max_heldout_prompts: int | None = Field(16, ge=1)
+    judge: str = "models/M0"  # the fixed head-to-head judge; not the model under test
+    generation: Sampling = Sampling(temperature=0.7, top_p=0.9, max_new_tokens=128, batch_size=16)
+    compare_batch_size: int = Field(4, ge=1)
 
 
 class Validate(Strict):
@@ -204,6 +224,7 @@ class Params(Strict):
     dpo: Dpo = Dpo()
     release: Release = Release()
     shards: Shards = Shards()
+    evaluate: Evaluate = Evaluate()
 
     @model_validator(mode="after")
     def _chain(self):

@@ -19,6 +19,11 @@ def _template(name: str) -> str:
 
 JUDGE_TEMPLATE = _template("judge.txt")
 SELF_INSTRUCT_TEMPLATE = _template("self_instruct.txt")
+COMPARE_TEMPLATE = _template("compare.txt")
+# Comparative judging (evaluate, head2head) reads P("1") vs P("2") after this prefill: digits are
+# single tokens in the tokenizers we use, and the space before them is its own token.
+COMPARE_PREFILL = "Better answer: "
+COMPARE_CHOICES = ("1", "2")
 
 # Short justification per score: the EFT target is "<justification>\nScore: N".
 JUSTIFICATIONS = {
@@ -35,6 +40,11 @@ _SCORE_RE = re.compile(r"score\s*[:=]\s*\**\s*([0-5](?:\.\d+)?)(?:\s*/\s*5)?", r
 
 def judge_messages(instruction: str, response: str) -> list[dict]:
     text = JUDGE_TEMPLATE.format(instruction=instruction.strip(), response=response.strip())
+    return [{"role": "user", "content": text}]
+
+
+def compare_messages(instruction: str, first: str, second: str) -> list[dict]:
+    text = COMPARE_TEMPLATE.format(instruction=instruction.strip(), first=first.strip(), second=second.strip())
     return [{"role": "user", "content": text}]
 
 

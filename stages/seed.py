@@ -106,9 +106,10 @@ def ranked_rows(df: pl.DataFrame, kind: str) -> pl.DataFrame:
     df = df.with_columns(rel.alias("rel"), m.alias("m"))
     if kind == "ift":
         return df.filter(pl.col("rel") == 0).unique("group", keep="first", maintain_order=True).select("instruction", "response")
-    # best of m -> 5, worst -> 1, linear between; a lone answer -> 3 (nothing to compare it with)
-    score = pl.when(pl.col("m") < 2).then(3).otherwise((5 - 4 * pl.col("rel") / (pl.col("m") - 1)).round(0))
-    return df.select("instruction", "response", score.cast(pl.Int64).alias("score"))
+    # best of m -> 5, worst -> 1, linear between. A lone answer has no rank to learn from: it is dropped
+    # (it used to get 3, and 61% of the oasst2 ranked file is lone answers, so the judge learnt "always 3").
+    score = (5 - 4 * pl.col("rel") / (pl.col("m") - 1)).round(0)
+    return df.filter(pl.col("m") >= 2).select("instruction", "response", score.cast(pl.Int64).alias("score"))
 
 
 def convert(df: pl.DataFrame, src: P.Source, kind: str) -> pl.DataFrame:
@@ -125,7 +126,8 @@ def convert(df: pl.DataFrame, src: P.Source, kind: str) -> pl.DataFrame:
                                      pl.col("rank").cast(pl.Int64), pl.col("question").alias("group")), kind)
     if fmt == "quality":
         need(df, ["prompt_text", "response_text", "quality_score"], src)
-        df = df.select(pl.col("prompt_text").alias("instruction"), pl.col("response_text").alias("response"),
+        df = df.filter(pl.col("quality_score").is_not_null()).select(  # unlabelled answers carry no grade
+                       pl.col("prompt_text").alias("instruction"), pl.col("response_text").alias("response"),
                        (pl.col("quality_score").cast(pl.Float64) * 5).round(0).clip(0, 5).cast(pl.Int64).alias("score"))
         return df if kind == "eft" else df.select("instruction", "response")
     cols = ["instruction", "response"] + (["score"] if kind == "eft" else [])

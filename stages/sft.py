@@ -20,10 +20,17 @@ from .prompting import judge_messages
 from .training import lora_config, loss_summary, save_model, trainer_args
 
 
-def sft_examples(ift, eft) -> list[dict]:
+def eft_answer_chars(max_length: int) -> int:
+    """TRL cuts an over-long example from the right, which would cut "Score: N" off an EFT target; so the
+    judged answer is trimmed instead (about 3 characters a token; rubric and judgment take about 300 tokens)."""
+    return max(200, (max_length - 300) * 3)
+
+
+def sft_examples(ift, eft, max_length: int = 100_000) -> list[dict]:
     ex = [{"prompt": [{"role": "user", "content": r["instruction"]}],
            "completion": [{"role": "assistant", "content": r["response"]}]} for r in ift.iter_rows(named=True)]
-    ex += [{"prompt": judge_messages(r["instruction"], r["response"]),
+    cut = eft_answer_chars(max_length)
+    ex += [{"prompt": judge_messages(r["instruction"], r["response"][:cut]),
             "completion": [{"role": "assistant", "content": r["judgment"]}]} for r in eft.iter_rows(named=True)]
     return ex
 
@@ -50,7 +57,7 @@ def main(argv: list[str] | None = None) -> None:
     t0 = time.time()
     tok = load_tokenizer(args.base, p.backend.trust_remote_code)
     model = AutoModelForCausalLM.from_pretrained(str(args.base), trust_remote_code=p.backend.trust_remote_code)
-    data = Dataset.from_list(sft_examples(ift, eft)).shuffle(seed=p.seed)
+    data = Dataset.from_list(sft_examples(ift, eft, p.sft.max_length)).shuffle(seed=p.seed)
     with tempfile.TemporaryDirectory() as work:
         trainer = SFTTrainer(
             model=model, processing_class=tok, train_dataset=data, peft_config=lora_config(p.sft),

@@ -62,3 +62,32 @@ def test_score_summary_counts_parse_rate_and_histogram():
     s = score_summary(j)
     assert s["parse_rate"] == 0.75 and s["parsed"] == 3
     assert s["score_hist"] == {"0": 0, "1": 0, "2": 0, "3": 0, "4": 2, "5": 1}
+
+
+def test_length_rules_are_off_by_default_and_prefer_shorter_among_equal():
+    r, j = make({"a": ("p", "A" * 900), "b": ("p", "B" * 30), "c": ("p", "C" * 50), "d": ("p", "D" * 10)},
+                {"a": [5], "b": [5], "c": [1], "d": [1]})
+    row = select_pairs(r, j, 0.0, 1)[0].row(0, named=True)
+    assert (row["chosen_id"], row["rejected_id"]) == ("a", "c")  # by id: length plays no part
+    row = select_pairs(r, j, 0.0, 1, prefer_shorter=True)[0].row(0, named=True)
+    assert (row["chosen_id"], row["rejected_id"]) == ("b", "c")  # shorter best, longer worst
+
+
+def test_length_penalty_can_turn_a_pair_and_keeps_judge_scores():
+    r, j = make({"long": ("p", "L" * 3000), "short": ("p", "S" * 100), "bad": ("p", "X" * 100)},
+                {"long": [5], "short": [4], "bad": [1]})
+    assert select_pairs(r, j, 0.0, 1)[0]["chosen_id"].to_list() == ["long"]
+    prefs, _ = select_pairs(r, j, 0.0, 1, length_penalty=0.5)  # long: 5 - 1.5 = 3.5 < short: 4 - 0.05
+    row = prefs.row(0, named=True)
+    assert (row["chosen_id"], row["score_chosen"]) == ("short", 4.0)
+    # the margin is checked on penalised scores: 3 - 0.5*4 = 1.0 vs 1 - 0.5*0.01 -> too close at min_margin 0.1
+    r2, j2 = make({"long": ("p", "L" * 4000), "bad": ("p", "X" * 10)}, {"long": [3], "bad": [1]})
+    assert select_pairs(r2, j2, 0.1, 1)[1]["ties"] == 0
+    assert select_pairs(r2, j2, 0.1, 1, length_penalty=0.5)[1]["ties"] == 1
+
+
+def test_length_bias_metrics():
+    r, j = make({"a": ("p", "AAAA"), "b": ("p", "BB"), "c": ("q", "C"), "d": ("q", "DDDD")},
+                {"a": [5], "b": [1], "c": [5], "d": [1]})
+    m = pair_metrics(*select_pairs(r, j, 0.0, 1))
+    assert m["chosen_longer_rate"] == 0.5 and m["length_ratio_median"] == (2.0 + 0.25) / 2

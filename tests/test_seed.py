@@ -70,15 +70,18 @@ def test_ranked_answers_map_best_to_5_and_worst_to_1(tmp_path):
     path = write_lines(tmp_path / "r.jsonl", lines)
     eft = seed.build([src(path, "ranked")], "eft")
     got = dict(zip(eft["response"], eft["score"]))
-    assert got == {"q10": 5, "q11": 3, "q12": 1, "q20": 5, "q21": 1, "q30": 3, "x": 5, "y": 1}
+    # q3 has a lone answer: no rank to learn from, so no EFT row (it still serves as IFT)
+    assert got == {"q10": 5, "q11": 3, "q12": 1, "q20": 5, "q21": 1, "x": 5, "y": 1}
     ift = seed.build([src(path, "ranked")], "ift")
     assert sorted(ift["response"]) == ["q10", "q20", "q30", "x"]
 
 
 def test_quality_labels_map_to_0_5(tmp_path):
-    lines = [json.dumps({"prompt_text": "p", "response_text": f"r{q}", "quality_score": q}) for q in (0.0, 0.5, 1.0)]
+    lines = [json.dumps({"prompt_text": "p", "response_text": f"r{q}", "quality_score": q}) for q in (0.0, 0.5, 1.0, None)]
     eft = seed.build([src(write_lines(tmp_path / "q.jsonl", lines), "quality")], "eft")
+    # an unlabelled answer (null quality) is dropped, never given a made-up grade
     assert dict(zip(eft["response"], eft["score"])) == {"r0.0": 0, "r0.5": 2, "r1.0": 5}
+    assert all(j.endswith(f"Score: {s}") for j, s in zip(eft["judgment"], eft["score"]))
 
 
 def test_duplicates_are_dropped_by_content_id(tmp_path):

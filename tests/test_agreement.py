@@ -1,0 +1,72 @@
+"""Judge metrics on hand-made rankings whose answers are worked out by hand (docs/judge.md)."""
+
+import pytest
+
+from stages.agreement import ab_agreement, head_to_head, longer_wins_accuracy, rank_agreement
+
+
+def test_perfect_judge():
+    m = rank_agreement([[(0, 5.0), (1, 3.0), (2, 1.0)], [(0, 4.0), (1, 2.0)]])
+    assert m["pairs"] == 4 and m["pairwise_accuracy"] == 1.0 and m["pairwise_ties"] == 0.0
+    assert m["spearman"] == 1.0 and m["kendall_tau"] == 1.0 and m["exact_match"] == 1.0
+    assert m["five_best"] == 1.0 and m["fives"] == 1
+
+
+def test_reversed_judge():
+    m = rank_agreement([[(0, 1.0), (1, 3.0), (2, 5.0)]])
+    assert m["pairwise_accuracy"] == 0.0 and m["spearman"] == -1.0 and m["kendall_tau"] == -1.0
+    assert m["exact_match"] == 0.0 and m["five_best"] == 0.0
+
+
+def test_constant_judge_is_chance_with_zero_correlation():
+    m = rank_agreement([[(0, 3.0), (1, 3.0), (2, 3.0)]])
+    assert m["pairwise_accuracy"] == 0.5 and m["pairwise_ties"] == 1.0
+    assert m["spearman"] == 0.0 and m["kendall_tau"] == 0.0 and m["exact_match"] == 0.0
+    assert m["five_best"] is None
+
+
+def test_mixed_ranking_known_values():
+    # human order a > b > c, judge 4, 5, 1: pairs (a,b) wrong, (a,c) right, (b,c) right
+    m = rank_agreement([[(0, 4.0), (1, 5.0), (2, 1.0)]])
+    assert m["pairwise_accuracy"] == pytest.approx(2 / 3, abs=1e-4)
+    assert m["spearman"] == 0.5  # rank differences 1, -1, 0: 1 - 6*2/(3*8)
+    assert m["kendall_tau"] == pytest.approx(1 / 3, abs=1e-4)  # 2 concordant, 1 discordant
+    assert m["exact_match"] == 0.0 and m["five_best"] == 0.0  # its 5 went to the human's second
+
+
+def test_missing_score_is_a_tie_and_leaves_correlations():
+    m = rank_agreement([[(0, None), (1, 2.0)], [(0, 5.0), (1, 1.0)]])
+    assert m["pairwise_accuracy"] == 0.75 and m["pairwise_ties"] == 0.5
+    assert m["spearman"] == 1.0 and m["exact_match"] == 1.0  # only the fully scored prompt counts
+
+
+def test_ab_position_biased_judge_is_exposed_by_the_swap():
+    chosen_first = [True, False, True, False]
+    always_first = [0.9] * 4
+    m = ab_agreement(chosen_first, always_first, always_first)
+    assert m["ab_accuracy_shuffled"] == 0.5 and m["ab_accuracy_swapped"] == 0.5 and m["ab_accuracy"] == 0.5
+    assert m["ab_first_rate"] == 1.0 and m["ab_consistency"] == 0.0
+
+
+def test_ab_good_judge_and_one_sided_shuffle():
+    chosen_first = [True, False, True, False]
+    shuffled = [0.9 if cf else 0.2 for cf in chosen_first]
+    swapped = [0.3 if cf else 0.8 for cf in chosen_first]  # now the chosen answer is in the other slot
+    m = ab_agreement(chosen_first, shuffled, swapped)
+    assert m["ab_accuracy"] == 1.0 and m["ab_first_rate"] == 0.5 and m["ab_consistency"] == 1.0
+    # a judge right only when the better answer comes first: 100% in one order would hide this
+    m = ab_agreement([True, True], [0.9, 0.9], [0.9, 0.9])
+    assert m["ab_accuracy_shuffled"] == 1.0 and m["ab_accuracy_swapped"] == 0.0 and m["ab_accuracy"] == 0.5
+    with pytest.raises(ValueError):
+        ab_agreement([True], [0.5], [])
+
+
+def test_head_to_head_counts_inconsistent_orders_as_ties():
+    assert head_to_head([0.8, 0.8], [0.2, 0.2]) == {"prompts": 2, "win": 1.0, "tie": 0.0, "loss": 0.0, "win_minus_loss": 1.0}
+    m = head_to_head([0.8, 0.1, 0.7], [0.9, 0.9, 0.4])  # biased to slot 1, then a loss, then a win
+    assert (m["win"], m["tie"], m["loss"]) == (round(1 / 3, 4), round(1 / 3, 4), round(1 / 3, 4))
+
+
+def test_longer_wins_baseline():
+    assert longer_wins_accuracy([(10, 5), (5, 10), (7, 7)]) == 0.5
+    assert longer_wins_accuracy([]) is None
