@@ -96,7 +96,7 @@ class VLLMBackend:
         if any(len(c) != 1 for c in cand_ids):
             raise ValueError(f"each candidate must be one token for this tokenizer: {candidates}")
         ids = [c[0] for c in cand_ids]
-        params = SamplingParams(n=1, temperature=0.0, max_tokens=1, logprob_token_ids=ids, detokenize=False)
+        params = SamplingParams(n=1, temperature=0.0, max_tokens=1, logprob_token_ids=ids)
         outs = self.llm.generate(self._prompts(texts, 1), params, use_tqdm=self._progress(desc))
         probs = []
         for o in outs:
