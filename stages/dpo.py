@@ -19,7 +19,7 @@ from pathlib import Path
 from . import params as P
 from . import rows
 from .backend import check_model_dir
-from .training import lora_config, loss_summary, save_model, trainer_args
+from .training import is_main_process, lora_config, loss_summary, relaunch, save_model, trainer_args
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -42,6 +42,8 @@ def main(argv: list[str] | None = None) -> None:
     prefs = rows.read(args.preferences, "preferences")
     if prefs.is_empty():
         raise SystemExit(f"error: {args.preferences} has no pairs to train on")
+    if relaunch(p.dpo, "stages.dpo", argv):  # dpo.num_processes > 1: the same stage, one process per device
+        return
 
     from datasets import Dataset
     from transformers import AutoModelForCausalLM
@@ -60,11 +62,13 @@ def main(argv: list[str] | None = None) -> None:
                            beta=p.dpo.beta),
         )
         trainer.train()
+        if not is_main_process(trainer):
+            return
         save_model(trainer.model, tok, args.out)
     rewards = [h for h in trainer.state.log_history if "rewards/accuracies" in h]
     metrics = {"pairs": len(prefs), **loss_summary(trainer), "seconds": round(time.time() - t0, 1),
                "reward_accuracy_last": round(rewards[-1]["rewards/accuracies"], 4) if rewards else None,
-               "validation_overridden": bool(verdict.get("overridden"))}
+               "validation_overridden": bool(verdict.get("overridden")), "processes": trainer.accelerator.num_processes}
     if args.metrics:
         rows.write_json(metrics, args.metrics)
     print(f"dpo@{args.iteration}: {len(prefs)} pairs, {metrics['steps']} steps, loss {metrics['loss_first']} -> "

@@ -62,6 +62,10 @@ class Train(Strict):
     lora: bool = True
     lora_r: int = Field(16, ge=1)
     lora_alpha: int = Field(32, ge=1)
+    # > 1: the stage re-runs itself under `accelerate launch` (DDP; one process per GPU, gloo on CPU).
+    # per-device batch: the global batch is batch_size x grad_accum x num_processes.
+    num_processes: int = Field(1, ge=1)
+    accelerate_config: str | None = None  # an `accelerate config` YAML (FSDP, DeepSpeed, multi-node); implies the launcher
 
 
 class Sft(Train):

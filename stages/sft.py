@@ -17,7 +17,7 @@ from . import params as P
 from . import rows
 from .backend import check_model_dir
 from .prompting import judge_messages
-from .training import lora_config, loss_summary, save_model, trainer_args
+from .training import is_main_process, lora_config, loss_summary, relaunch, save_model, trainer_args
 
 
 def eft_answer_chars(max_length: int) -> int:
@@ -47,6 +47,8 @@ def main(argv: list[str] | None = None) -> None:
     p = P.load(args.params)
     check_model_dir(args.base)
     ift, eft = rows.read(args.ift, "ift"), rows.read(args.eft, "eft")
+    if relaunch(p.sft, "stages.sft", argv):  # sft.num_processes > 1: the same stage, one process per device
+        return
 
     from datasets import Dataset
     from transformers import AutoModelForCausalLM
@@ -64,9 +66,11 @@ def main(argv: list[str] | None = None) -> None:
             args=SFTConfig(**trainer_args(p.sft, p.seed, Path(work)), completion_only_loss=True),
         )
         trainer.train()
+        if not is_main_process(trainer):
+            return
         save_model(trainer.model, tok, args.out)
     metrics = {"examples": len(data), "ift": len(ift), "eft": len(eft), **loss_summary(trainer),
-               "seconds": round(time.time() - t0, 1)}
+               "seconds": round(time.time() - t0, 1), "processes": trainer.accelerator.num_processes}
     if args.metrics:
         rows.write_json(metrics, args.metrics)
     print(f"sft: {len(ift)} IFT + {len(eft)} EFT examples, {metrics['steps']} steps, "
