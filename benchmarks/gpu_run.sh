@@ -5,7 +5,7 @@
 #
 #   benchmarks/gpu_run.sh iter1 OUTDIR   # one iteration on GPU 0 (vLLM TP=1, 1-process SFT/DPO)
 #   benchmarks/gpu_run.sh bench OUTDIR   # raw vLLM vs srlm vs transformers; judge modes x prefix caching (GPU 0)
-#   benchmarks/gpu_run.sh iter2 OUTDIR   # the same iteration on 2 GPUs (vLLM TP=2, 2-process SFT/DPO)
+#   benchmarks/gpu_run.sh iter2 OUTDIR   # the same iteration with 2-process SFT/DPO on 2 GPUs (see params.gpu-2proc.yaml)
 #
 # Work files (the base model, datasets, models) go to $SRLM_GPU_WORK (default /tmp/srlm); results and
 # logs (one .jsonl and one .tar.gz per step) to OUTDIR.
@@ -18,7 +18,7 @@ rc=0
 case $STEP in
   iter1) CUDA_VISIBLE_DEVICES=0 bash benchmarks/gpu_iteration.sh benchmarks/params.gpu.yaml "$W/gpu1" "$OUT/iter1.jsonl" h100-x1 "$W/base" || rc=$?
          tar czf "$OUT/iter1_logs.tar.gz" -C "$W/gpu1" logs metrics ;;
-  iter2) bash benchmarks/gpu_iteration.sh benchmarks/params.gpu-tp2.yaml "$W/gpu2" "$OUT/iter2.jsonl" h100-x2 "$W/base" || rc=$?
+  iter2) bash benchmarks/gpu_iteration.sh benchmarks/params.gpu-2proc.yaml "$W/gpu2" "$OUT/iter2.jsonl" h100-x2 "$W/base" || rc=$?
          tar czf "$OUT/iter2_logs.tar.gz" -C "$W/gpu2" logs metrics ;;
   bench)
     mkdir -p "$W/bench-logs"
