@@ -165,15 +165,20 @@ def read(path: str | Path, kind: str) -> pl.DataFrame:
     return conform(df, kind, str(path))
 
 
-def write_json(obj: dict, path: str | Path) -> None:
-    """Atomic JSON write (metrics, reports)."""
+def write_text(text: str, path: str | Path) -> None:
+    """Atomic text write (metrics, reports)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     try:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        tmp.write_text(text, encoding="utf-8")
         os.replace(tmp, path)
     except OSError as e:
         raise _write_failed(path, e) from None
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def write_json(obj: dict, path: str | Path) -> None:
+    """Atomic JSON write (metrics, reports)."""
+    write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n", path)

@@ -62,6 +62,8 @@ def _worker(work: "Work", todo: list[int], threads: int | None, parent: int | No
     """Generate and commit the shards in `todo` (in a worker process, or in the stage itself)."""
     from .backend import make_backend
 
+    if not todo:  # everything committed: no need to load the model
+        return
     try:
         if parent is not None:
             signal.signal(signal.SIGINT, signal.default_int_handler)  # see Work.run

@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> None:
         from .quality import report_html
 
         args.report.parent.mkdir(parents=True, exist_ok=True)
-        args.report.write_text(report_html(result, args.iteration), encoding="utf-8")
+        rows.write_text(report_html(result, args.iteration), args.report)
     rows.write_json(result, args.out)
     failed = [c for c in result["checks"] if not c["passed"]]
     if failed:

@@ -104,6 +104,7 @@ def test_interrupted_run_resumes_to_identical_rows(sig, reference, tiny_model, p
     assert not list((tmp_path / ".srlm").rglob("*.parquet"))
 
 
+@pytest.mark.slow  # starts two fresh interpreters that each import torch and load the model
 def test_two_workers_give_the_rows_of_one(reference, tiny_model, prompts_file, tmp_path, monkeypatch):
     write_params(tmp_path / "params.yaml", SMALL)
     monkeypatch.chdir(tmp_path)
