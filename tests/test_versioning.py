@@ -24,21 +24,22 @@ def sh(cwd, *cmd) -> str:
     return r.stdout
 
 
-def dvc(cwd, *args, capsys=None) -> str:
-    """The dvc CLI in this process (saves importing dvc for every command); stdout returned when `capsys` is given."""
+def dvc(cwd, *args) -> None:
+    """The dvc CLI in this process: saves importing dvc for every command whose output is not read."""
     from dvc.cli import main
 
     here = os.getcwd()
     os.chdir(cwd)
     try:
-        if capsys is not None:
-            capsys.readouterr()
         rc = main(list(args))
-        out = capsys.readouterr().out if capsys is not None else ""
     finally:
         os.chdir(here)
     assert rc == 0, f"dvc {args}: exit {rc}"
-    return out
+
+
+def dvc_out(cwd, *args) -> str:
+    """The dvc CLI in a child process, for commands whose stdout is read (dvc binds its console once per process)."""
+    return sh(cwd, sys.executable, "-m", "dvc", *args)
 
 
 def new_repo(path):
@@ -66,7 +67,7 @@ def test_plot_tables(tmp_path):
     assert hist.filter(iteration=2, score=4)["share"].item() == 0.5 and len(hist) == 12
 
 
-def test_dvc_plots_render(tmp_path, monkeypatch, capsys):
+def test_dvc_plots_render(tmp_path, monkeypatch):
     """The real dvc.yaml `plots` stage and plot definitions, on fake metrics: `dvc repro plots` then `dvc plots show`."""
     repo = new_repo(tmp_path / "repo")
     spec = yaml.safe_load((ROOT / "dvc.yaml").read_text())
@@ -78,7 +79,7 @@ def test_dvc_plots_render(tmp_path, monkeypatch, capsys):
     fake_metrics(repo, 2, {"0": 0, "1": 0, "2": 1, "3": 1, "4": 2, "5": 0}, 0.1, 420.0, 210.0)
     monkeypatch.setenv("PYTHONPATH", str(ROOT))
     dvc(repo, "repro", "-q", "plots")
-    shown = json.loads(dvc(repo, "plots", "show", "--json", capsys=capsys))
+    shown = json.loads(dvc_out(repo, "plots", "show", "--json"))
     assert set(shown["data"]) == {"score_histogram", "score_by_iteration", "length_drift", "tie_parse_rates"}, shown
     shown = shown["data"]
     hist = shown["score_histogram"][0]["content"]["data"]["values"]
@@ -105,10 +106,10 @@ def test_push_pull_round_trip(tmp_path):
     assert path.read_bytes() == before and lineage.md5(path) in (repo / "data/iter1/preferences.parquet.dvc").read_text()
 
 
-def test_default_remote_is_an_offline_folder(capsys):
+def test_default_remote_is_an_offline_folder():
     text = (ROOT / ".dvc/config").read_text()
     assert "remote = offline" in text and "url = ~/.cache/srlm/dvc-remote" in text
-    out = dvc(ROOT, "remote", "list", capsys=capsys)
+    out = dvc_out(ROOT, "remote", "list")
     assert "offline" in out and ".cache/srlm/dvc-remote" in out and "~" not in out  # DVC expands the user's home
 
 
@@ -158,8 +159,8 @@ def test_exp_run_sets_a_judge_knob(tmp_path, monkeypatch):
     sh(repo, "git", "add", "-A")
     sh(repo, "git", "commit", "-qm", "baseline")
     # a separate process, as a user runs it (in-process dvc state from earlier tests is not involved)
-    sh(repo, sys.executable, "-m", "dvc", "exp", "run", "-q", "-S", "judge.k=5", "-n", "k5")
-    shown = json.loads(sh(repo, sys.executable, "-m", "dvc", "exp", "show", "--json"))
+    dvc_out(repo, "exp", "run", "-q", "-S", "judge.k=5", "-n", "k5")
+    shown = json.loads(dvc_out(repo, "exp", "show", "--json"))
     exps = [e for entry in shown for e in (entry.get("experiments") or []) for e in e.get("revs", [])]
     params = {e["name"]: e["data"]["params"]["params.yaml"]["data"]["judge"] for e in exps}
     assert params["k5"]["k"] == 5 and {"mode", "temperature", "top_p", "max_new_tokens"} <= set(params["k5"])
