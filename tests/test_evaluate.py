@@ -99,7 +99,7 @@ evaluate: {{human: {{path: {pairs}, format: rank_pairs}}, prompts: {{path: {prom
     m = json.loads((tmp_path / "e1.json").read_text())
     h = m["human"]
     assert h["mode"] == mode and h["prompts"] == 2 and h["pairs"] == 2 and h["responses"] == 4
-    assert 0 <= h["parse_rate"] <= 1 and h["ab_pairs"] == 2 and h["longer_wins_accuracy"] == 0.5
+    assert 0 <= h["parse_rate"] <= 1 and h["ab_pairs"] == 2 and h["longer_wins_accuracy"] == 1.0  # "good i" is longer than "bad i"
     if mode == "logprob":
         assert h["parse_rate"] == 1.0  # no parse failures by construction
     assert len(rows.read(tmp_path / "h1.parquet", "responses")) == 3 and m["heldout"]["prompts"] == 3
