@@ -23,6 +23,9 @@ TINY = {
     # logprob grades always parse, so a tiny run still yields pairs
     "judge": {"mode": "logprob", "k": 1, "batch_size": 8},
     "dpo": {"max_steps": 1, "batch_size": 1, "max_length": 256},
+    # ../shared is not beside the copy, so evaluate runs with its optional data absent: held-out data is
+    # test_evaluate.py's job; here it must still produce its metrics file
+    "evaluate": {"max_prompts": 2, "max_heldout_prompts": 2, "generation": {"max_new_tokens": 8, "batch_size": 4}},
 }
 
 
@@ -69,6 +72,8 @@ def test_repro_builds_two_iterations(repo):
     assert len(prefs) >= 1 and (prefs["score_chosen"] > prefs["score_rejected"]).all()
     assert (dst / "models/M2/model.safetensors").exists()
     assert json.loads((dst / "metrics/iter2/judge.json").read_text())["parse_rate"] == 1.0
+    assert json.loads((dst / "metrics/iter2/eval.json").read_text())["human"] is None
+    assert (dst / "data/iter2/preferences.lineage.json").exists() and (dst / "plots/iterations.csv").exists()
 
 
 def test_rerun_does_nothing_and_status_is_clean(repo):
