@@ -83,6 +83,9 @@ def main() -> None:
              for q in questions]
 
     common = ["--iteration", "1", "--model", str(args.model), "--params", str(cfg_path)]
+    lp_path = work / "params-logprob.yaml"
+    lp_path.write_text(yaml.safe_dump(dict(raw_params, judge={**raw_params["judge"], "mode": "logprob"})))
+    lp_common = ["--iteration", "1", "--model", str(args.model), "--params", str(lp_path)]
     results: dict[str, list[float]] = {}
     resp_file, judg_file = work / "responses.parquet", work / "judgments.parquet"
     for _ in range(args.repeats):
@@ -92,15 +95,11 @@ def main() -> None:
         results.setdefault("responses@t", []).append(float(rows.read(resp_file, "responses")["n_tokens"].sum()) / secs)
         out = work / "new_prompts.parquet"
         secs = timed(lambda: prompts.main([*common, "--pool", str(args.pool), "--out", str(out)]))
-        # prompts keeps only the parsed instruction: count the tokens the model generated via the budget used
+        # prompts keeps only the parsed instruction, not the generated tokens: report prompts per second
         results.setdefault("prompts@t (prompts/s)", []).append(args.prompts / secs)
         secs = timed(lambda: judge.main([*common, "--responses", str(resp_file), "--out", str(judg_file)]))
         n_resp = len(rows.read(resp_file, "responses"))
         results.setdefault(f"judge@t sample K={params.judge.k} (responses/s)", []).append(n_resp / secs)
-        lp = dict(raw_params, judge={**raw_params["judge"], "mode": "logprob"})
-        lp_path = work / "params-logprob.yaml"
-        lp_path.write_text(yaml.safe_dump(lp))
-        lp_common = ["--iteration", "1", "--model", str(args.model), "--params", str(lp_path)]
         secs = timed(lambda: judge.main([*lp_common, "--responses", str(resp_file), "--out", str(judg_file)]))
         results.setdefault("judge@t logprob (responses/s)", []).append(n_resp / secs)
 
