@@ -36,7 +36,10 @@ dag: setup
 # evaluation on all oasst1 validation first-turn prompts, as a DVC experiment (params.yaml is untouched).
 # Hours on a 2-core CPU; sized for a GPU box. run-oasst-hub reads the same data from the Hugging Face Hub.
 OASST ?= ../shared/data/oasst2_en
-OASST_COMMON := -S seed_data.eft_max=1200 -S sft.max_length=768 -S evaluate.max_prompts=null -S evaluate.max_heldout_prompts=80
+# The sft settings are those measured best for the judge on the GPU (BENCHMARKS.md "Judge").
+OASST_COMMON := -S sft.max_length=1024 -S sft.lora=false -S sft.learning_rate=3e-5 \
+  -S sft.batch_size=16 -S sft.grad_accum=1 -S sft.compare_pairs=2000 \
+  -S evaluate.max_prompts=null -S evaluate.max_response_chars=1500 -S evaluate.max_heldout_prompts=80
 .PHONY: run-oasst run-oasst-hub
 run-oasst: setup
 	dvc exp run -n oasst $(OASST_COMMON) \

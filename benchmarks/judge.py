@@ -44,17 +44,18 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", required=True)
     ap.add_argument("--label", default="")
-    ap.add_argument("--prompts", type=int, default=20)
+    ap.add_argument("--prompts", type=int, default=20, help="held-out prompts (0 = all)")
     ap.add_argument("--k", type=int, default=3)
     ap.add_argument("--max-chars", type=int, default=600, help="answers are cut to this many characters (CPU cost)")
     ap.add_argument("--max-new-tokens", type=int, default=48)
     ap.add_argument("--sample-n", type=int, default=0, help="sample mode on the first N answers only (0 = all)")
     ap.add_argument("--no-sample", action="store_true", help="logprob and A/B only")
+    ap.add_argument("--batch", type=int, default=4, help="judge texts per forward pass (sample mode: this x k sequences)")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--params", default="params.yaml")
     args = ap.parse_args()
     p = P.load(args.params)
-    cfg = p.evaluate.model_copy(update={"max_prompts": args.prompts, "max_response_chars": args.max_chars})
+    cfg = p.evaluate.model_copy(update={"max_prompts": args.prompts or None, "max_response_chars": args.max_chars})
     groups = evaluate.load_groups(cfg)
     if groups is None:
         sys.exit(f"skip: {cfg.human.path} not found")
@@ -63,7 +64,7 @@ def main() -> None:
     res: dict = {"label": args.label, "model": args.model, "responses": len(texts), "machine": f"{platform.machine()} {platform.processor()}"}
 
     t = time.perf_counter()
-    lp = mean_scores(judge_logprob(be, texts, p.judge.model_copy(update={"batch_size": 4}), "logprob"))
+    lp = mean_scores(judge_logprob(be, texts, p.judge.model_copy(update={"batch_size": args.batch}), "logprob"))
     res["logprob_s"] = round(time.perf_counter() - t, 1)
     res["logprob"] = table4(groups, lp)
     print(json.dumps(res), flush=True)
@@ -71,10 +72,10 @@ def main() -> None:
         # both modes on the same answers, timed back to back in this process
         n = args.sample_n or len(texts)
         sub = texts[:n]
-        jcfg = p.judge.model_copy(update={"k": args.k, "max_new_tokens": args.max_new_tokens, "batch_size": 4 * args.k})
+        jcfg = p.judge.model_copy(update={"k": args.k, "max_new_tokens": args.max_new_tokens, "batch_size": args.batch * args.k})
         # wall and process CPU seconds: on a shared machine the CPU-time ratio is the steadier one
         t, c = time.perf_counter(), time.process_time()
-        lp_sub = mean_scores(judge_logprob(be, sub, p.judge.model_copy(update={"batch_size": 4}), "logprob (same answers)"))
+        lp_sub = mean_scores(judge_logprob(be, sub, p.judge.model_copy(update={"batch_size": args.batch}), "logprob (same answers)"))
         res["logprob_same_s"], res["logprob_same_cpu_s"] = round(time.perf_counter() - t, 1), round(time.process_time() - c, 1)
         t, c = time.perf_counter(), time.process_time()
         grades = judge_sample(be, sub, jcfg, 0, "sample")
@@ -104,7 +105,7 @@ def main() -> None:
     shown = [(a, b) if c else (b, a) for (_, a, b, *_), c in zip(pairs, cf)]
     qs = [q for q, *_ in pairs]
     probs = evaluate.prefer_first(be, qs + qs, [s[0] for s in shown] + [s[1] for s in shown],
-                                  [s[1] for s in shown] + [s[0] for s in shown], 4, "A/B")
+                                  [s[1] for s in shown] + [s[0] for s in shown], args.batch, "A/B")
     res["ab"] = agreement.ab_agreement(cf, probs[: len(pairs)], probs[len(pairs):])
     res["ab_s"] = round(time.perf_counter() - t, 1)
     res["longer_wins_accuracy"] = agreement.longer_wins_accuracy([(la, lb) for *_, la, lb in pairs])

@@ -70,6 +70,9 @@ class Train(Strict):
 
 class Sft(Train):
     learning_rate: float = Field(2e-4, gt=0, le=1)
+    # comparative EFT: pairs of EFT answers to one question with different scores, each shown in both
+    # orders with target "Better answer: N"; trains the A/B judge of evaluate and head-to-head. 0 = none
+    compare_pairs: int = Field(0, ge=0)
 
 
 class Dpo(Train):

@@ -25,7 +25,9 @@ COMPARE_TEMPLATE = _template("compare.txt")
 COMPARE_PREFILL = "Better answer: "
 COMPARE_CHOICES = ("1", "2")
 
-# Short justification per score: the EFT target is "<justification>\nScore: N".
+# Short justification per score. The EFT target is "Score: N\n<justification>": score first, so that
+# logprob mode (the next token after "Score: ") reads the very distribution EFT trains. Measured on the GPU
+# (BENCHMARKS.md "Judge"): pairwise accuracy 0.67 score-first vs 0.62 with the justification first.
 JUSTIFICATIONS = {
     0: "The answer does not address the question, so it meets none of the criteria.",
     1: "The answer is related to the question but leaves most of it unanswered.",
@@ -51,7 +53,7 @@ def compare_messages(instruction: str, first: str, second: str) -> list[dict]:
 def judgment_text(score: int) -> str:
     if score not in JUSTIFICATIONS:
         raise ValueError(f"score must be one of {SCORES}, got {score!r}")
-    return f"{JUSTIFICATIONS[score]}\nScore: {score}"
+    return f"Score: {score}\n{JUSTIFICATIONS[score]}"
 
 
 def parse_score(text: str) -> float | None:

@@ -1,6 +1,7 @@
 """sft: M0 = the base model fine-tuned with TRL on IFT (instruction following) and
 EFT (LLM-as-a-Judge) rows, as prompt/completion conversations so the loss covers only
-the assistant's reply.
+the assistant's reply. With sft.compare_pairs, EFT answers of one question also become
+"which answer is better" examples in both orders (the comparative judge of evaluate).
 
     python -m stages.sft --base models/base --ift data/seed/ift.parquet --eft data/seed/eft.parquet \
         --out models/M0 --metrics metrics/sft.json
@@ -9,6 +10,7 @@ the assistant's reply.
 from __future__ import annotations
 
 import argparse
+import random
 import tempfile
 import time
 from pathlib import Path
@@ -16,7 +18,7 @@ from pathlib import Path
 from . import params as P
 from . import rows
 from .backend import check_model_dir
-from .prompting import judge_messages
+from .prompting import COMPARE_PREFILL, compare_messages, judge_messages
 from .training import is_main_process, lora_config, loss_summary, relaunch, save_model, trainer_args
 
 
@@ -26,13 +28,31 @@ def eft_answer_chars(max_length: int) -> int:
     return max(200, (max_length - 300) * 3)
 
 
-def sft_examples(ift, eft, max_length: int = 100_000) -> list[dict]:
+def compare_examples(eft, pairs: int, max_length: int, seed: int) -> list[dict]:
+    """Up to `pairs` (better, worse) answer pairs of one question, from EFT rows whose scores differ, each
+    shown in both orders so that neither position is the better one more often."""
+    found = []
+    for _, g in eft.group_by("instruction", maintain_order=True):
+        answers = list(zip(g["score"], g["response"]))
+        found += [(g["instruction"][0], a, b) for i, a in enumerate(answers) for b in answers[i + 1:] if a[0] != b[0]]
+    chosen = random.Random(seed).sample(found, min(pairs, len(found)))
+    cut = eft_answer_chars(max_length) // 2  # two answers share the prompt
+    ex = []
+    for q, (sa, ra), (sb, rb) in chosen:
+        better_first = sa > sb
+        for first, second, label in ((ra, rb, "1" if better_first else "2"), (rb, ra, "2" if better_first else "1")):
+            ex.append({"prompt": compare_messages(q, first[:cut], second[:cut]),
+                       "completion": [{"role": "assistant", "content": COMPARE_PREFILL + label}]})
+    return ex
+
+
+def sft_examples(ift, eft, max_length: int = 100_000, compare_pairs: int = 0, seed: int = 0) -> list[dict]:
     ex = [{"prompt": [{"role": "user", "content": r["instruction"]}],
            "completion": [{"role": "assistant", "content": r["response"]}]} for r in ift.iter_rows(named=True)]
     cut = eft_answer_chars(max_length)
     ex += [{"prompt": judge_messages(r["instruction"], r["response"][:cut]),
             "completion": [{"role": "assistant", "content": r["judgment"]}]} for r in eft.iter_rows(named=True)]
-    return ex
+    return ex + compare_examples(eft, compare_pairs, max_length, seed) if compare_pairs else ex
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -59,7 +79,7 @@ def main(argv: list[str] | None = None) -> None:
     t0 = time.time()
     tok = load_tokenizer(args.base, p.backend.trust_remote_code)
     model = AutoModelForCausalLM.from_pretrained(str(args.base), trust_remote_code=p.backend.trust_remote_code)
-    data = Dataset.from_list(sft_examples(ift, eft, p.sft.max_length)).shuffle(seed=p.seed)
+    data = Dataset.from_list(sft_examples(ift, eft, p.sft.max_length, p.sft.compare_pairs, p.seed)).shuffle(seed=p.seed)
     with tempfile.TemporaryDirectory() as work:
         trainer = SFTTrainer(
             model=model, processing_class=tok, train_dataset=data, peft_config=lora_config(p.sft),
@@ -69,7 +89,8 @@ def main(argv: list[str] | None = None) -> None:
         if not is_main_process(trainer):
             return
         save_model(trainer.model, tok, args.out)
-    metrics = {"examples": len(data), "ift": len(ift), "eft": len(eft), **loss_summary(trainer),
+    metrics = {"examples": len(data), "ift": len(ift), "eft": len(eft), "compare": len(data) - len(ift) - len(eft),
+               **loss_summary(trainer),
                "seconds": round(time.time() - t0, 1), "processes": trainer.accelerator.num_processes}
     if args.metrics:
         rows.write_json(metrics, args.metrics)

@@ -23,10 +23,10 @@ def test_unparseable_is_none_never_zero():
     assert parse_score("Score: 0") == 0.0
 
 
-def test_judgment_text_ends_with_parseable_score():
+def test_judgment_text_starts_with_parseable_score():
     for s in range(6):
-        text = judgment_text(s)
-        assert text.endswith(f"Score: {s}") and parse_score(text) == s
+        text = judgment_text(s)  # score first: logprob mode reads the token after "Score: "
+        assert text.startswith(f"Score: {s}\n") and parse_score(text) == s
         assert JUSTIFICATIONS[s] in text
     with pytest.raises(ValueError):
         judgment_text(6)

@@ -81,7 +81,7 @@ def test_quality_labels_map_to_0_5(tmp_path):
     eft = seed.build([src(write_lines(tmp_path / "q.jsonl", lines), "quality")], "eft")
     # an unlabelled answer (null quality) is dropped, never given a made-up grade
     assert dict(zip(eft["response"], eft["score"])) == {"r0.0": 0, "r0.5": 2, "r1.0": 5}
-    assert all(j.endswith(f"Score: {s}") for j, s in zip(eft["judgment"], eft["score"]))
+    assert all(j.startswith(f"Score: {s}\n") for j, s in zip(eft["judgment"], eft["score"]))
 
 
 def test_duplicates_are_dropped_by_content_id(tmp_path):
