@@ -21,7 +21,7 @@ Conversation = pl.List(Message)
 SCHEMAS: dict[str, dict[str, pl.DataType]] = {
     # seed instruction data (IFT): also the few-shot pool for prompts@t
     "ift": {"id": pl.String, "instruction": pl.String, "response": pl.String, "source": pl.String},
-    # judge-training data (EFT): `judgment` is the rubric justification ending in "Score: N"
+    # judge-training data (EFT): `judgment` is "Score: N" and a one-line rubric justification
     "eft": {
         "id": pl.String,
         "instruction": pl.String,

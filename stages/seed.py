@@ -9,7 +9,7 @@ Sources (params `seed_data.ift` / `seed_data.eft`, each a list of {path, format}
   ranked           question, answer, rank (0 = best), several answers per question
   quality          prompt_text, response_text, quality_score in 0..1
   hub              a Hugging Face dataset id; oasst trees if it has message_id, else as jsonl
-EFT rows get a rubric judgment ending in "Score: N" (stages/prompting.py).
+EFT rows get a rubric judgment: "Score: N", then a one-line justification (stages/prompting.py).
 """
 
 from __future__ import annotations
