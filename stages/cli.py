@@ -7,7 +7,8 @@ The pipeline itself runs under DVC:
   dvc exp run -S judge.k=5   an experiment with one knob changed
 
 This command reads the results:
-  srlm status            one line per iteration: prompts, responses, parse rate, pairs, validation, model
+  srlm status            one line per iteration: prompts, responses, parse rate, pairs, validation, model,
+                         judge accuracy vs human ranks and head-to-head vs the previous model (evaluate@t)
   srlm show 1 preferences [-n 3]   print rows of a dataset
   srlm params            validate params.yaml and print it with defaults filled in
   srlm release --iteration 1 --repo-id ORG/NAME [--dry-run DIR]   publish the pairs to the Hub (docs/release.md)
@@ -34,25 +35,40 @@ def _count(path: Path) -> str:
     return str(pl.scan_parquet(path).select(pl.len()).collect().item())
 
 
-def _metric(path: Path, key: str):
+def _metric(path: Path, *keys: str):
+    """metrics JSON value at keys (nested), or None if the file or any key is missing."""
     try:
-        return json.loads(path.read_text()).get(key)
+        value = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError):
         return None
+    for key in keys:
+        value = value.get(key) if isinstance(value, dict) else None
+    return value
+
+
+def _num(value, fmt: str) -> str:
+    return "-" if value is None else format(value, fmt)
 
 
 def status(p: P.Params) -> None:
-    print(f"{'iter':>4}  {'from':>4}  {'prompts':>7}  {'responses':>9}  {'parse':>6}  {'pairs':>5}  {'valid':>6}  model")
-    for key, it in sorted(p.iterations.items(), key=lambda kv: int(kv[0])):
+    """One line per model, M0 first: the data M(t-1) made, then M(t) and how it does as a judge (evaluate@t):
+    pairwise accuracy against held-out human ranks, and head-to-head win minus loss against M(t-1)."""
+    print(f"{'iter':>4}  {'from':>4}  {'prompts':>7}  {'responses':>9}  {'parse':>6}  {'pairs':>5}  {'valid':>6}  "
+          f"{'model':<9}  {'judge acc':>9}  {'vs prev':>7}")
+    # iteration 0 is M0 (sft from base): no data of its own, but evaluate_m0 measures it as a judge
+    lines = [("0", "base")] + [(k, f"M{it.prev}") for k, it in sorted(p.iterations.items(), key=lambda kv: int(kv[0]))]
+    for key, source in lines:
         data, met = Path(f"data/iter{key}"), Path(f"metrics/iter{key}")
         parse = _metric(met / "judge.json", "parse_rate")
         passed = _metric(met / "validate.json", "passed")
         overridden = _metric(met / "validate.json", "overridden")
         valid = "-" if passed is None else ("ok" if passed else ("forced" if overridden else "FAILED"))
         model = Path(f"models/M{key}")
-        print(f"{key:>4}  {'M' + str(it.prev):>4}  {_count(data / 'prompts.parquet'):>7}  {_count(data / 'responses.parquet'):>9}  "
-              f"{'-' if parse is None else f'{parse:.0%}':>6}  {_count(data / 'preferences.parquet'):>5}  {valid:>6}  "
-              f"{model if (model / 'config.json').exists() else '-'}")
+        acc = _metric(met / "eval.json", "human", "pairwise_accuracy")
+        vs_prev = _metric(met / "eval.json", "head2head", "vs_prev", "win_minus_loss")
+        print(f"{key:>4}  {source:>4}  {_count(data / 'prompts.parquet'):>7}  {_count(data / 'responses.parquet'):>9}  "
+              f"{_num(parse, '.0%'):>6}  {_count(data / 'preferences.parquet'):>5}  {valid:>6}  "
+              f"{str(model) if (model / 'config.json').exists() else '-':<9}  {_num(acc, '.3f'):>9}  {_num(vs_prev, '+.2f'):>7}")
 
 
 def show(iteration: str, kind: str, n: int) -> None:
