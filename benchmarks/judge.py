@@ -63,8 +63,9 @@ def main() -> None:
     texts = [be.chat(judge_messages(q, r)) for q, r in zip(groups["instruction"], groups["response"])]
     res: dict = {"label": args.label, "model": args.model, "responses": len(texts), "machine": f"{platform.machine()} {platform.processor()}"}
 
+    lp_cfg = p.judge.model_copy(update={"batch_size": args.batch})
     t = time.perf_counter()
-    lp = mean_scores(judge_logprob(be, texts, p.judge.model_copy(update={"batch_size": args.batch}), "logprob"))
+    lp = mean_scores(judge_logprob(be, texts, lp_cfg, "logprob"))
     res["logprob_s"] = round(time.perf_counter() - t, 1)
     res["logprob"] = table4(groups, lp)
     print(json.dumps(res), flush=True)
@@ -75,7 +76,7 @@ def main() -> None:
         jcfg = p.judge.model_copy(update={"k": args.k, "max_new_tokens": args.max_new_tokens, "batch_size": args.batch * args.k})
         # wall and process CPU seconds: on a shared machine the CPU-time ratio is the steadier one
         t, c = time.perf_counter(), time.process_time()
-        lp_sub = mean_scores(judge_logprob(be, sub, p.judge.model_copy(update={"batch_size": args.batch}), "logprob (same answers)"))
+        lp_sub = mean_scores(judge_logprob(be, sub, lp_cfg, "logprob (same answers)"))
         res["logprob_same_s"], res["logprob_same_cpu_s"] = round(time.perf_counter() - t, 1), round(time.process_time() - c, 1)
         t, c = time.perf_counter(), time.process_time()
         grades = judge_sample(be, sub, jcfg, 0, "sample")
@@ -96,19 +97,10 @@ def main() -> None:
             res["mode_spearman"] = round(float(spearmanr([a for a, _ in both], [b for _, b in both]).statistic), 4)
         print(json.dumps(res), flush=True)
     t = time.perf_counter()
-    pairs = [(q, a, b, len(a), len(b)) for _, g in groups.group_by("group", maintain_order=True)
-             for q, (_, a), (_, b) in evaluate._ordered_pairs(g)]
-    import random
-
-    coin = random.Random(0)
-    cf = [coin.random() < 0.5 for _ in pairs]
-    shown = [(a, b) if c else (b, a) for (_, a, b, *_), c in zip(pairs, cf)]
-    qs = [q for q, *_ in pairs]
-    probs = evaluate.prefer_first(be, qs + qs, [s[0] for s in shown] + [s[1] for s in shown],
-                                  [s[1] for s in shown] + [s[0] for s in shown], args.batch, "A/B")
-    res["ab"] = agreement.ab_agreement(cf, probs[: len(pairs)], probs[len(pairs):])
+    ab = evaluate.ab_test(be, groups, 0, args.batch, "A/B")
+    res["longer_wins_accuracy"] = ab.pop("longer_wins_accuracy")
+    res["ab"] = ab
     res["ab_s"] = round(time.perf_counter() - t, 1)
-    res["longer_wins_accuracy"] = agreement.longer_wins_accuracy([(la, lb) for *_, la, lb in pairs])
     print(json.dumps(res, indent=1))
     if args.json:
         args.json.write_text(json.dumps(res, indent=1))

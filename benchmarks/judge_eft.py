@@ -59,8 +59,9 @@ def main() -> None:
         per = max(1, args.rows // eft["score"].n_unique())
         eft = pl.concat([g.sample(min(per, len(g)), seed=args.seed) for _, g in eft.group_by("score", maintain_order=True)])
     eft = eft.sample(min(args.rows, len(eft)), seed=args.seed, shuffle=True)
-    target = (lambda s: "{}\nScore: {}".format(JUSTIFICATIONS[s], s)) if args.reason_first else seed.judgment_text
-    eft = eft.with_columns(pl.col("score").map_elements(lambda s: target(int(s)), return_dtype=pl.String).alias("judgment"))
+    if args.reason_first:  # seed.build already wrote the default (score-first) judgment
+        eft = eft.with_columns(pl.col("score").map_elements(lambda s: f"{JUSTIFICATIONS[int(s)]}\nScore: {int(s)}", return_dtype=pl.String)
+                               .alias("judgment"))
     rows.write(eft, work / "eft.parquet", "eft")
     ift = rows.empty("ift")
     if args.ift_rows:

@@ -92,19 +92,22 @@ def human_agreement(backend: Backend, groups: pl.DataFrame, p: P.Params, seed: i
     out = {**agreement.rank_agreement(by_group), "mode": p.judge.mode, "responses": len(groups),
            "parse_rate": summary["parse_rate"], "score_mean": summary["score_mean"], "score_std": summary["score_std"],
            "score_hist": summary["score_hist"], "all5_rate": round(sum(scores5) / len(scores5), 4) if scores5 else None}
+    return out | ab_test(backend, groups, seed, p.evaluate.compare_batch_size, f"{desc} A/B")
 
-    # every human pair (better first in `pairs`), shown in a seeded order and then swapped
+
+def ab_test(backend: Backend, groups: pl.DataFrame, seed: int, batch_size: int, desc: str) -> dict:
+    """The comparative judge on every human pair, shown in a seeded order and then swapped, beside the
+    longer-answer-wins baseline on the same pairs."""
     pairs = [(q, a, b, len(a), len(b)) for (_, g) in groups.group_by("group", maintain_order=True)
-             for q, (ra, a), (rb, b) in _ordered_pairs(g)]
+             for q, (ra, a), (rb, b) in _ordered_pairs(g)]  # better answer first
     coin = random.Random(seed)
     chosen_first = [coin.random() < 0.5 for _ in pairs]
     shown = [(a, b) if cf else (b, a) for (_, a, b, *_), cf in zip(pairs, chosen_first)]
     qs = [q for q, *_ in pairs]
     both = prefer_first(backend, qs + qs, [s[0] for s in shown] + [s[1] for s in shown],
-                        [s[1] for s in shown] + [s[0] for s in shown], p.evaluate.compare_batch_size, f"{desc} A/B")
-    out |= agreement.ab_agreement(chosen_first, both[: len(pairs)], both[len(pairs):])
-    out["longer_wins_accuracy"] = agreement.longer_wins_accuracy([(la, lb) for *_, la, lb in pairs])
-    return out
+                        [s[1] for s in shown] + [s[0] for s in shown], batch_size, desc)
+    return {**agreement.ab_agreement(chosen_first, both[: len(pairs)], both[len(pairs):]),
+            "longer_wins_accuracy": agreement.longer_wins_accuracy([(la, lb) for *_, la, lb in pairs])}
 
 
 def _ordered_pairs(group: pl.DataFrame):

@@ -52,7 +52,7 @@ def sft_examples(ift, eft, max_length: int = 100_000, compare_pairs: int = 0, se
     cut = eft_answer_chars(max_length)
     ex += [{"prompt": judge_messages(r["instruction"], r["response"][:cut]),
             "completion": [{"role": "assistant", "content": r["judgment"]}]} for r in eft.iter_rows(named=True)]
-    return ex + compare_examples(eft, compare_pairs, max_length, seed) if compare_pairs else ex
+    return ex + compare_examples(eft, compare_pairs, max_length, seed)
 
 
 def main(argv: list[str] | None = None) -> None:
