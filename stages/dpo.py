@@ -11,17 +11,18 @@ explicitly overridden.
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 from pathlib import Path
 
 from . import params as P
 from . import rows
-from .backend import check_model_dir
-from .training import is_main_process, lora_config, loss_summary, relaunch, save_model, trainer_args
+from .errors import SrlmError, entry
+from .models import check_model_dir, load_tokenizer, save_model
+from .training import is_main_process, lora_config, loss_summary, relaunch, trainer_args
 
 
+@entry
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--iteration", type=int, required=True)
@@ -34,22 +35,20 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     p = P.load(args.params)
     check_model_dir(args.model)
-    if not args.validation.exists():
-        raise SystemExit(f"error: {args.validation} is missing: run validate@{args.iteration} first")
-    verdict = json.loads(args.validation.read_text())
+    verdict = rows.read_json(args.validation)
+    if verdict is None:
+        raise SrlmError(f"error: {args.validation} is missing: run validate@{args.iteration} first")
     if not (verdict.get("passed") or verdict.get("overridden")):
-        raise SystemExit(f"error: validation of iteration {args.iteration} failed; not training")
+        raise SrlmError(f"error: validation of iteration {args.iteration} failed; not training")
     prefs = rows.read(args.preferences, "preferences")
     if prefs.is_empty():
-        raise SystemExit(f"error: {args.preferences} has no pairs to train on")
+        raise SrlmError(f"error: {args.preferences} has no pairs to train on")
     if relaunch(p.dpo, "stages.dpo", argv):  # dpo.num_processes > 1: the same stage, one process per device
         return
 
     from datasets import Dataset
     from transformers import AutoModelForCausalLM
     from trl import DPOConfig, DPOTrainer
-
-    from .backend_hf import load_tokenizer
 
     t0 = time.time()
     tok = load_tokenizer(args.model, p.backend.trust_remote_code)

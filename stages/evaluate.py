@@ -21,40 +21,21 @@ from pathlib import Path
 
 import polars as pl
 
-from . import agreement
+from . import agreement, rows
 from . import params as P
-from . import rows
 from .backend import Backend, make_backend
-from .judge import judge_logprob, judge_sample, score_summary
+from .errors import entry
 from .prompting import COMPARE_CHOICES, COMPARE_PREFILL, compare_messages, judge_messages
-from .seed import SourceError, load_source, need, oasst_first_turn
+from .scoring import judge_logprob, judge_sample, score_summary
+from .sources import SourceError, load_source, ranked_groups
 
 
 def load_groups(cfg: P.Evaluate) -> pl.DataFrame | None:
-    """Held-out human rankings as (group, instruction, response, rank) rows, 0 = best, groups in file order."""
-    src = cfg.human
-    df = load_source(src)
+    """Held-out human rankings as (group, instruction, response, rank) rows, at most `max_prompts` groups."""
+    df = load_source(cfg.human)
     if df is None:
         return None
-    fmt = "oasst_tree" if src.format == "hub" and "message_id" in df.columns else src.format
-    if fmt == "rank_pairs":
-        need(df, ["prompt", "chosen", "rejected", "chosen_rank", "rejected_rank"], src)
-        if cfg.first_turn_only and "first_turn" in df.columns:
-            df = df.filter(pl.col("first_turn"))
-        key = pl.col("message_tree_id").cast(pl.String) + "/" if "message_tree_id" in df.columns else pl.lit("")
-        df = df.with_columns((key + pl.col("prompt")).alias("group"))
-        sides = [df.select("group", pl.col("prompt").alias("instruction"), pl.col(s).alias("response"),
-                           pl.col(f"{s}_rank").cast(pl.Int64).alias("rank")) for s in ("chosen", "rejected")]
-        df = pl.concat(sides).unique(["group", "response"], keep="first", maintain_order=True)
-    elif fmt == "oasst_tree":
-        need(df, ["message_id", "parent_id", "role", "text", "rank"], src)
-        df = oasst_first_turn(df)
-    elif fmt == "ranked":
-        need(df, ["question", "answer", "rank"], src)
-        df = df.select(pl.col("question").alias("group"), pl.col("question").alias("instruction"),
-                       pl.col("answer").alias("response"), pl.col("rank").cast(pl.Int64))
-    else:
-        raise SourceError(f"error: evaluate.human.format must be rank_pairs, oasst_tree, ranked or hub, got {src.format}")
+    df = ranked_groups(df, cfg.human, cfg.first_turn_only)
     df = df.filter(pl.col("rank").n_unique().over("group") >= 2)  # a lone answer has no human order
     keep = df["group"].unique(maintain_order=True).head(cfg.max_prompts or len(df))
     return df.filter(pl.col("group").is_in(keep.implode())).with_columns(pl.col("response").str.slice(0, cfg.max_response_chars))
@@ -139,6 +120,7 @@ def head2head(judge: Backend, mine: pl.DataFrame, theirs: pl.DataFrame, batch_si
             "chars_mean_other": round(float(both["response_y"].str.len_chars().mean()), 1) if len(q) else None}
 
 
+@entry
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--iteration", type=int, required=True, help="t of the model under test (0 = M0)")

@@ -8,6 +8,7 @@ judge.mode = sample  (the paper's): K sampled grades per response; `Score: N` is
                      and its raw text, never as 0.
 judge.mode = logprob: one forward pass with the assistant turn opened at "Score: ";
                      the next-token distribution over 0..5 is stored, its mean is the score.
+Scoring is stages/scoring.py, which evaluate shares.
 Work is committed in shards (stages/shards.py): an interrupted run resumes where it stopped.
 """
 
@@ -16,34 +17,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import polars as pl
-
+from . import lineage, rows
 from . import params as P
-from . import rows
-from . import lineage
-from .backend import Backend
-from .prompting import SCORES, judge_messages, parse_score
+from .errors import entry
+from .prompting import judge_messages
+from .scoring import LOGPROB_PREFILL, SCORES, logprob_grades, sample_grades, score_summary
 from .shards import Task, Work
-
-LOGPROB_PREFILL = "Score: "
-
-
-def sample_grades(texts: list[str]) -> list[dict]:
-    return [{"grade": g, "score": parse_score(t), "raw": t, "probs": []} for g, t in enumerate(texts)]
-
-
-def logprob_grades(probs: list[float]) -> list[dict]:
-    return [{"grade": 0, "score": sum(s * q for s, q in zip(SCORES, probs)), "raw": "", "probs": probs}]
-
-
-def judge_sample(backend: Backend, texts: list[str], cfg: P.Judge, seed: int, desc: str) -> list[list[dict]]:
-    outs = backend.generate(texts, n=cfg.k, sampling=cfg, seed=seed, desc=desc)
-    return [sample_grades([c.text for c in o]) for o in outs]
-
-
-def judge_logprob(backend: Backend, texts: list[str], cfg: P.Judge, desc: str) -> list[list[dict]]:
-    probs = backend.next_token_probs([t + LOGPROB_PREFILL for t in texts], [str(s) for s in SCORES], cfg.batch_size, desc)
-    return [logprob_grades(p) for p in probs]
 
 
 def judge_task(cfg: P.Judge) -> Task:
@@ -52,22 +31,7 @@ def judge_task(cfg: P.Judge) -> Task:
     return Task(cfg, n=cfg.k)
 
 
-def score_summary(judgments: pl.DataFrame) -> dict:
-    """Parse rate, mean and histogram (rounded to whole points) of the grades."""
-    scores = judgments["score"].drop_nulls()
-    hist = {str(s): 0 for s in SCORES}
-    for s in scores.round(0).cast(pl.Int64):
-        hist[str(s)] += 1
-    return {
-        "grades": len(judgments),
-        "parsed": len(scores),
-        "parse_rate": round(len(scores) / len(judgments), 4) if len(judgments) else 0.0,
-        "score_mean": round(float(scores.mean()), 4) if len(scores) else None,
-        "score_std": round(float(scores.std()), 4) if len(scores) > 1 else None,
-        "score_hist": hist,
-    }
-
-
+@entry
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--iteration", type=int, required=True)

@@ -17,7 +17,6 @@ run on the same machine writes the same bytes. Format: docs/versioning.md ("Line
 from __future__ import annotations
 
 import hashlib
-import json
 import platform
 from pathlib import Path
 from typing import Iterable
@@ -25,7 +24,11 @@ from typing import Iterable
 from . import rows
 
 FORMAT = "srlm-lineage/1"
-PACKAGES = ("srlm", "polars", "pyarrow", "torch", "transformers", "peft", "trl", "datasets", "vllm", "dvc")
+# the packages whose versions a lineage record and a dataset card name
+PACKAGES = ("srlm", "torch", "transformers", "trl", "peft", "vllm", "datasets", "polars", "pyarrow", "dvc",
+            "great-expectations", "huggingface-hub")
+# the stages that make an iteration's datasets (dpo@t trains on them; it is not part of the dataset)
+ITERATION_STAGES = ("prompts", "responses", "judge", "pairs", "validate", "evaluate")
 
 
 def path_for(dataset: str | Path) -> Path:
@@ -111,20 +114,12 @@ def write(dataset: str | Path, kind: str, **kwargs) -> dict:
 
 def read(dataset: str | Path, rev: str | None = None, repo: str | None = None) -> dict | None:
     """The lineage record of `dataset` in the workspace, or at a git revision; None if it has none."""
-    return read_json(path_for(dataset), rev, repo)
+    return rows.read_json(path_for(dataset), rev, repo)
 
 
-def read_json(path: str | Path, rev: str | None = None, repo: str | None = None) -> dict | None:
-    """A small git-tracked JSON file (lineage, metrics) in the workspace or at a git revision; None if absent."""
-    try:
-        if rev is None:
-            return json.loads((Path(repo or ".") / path).read_text(encoding="utf-8"))
-        import dvc.api
-        from dvc.exceptions import PathMissingError
+def lock_stages(root: Path) -> dict:
+    """The `stages` of dvc.lock: what DVC last ran, with the md5 of every dep and out."""
+    import yaml
 
-        try:
-            return json.loads(dvc.api.read(Path(path).as_posix(), repo=repo, rev=rev, encoding="utf-8"))
-        except PathMissingError:
-            return None
-    except (OSError, json.JSONDecodeError):
-        return None
+    path = root / "dvc.lock"
+    return (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("stages", {}) if path.exists() else {}

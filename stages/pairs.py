@@ -22,13 +22,10 @@ from pathlib import Path
 
 import polars as pl
 
+from . import lineage, rows
 from . import params as P
-from . import rows
-from . import lineage
-
-
-def response_scores(judgments: pl.DataFrame) -> pl.DataFrame:
-    return judgments.group_by("response_id").agg(pl.col("score").mean().alias("score"), pl.col("score").count().alias("parsed"))
+from .errors import entry
+from .scoring import response_scores
 
 
 def select_pairs(responses: pl.DataFrame, judgments: pl.DataFrame, min_margin: float, iteration: int,
@@ -80,6 +77,7 @@ def pair_metrics(prefs: pl.DataFrame, counts: dict) -> dict:
     }
 
 
+@entry
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--iteration", type=int, required=True)

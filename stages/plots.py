@@ -16,7 +16,6 @@ tie/parse rates); `dvc plots show` renders the workspace, `dvc plots diff main` 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import tempfile
@@ -24,26 +23,20 @@ from pathlib import Path
 
 import polars as pl
 
+from . import rows
+from .errors import entry
+
 ITER_COLUMNS = {"score_mean": ("judge", "score_mean"), "parse_rate": ("judge", "parse_rate"), "tie_rate": ("pairs", "tie_rate"),
                 "pairs": ("pairs", "pairs"), "margin_mean": ("pairs", "margin_mean"),
                 "chosen_chars": ("pairs", "chosen_chars_mean"), "rejected_chars": ("pairs", "rejected_chars_mean"),
                 "length_ratio": ("pairs", "length_ratio")}
 
 
-def _load(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return {}
-    except json.JSONDecodeError as e:
-        raise SystemExit(f"error: {path}: not valid JSON ({e})") from None
-
-
 def tables(metrics: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
     iters = sorted(int(m.group(1)) for d in metrics.glob("iter*") if (m := re.fullmatch(r"iter(\d+)", d.name)))
     hist, per_iter = [], []
     for t in iters:
-        found = {name: _load(metrics / f"iter{t}" / f"{name}.json") for name in ("judge", "pairs")}
+        found = {name: rows.read_json(metrics / f"iter{t}" / f"{name}.json") or {} for name in ("judge", "pairs")}
         if not any(found.values()):
             continue
         counts = found["judge"].get("score_hist", {})
@@ -64,6 +57,7 @@ def write_csv(df: pl.DataFrame, path: Path) -> None:
     os.replace(tmp, path)
 
 
+@entry
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--metrics", type=Path, default=Path("metrics"))

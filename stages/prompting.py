@@ -1,5 +1,5 @@
-"""What the model is asked and how its answers are read: the judge rubric, the
-self-instruct prompt, score parsing and the EFT target text.
+"""What the model is asked: the judge rubric, the self-instruct and compare prompts, the EFT target
+text, and how a self-instruct generation is read back (grades are read in stages/scoring.py).
 
 The same functions serve training (sft), generation (prompts, judge) and evaluation,
 so a rubric change reaches all of them; dvc.yaml lists the template files as deps.
@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from importlib import resources
 
-SCORES = tuple(range(6))  # the additive rubric gives 0..5 points
+from .scoring import SCORES
 
 
 def _template(name: str) -> str:
@@ -37,9 +37,6 @@ JUSTIFICATIONS = {
     5: "The answer is relevant, thorough, useful, well organised and of expert quality, with no filler.",
 }
 
-_SCORE_RE = re.compile(r"score\s*[:=]\s*\**\s*([0-5](?:\.\d+)?)(?:\s*/\s*5)?", re.IGNORECASE)
-
-
 def judge_messages(instruction: str, response: str) -> list[dict]:
     text = JUDGE_TEMPLATE.format(instruction=instruction.strip(), response=response.strip())
     return [{"role": "user", "content": text}]
@@ -54,15 +51,6 @@ def judgment_text(score: int) -> str:
     if score not in JUSTIFICATIONS:
         raise ValueError(f"score must be one of {SCORES}, got {score!r}")
     return f"Score: {score}\n{JUSTIFICATIONS[score]}"
-
-
-def parse_score(text: str) -> float | None:
-    """The last `Score: N` in the text (N in 0..5), or None: never a default of 0."""
-    found = _SCORE_RE.findall(text or "")
-    if not found:
-        return None
-    value = float(found[-1])
-    return value if 0 <= value <= 5 else None
 
 
 def self_instruct_messages(examples: list[str]) -> list[dict]:

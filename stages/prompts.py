@@ -17,18 +17,12 @@ import random
 from collections import Counter
 from pathlib import Path
 
-from rapidfuzz import process
-from rapidfuzz.distance import LCSseq
-
+from . import lineage, rows
 from . import params as P
-from . import rows
-from . import lineage
-from .shards import Task, Work
+from .errors import SrlmError, entry
 from .prompting import parse_instruction, self_instruct_messages
-
-
-def words(text: str) -> list[str]:
-    return text.lower().split()
+from .shards import Task, Work
+from .text import near_duplicate, words
 
 
 def filter_prompts(candidates: list[str], pool: list[str], cfg: P.Prompts) -> tuple[list[int], Counter]:
@@ -44,9 +38,9 @@ def filter_prompts(candidates: list[str], pool: list[str], cfg: P.Prompts) -> tu
             reasons["too_short"] += 1
         elif len(text) > cfg.max_chars:
             reasons["too_long"] += 1
-        elif _near(words(text), pool_words, cfg.max_similarity):
+        elif near_duplicate(words(text), pool_words, cfg.max_similarity):
             reasons["near_duplicate_of_seed"] += 1
-        elif _near(words(text), kept_words, cfg.max_similarity):
+        elif near_duplicate(words(text), kept_words, cfg.max_similarity):
             reasons["near_duplicate_of_kept"] += 1
         else:
             kept.append(i)
@@ -54,13 +48,7 @@ def filter_prompts(candidates: list[str], pool: list[str], cfg: P.Prompts) -> tu
     return kept, reasons
 
 
-def _near(query: list[str], choices: list[list[str]], threshold: float) -> bool:
-    if not choices:
-        return False
-    best = process.extractOne(query, choices, scorer=LCSseq.normalized_similarity, score_cutoff=threshold)
-    return best is not None
-
-
+@entry
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--iteration", type=int, required=True)
@@ -75,7 +63,7 @@ def main(argv: list[str] | None = None) -> None:
     cfg = p.prompts
     pool = rows.read(args.pool, "ift")
     if len(pool) < cfg.fewshot:
-        raise SystemExit(f"error: {args.pool} has {len(pool)} instructions, fewer than prompts.fewshot={cfg.fewshot}")
+        raise SrlmError(f"error: {args.pool} has {len(pool)} instructions, fewer than prompts.fewshot={cfg.fewshot}")
     seed = rows.derive_seed(p.seed, "prompts", args.iteration)
     rng = random.Random(seed)
     shots = [rng.sample(range(len(pool)), cfg.fewshot) for _ in range(cfg.n)]

@@ -25,12 +25,13 @@ from pathlib import Path
 
 from . import params as P
 from . import rows
+from .errors import SrlmError
+from .lineage import ITERATION_STAGES, lock_stages
 
-ITERATION_STAGES = ("prompts", "responses", "judge", "pairs", "validate", "evaluate")  # dpo@t is not the dataset
 KEEP_REMOTE = (".gitattributes",)
 
 
-class ReleaseError(SystemExit):
+class ReleaseError(SrlmError):
     """A refusal or failure with a message for the user; exits non-zero."""
 
 
@@ -48,12 +49,12 @@ def check_repo_id(repo_id: str) -> None:
 def check_validation(iteration: int, root: Path) -> dict:
     path = root / f"metrics/iter{iteration}/validate.json"
     try:
-        result = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
+        result = rows.read_json(path)
+    except SrlmError as e:
+        raise ReleaseError(f"release: {e}".replace("release: error: ", "release: ")) from None
+    if result is None:
         raise ReleaseError(f"release: iteration {iteration} has not passed validation ({path} is missing; "
-                           f"run `dvc repro validate@{iteration}`)") from None
-    except json.JSONDecodeError as e:
-        raise ReleaseError(f"release: {path} is not valid JSON: {e}") from None
+                           f"run `dvc repro validate@{iteration}`)")
     if not result.get("passed") and not result.get("overridden"):
         failures = ", ".join(result.get("failures", [])) or "see the report"
         raise ReleaseError(f"release: iteration {iteration} failed validation ({result.get('failed', '?')} check(s): "
@@ -84,13 +85,6 @@ def stale_stages(iteration: int, root: Path) -> dict[str, list]:
         repo.close()
         os.chdir(cwd)
     return stale
-
-
-def lock_stages(root: Path) -> dict:
-    import yaml
-
-    path = root / "dvc.lock"
-    return (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("stages", {}) if path.exists() else {}
 
 
 def gate(iteration: int, p: P.Params, root: Path) -> dict:
@@ -127,9 +121,9 @@ def write_folder(iteration: int, repo_id: str, tag: str, p: P.Params, root: Path
 
     df = rows.read(root / f"data/iter{iteration}/preferences.parquet", "preferences").sort("id")
     splits = split(df, p.release.test_fraction, p.seed)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
-    try:
+    if out.is_dir() and {f.name for f in out.iterdir()} - {"README.md", "data"}:  # never delete a folder we did not write
+        raise ReleaseError(f"release: {out} exists and holds other files; choose an empty or new folder")
+    with rows.atomic_dir(out) as tmp:
         for name, frame in splits.items():
             n = max(1, -(-len(frame) // p.release.shard_rows))
             for i in range(n):
@@ -137,13 +131,6 @@ def write_folder(iteration: int, repo_id: str, tag: str, p: P.Params, root: Path
                 rows.write(shard, tmp / f"data/{name}-{i:05d}-of-{n:05d}.parquet", "preferences")
         sizes = {k: len(v) for k, v in splits.items()}
         card(iteration, repo_id, tag, p, root, sizes, validation).save(tmp / "README.md")
-        if out.exists():
-            if {f.name for f in out.iterdir()} - {"README.md", "data"}:  # never delete a folder we did not write
-                raise ReleaseError(f"release: {out} exists and holds other files; choose an empty or new folder")
-            shutil.rmtree(out)
-        tmp.rename(out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return sizes
 
 

@@ -8,21 +8,16 @@ iteration gives a byte-identical card and a re-release makes no commit.
 from __future__ import annotations
 
 import json
-import platform
 import subprocess
-from importlib import metadata
 from pathlib import Path
 
 import yaml
 
 from . import params as P
 from . import rows
+from .lineage import ITERATION_STAGES, lock_stages, package_versions
 
-PACKAGES = ("srlm", "torch", "transformers", "trl", "peft", "vllm", "datasets", "polars", "dvc",
-            "great-expectations", "huggingface-hub")
 DATASET_PARAMS = ("seed", "backend", "base", "prompts", "responses", "judge", "pairs", "validate")
-# the lineage record beside each dataset (format srlm-lineage/1, docs/versioning.md); used when present
-LINEAGE_KINDS = ("prompts", "responses", "judgments", "preferences")
 
 
 def size_category(n: int) -> str:
@@ -32,13 +27,6 @@ def size_category(n: int) -> str:
         if n < limit:
             return name
     return "n>1B"
-
-
-def _json(path: Path) -> dict | None:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return None
 
 
 def _flat(obj, prefix: str = "") -> list[tuple[str, object]]:
@@ -55,16 +43,6 @@ def _table(header: tuple[str, ...], body: list[tuple]) -> str:
     return "\n".join(lines + ["| " + " | ".join(str(c).replace("|", "\\|") for c in r) + " |" for r in body])
 
 
-def versions() -> list[tuple[str, str]]:
-    out = [("python", platform.python_version())]
-    for name in PACKAGES:
-        try:
-            out.append((name, metadata.version(name)))
-        except metadata.PackageNotFoundError:
-            pass
-    return out
-
-
 def git_commit(root: Path) -> str | None:
     try:
         r = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
@@ -76,8 +54,6 @@ def git_commit(root: Path) -> str | None:
 def dvc_hashes(iteration: int, prev: int, root: Path) -> list[tuple[str, str, str, str]]:
     """(stage, dep/out, path, md5) from dvc.lock: the iteration's stages (their outputs and the data and models
     they read; code deps are covered by the git commit) and the outputs of the stages that made M(prev)."""
-    from .release import ITERATION_STAGES, lock_stages
-
     upstream = {"base", "seed", "sft"} | {f"dpo@{t}" for t in range(1, prev + 1)}
     out = []
     for stage, entry in lock_stages(root).items():
@@ -134,7 +110,7 @@ def card(iteration: int, repo_id: str, tag: str, p: P.Params, root: Path, sizes:
                 for check, value in sorted(checks.items())]
     if observed:
         parts.append(_table(("check", "observed"), observed))
-    ev = _json(root / f"metrics/iter{iteration}/eval.json")
+    ev = rows.read_json(root / f"metrics/iter{iteration}/eval.json")
     if ev is not None:
         parts += ["### Judge agreement and head-to-head", f"From `metrics/iter{iteration}/eval.json` (evaluate@{iteration}):",
                   _table(("metric", "value"), _flat(ev))]
@@ -147,9 +123,9 @@ def card(iteration: int, repo_id: str, tag: str, p: P.Params, root: Path, sizes:
               "```yaml\n" + yaml.safe_dump({k: v for k, v in p.model_dump(by_alias=True).items() if k in DATASET_PARAMS}
                                            | {"iterations": {str(iteration): {"prev": prev}}}, sort_keys=False).rstrip()
               + "\n```",
-              "### Package versions", _table(("package", "version"), versions())]
-    records = [(f"data/iter{iteration}/{kind}.lineage.json", r) for kind in LINEAGE_KINDS
-               if (r := _json(root / f"data/iter{iteration}/{kind}.lineage.json")) is not None]
+              "### Package versions", _table(("package", "version"), list(package_versions().items()))]
+    records = [(f"data/iter{iteration}/{kind}.lineage.json", r) for kind in rows.KINDS
+               if (r := rows.read_json(root / f"data/iter{iteration}/{kind}.lineage.json")) is not None]
     if records:
         ds = lambda r: r.get("dataset") or {}
         parts += ["### Lineage records", "The record beside each dataset of the iteration (`srlm-lineage/1`):",

@@ -6,14 +6,21 @@ schema on write (missing or extra columns are errors) and checked again on read.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
 import polars as pl
+
+from .errors import SrlmError
+
+# the datasets one iteration makes, in pipeline order (data/iter<t>/<kind>.parquet)
+KINDS = ("prompts", "responses", "judgments", "preferences")
 
 Message = pl.Struct({"role": pl.String, "content": pl.String})
 Conversation = pl.List(Message)
@@ -84,16 +91,15 @@ SCHEMAS: dict[str, dict[str, pl.DataType]] = {
 }
 
 
-class SchemaError(ValueError, SystemExit):
-    """A ValueError for callers that handle it (validate turns it into a failed check); left
-    uncaught it ends the process like SystemExit: the message, exit status 1, no traceback."""
+class SchemaError(SrlmError):
+    """A file does not hold its dataset's rows (validate turns it into a failed check)."""
 
     def __init__(self, message: str):
-        super().__init__(message)
-        self.code = f"error: {message}"  # what the interpreter prints when it exits on this
+        super().__init__(f"error: {message}")
+        self.detail = message
 
 
-class WriteError(SystemExit):
+class WriteError(SrlmError):
     """Writing failed (disk full, permissions): the message names the file; no temporary file is left."""
 
 
@@ -139,17 +145,18 @@ def write(df: pl.DataFrame, path: str | Path, kind: str) -> pl.DataFrame:
     """Conform and write atomically: a crash never leaves a partial file at `path`."""
     df = conform(df, kind)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
         # statistics off and one row group: bytes depend only on the rows
         df.write_parquet(tmp, compression="zstd", statistics=False, row_group_size=max(len(df), 1))
         os.replace(tmp, path)
     except OSError as e:
         raise _write_failed(path, e) from None
     finally:
-        if os.path.exists(tmp):
+        if tmp and os.path.exists(tmp):
             os.unlink(tmp)
     return df
 
@@ -182,3 +189,49 @@ def write_text(text: str, path: str | Path) -> None:
 def write_json(obj: dict, path: str | Path) -> None:
     """Atomic JSON write (metrics, reports)."""
     write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n", path)
+
+
+def read_json(path: str | Path, rev: str | None = None, repo: str | None = None, missing_ok: bool = True) -> dict | None:
+    """A small JSON file (metrics, lineage, validation verdict) in the workspace, or at a git revision through
+    DVC; None when absent (unless missing_ok is false); invalid JSON is an error naming the file."""
+    try:
+        if rev is None:
+            text = (Path(repo or ".") / path).read_text(encoding="utf-8")
+        else:
+            import dvc.api
+            from dvc.exceptions import PathMissingError
+
+            try:
+                text = dvc.api.read(Path(path).as_posix(), repo=repo, rev=rev, encoding="utf-8")
+            except PathMissingError:
+                raise FileNotFoundError(path) from None
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        if missing_ok:
+            return None
+        raise SrlmError(f"error: {path} does not exist") from None
+    except UnicodeDecodeError:
+        raise SrlmError(f"error: {path}: not UTF-8 text") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise SrlmError(f"error: {path}: not valid JSON ({e})") from None
+
+
+@contextlib.contextmanager
+def atomic_dir(out: str | Path):
+    """Fill a temporary folder beside `out`, then swap it in: `out` is the old folder or the whole new one,
+    never a half-written one (model folders, the release folder)."""
+    out = Path(out)
+    tmp = None
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
+        yield tmp
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+    except OSError as e:
+        raise _write_failed(out, e) from None
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)

@@ -15,7 +15,6 @@ EFT rows get a rubric judgment: "Score: N", then a one-line justification (stage
 from __future__ import annotations
 
 import argparse
-import json
 import random
 from pathlib import Path
 
@@ -23,121 +22,9 @@ import polars as pl
 
 from . import params as P
 from . import rows
+from .errors import entry
 from .prompting import judgment_text
-
-
-class SourceError(SystemExit):
-    pass
-
-
-def _shape(value: object) -> str | None:
-    if value is None:
-        return None
-    return "a list" if isinstance(value, list) else "an object" if isinstance(value, dict) else "a scalar"
-
-
-def read_jsonl(path: Path) -> pl.DataFrame:
-    records, shapes = [], {}
-    with path.open("rb") as f:
-        for lineno, raw in enumerate(f, 1):
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError:
-                raise SourceError(f"error: {path}:{lineno}: not UTF-8 text") from None
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise SourceError(f"error: {path}:{lineno}: invalid JSON ({e.msg})") from None
-            if not isinstance(rec, dict):
-                raise SourceError(f"error: {path}:{lineno}: expected a JSON object")
-            for key, value in rec.items():  # a column must not switch between text, list and object
-                shape = _shape(value)
-                if shape and shapes.setdefault(key, (shape, lineno))[0] != shape:
-                    raise SourceError(f"error: {path}:{lineno}: key {key!r} is {shape} here but "
-                                      f"{shapes[key][0]} on line {shapes[key][1]}")
-            records.append(rec)
-    return pl.DataFrame(records, infer_schema_length=None) if records else pl.DataFrame()
-
-
-def load_source(src: P.Source) -> pl.DataFrame | None:
-    path = Path(src.path)
-    if src.format == "hub":
-        from datasets import load_dataset
-
-        return pl.from_arrow(load_dataset(src.path, split=src.split).data.table)
-    if not path.exists():
-        if src.optional:
-            print(f"seed: skipping optional source {path} (not found)")
-            return None
-        raise SourceError(f"error: seed source {path} does not exist")
-    if src.format == "parquet" or path.suffix == ".parquet":
-        try:
-            return pl.read_parquet(path)
-        except Exception as e:  # polars raises several types for a corrupt file
-            raise SourceError(f"error: {path} is not a readable parquet file: {e}") from None
-    return read_jsonl(path)
-
-
-def need(df: pl.DataFrame, cols: list[str], src: P.Source) -> None:
-    missing = [c for c in cols if c not in df.columns]
-    if missing:
-        raise SourceError(f"error: {src.path} ({src.format}): missing column(s) {missing}; has {df.columns}")
-
-
-def oasst_first_turn(df: pl.DataFrame) -> pl.DataFrame:
-    """(instruction, response, rank, group) for ranked replies to the root prompts of oasst trees."""
-    if "lang" in df.columns:
-        df = df.filter(pl.col("lang").is_null() | (pl.col("lang") == "en"))
-    roots = df.filter(pl.col("parent_id").is_null() & (pl.col("role") == "prompter"))
-    replies = df.filter((pl.col("role") == "assistant") & pl.col("rank").is_not_null())
-    joined = replies.join(roots.select(pl.col("message_id").alias("parent_id"), pl.col("text").alias("instruction")), on="parent_id")
-    return joined.select("instruction", pl.col("text").alias("response"), "rank", pl.col("parent_id").alias("group"))
-
-
-def ranked_rows(df: pl.DataFrame, kind: str) -> pl.DataFrame:
-    """(instruction, response, rank, group) -> IFT: the best answer per group; EFT: every answer, scored by rank.
-
-    Ranks are re-counted within the answers present (0..m-1), so gaps left by filtering do not matter.
-    """
-    rel = (pl.col("rank").rank("dense").over("group") - 1).cast(pl.Int64)
-    m = pl.col("rank").n_unique().over("group")
-    df = df.with_columns(rel.alias("rel"), m.alias("m"))
-    if kind == "ift":
-        return df.filter(pl.col("rel") == 0).unique("group", keep="first", maintain_order=True).select("instruction", "response")
-    # best of m -> 5, worst -> 1, linear between. A lone answer has no rank to learn from: it is dropped
-    # (it used to get 3, and 61% of the oasst2 ranked file is lone answers, so the judge learnt "always 3").
-    score = (5 - 4 * pl.col("rel") / (pl.col("m") - 1)).round(0)
-    return df.filter(pl.col("m") >= 2).select("instruction", "response", score.cast(pl.Int64).alias("score"))
-
-
-def convert(df: pl.DataFrame, src: P.Source, kind: str) -> pl.DataFrame:
-    """One source as (instruction, response[, score]) rows."""
-    fmt = src.format
-    if fmt == "hub":
-        fmt = "oasst_tree" if "message_id" in df.columns else "jsonl"
-    if fmt == "oasst_tree":
-        need(df, ["message_id", "parent_id", "role", "text", "rank"], src)
-        return ranked_rows(oasst_first_turn(df), kind)
-    if fmt == "ranked":
-        need(df, ["question", "answer", "rank"], src)
-        return ranked_rows(df.select(pl.col("question").alias("instruction"), pl.col("answer").alias("response"),
-                                     pl.col("rank").cast(pl.Int64), pl.col("question").alias("group")), kind)
-    if fmt == "quality":
-        need(df, ["prompt_text", "response_text", "quality_score"], src)
-        df = df.filter(pl.col("quality_score").is_not_null()).select(  # unlabelled answers carry no grade
-                       pl.col("prompt_text").alias("instruction"), pl.col("response_text").alias("response"),
-                       (pl.col("quality_score").cast(pl.Float64) * 5).round(0).clip(0, 5).cast(pl.Int64).alias("score"))
-        return df if kind == "eft" else df.select("instruction", "response")
-    cols = ["instruction", "response"] + (["score"] if kind == "eft" else [])
-    need(df, cols, src)
-    df = df.select(cols)
-    if kind == "eft":
-        bad = df.filter(pl.col("score").is_null() | ~pl.col("score").cast(pl.Int64, strict=False).is_between(0, 5))
-        if len(bad):
-            raise SourceError(f"error: {src.path}: score must be an integer 0..5 (first bad row: {bad.row(0)})")
-    return df
+from .sources import SourceError, convert, load_source
 
 
 def build(sources: list[P.Source], kind: str) -> pl.DataFrame:
@@ -174,6 +61,7 @@ def build(sources: list[P.Source], kind: str) -> pl.DataFrame:
     return rows.conform(df.unique("id", keep="first", maintain_order=True), kind)
 
 
+@entry
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--ift", type=Path, required=True, help="IFT parquet to write")

@@ -17,9 +17,10 @@ from pathlib import Path
 
 from . import params as P
 from . import rows
-from .backend import check_model_dir
+from .errors import entry
+from .models import check_model_dir, load_tokenizer, save_model
 from .prompting import COMPARE_PREFILL, compare_messages, judge_messages
-from .training import is_main_process, lora_config, loss_summary, relaunch, save_model, trainer_args
+from .training import is_main_process, lora_config, loss_summary, relaunch, trainer_args
 
 
 def eft_answer_chars(max_length: int) -> int:
@@ -55,6 +56,7 @@ def sft_examples(ift, eft, max_length: int = 100_000, compare_pairs: int = 0, se
     return ex + compare_examples(eft, compare_pairs, max_length, seed)
 
 
+@entry
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--base", type=Path, required=True)
@@ -73,8 +75,6 @@ def main(argv: list[str] | None = None) -> None:
     from datasets import Dataset
     from transformers import AutoModelForCausalLM
     from trl import SFTConfig, SFTTrainer
-
-    from .backend_hf import load_tokenizer
 
     t0 = time.time()
     tok = load_tokenizer(args.base, p.backend.trust_remote_code)

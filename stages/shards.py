@@ -27,8 +27,10 @@ from pathlib import Path
 
 from . import params as P
 from . import rows
+from .errors import Interrupted, SrlmError
+from .models import check_model_dir
 
-INTERRUPTED = 130  # the shell's exit status for Ctrl-C
+INTERRUPTED = Interrupted.exit_code  # what a worker process exits with on Ctrl-C
 
 
 @dataclass(frozen=True)
@@ -78,9 +80,9 @@ def _worker(work: "Work", todo: list[int], threads: int | None, parent: int | No
             if parent is not None and os.getppid() != parent:
                 return  # the stage was killed: stop instead of working for nobody
             shard = work.shards[s]
-            before = getattr(backend, "truncated_prompts", 0)
+            before = backend.truncated_prompts
             recs = _run_shard(backend, work.task, shard, work.shard_seed(s), f"{work.stage} shard {s + 1}/{len(work.shards)}")
-            meta = {"model": backend.model_name, "truncated_prompts": getattr(backend, "truncated_prompts", 0) - before}
+            meta = {"model": backend.model_name, "truncated_prompts": backend.truncated_prompts - before}
             rows.write_json(meta, work.part(s).with_suffix(".json"))
             rows.write(rows.frame(recs, "generations"), work.part(s), "generations")  # the parquet commits the shard
         backend.close()
@@ -88,27 +90,29 @@ def _worker(work: "Work", todo: list[int], threads: int | None, parent: int | No
         if parent is None:
             raise
         sys.exit(INTERRUPTED)  # the parent reports; no traceback from each worker
+    except SrlmError as e:
+        if parent is None:
+            raise
+        sys.exit(str(e))  # one line from the worker; the parent says which worker failed
 
 
 class Work:
     def __init__(self, stage: str, items: list[tuple[str, list[dict]]], task: Task, seed: int, model: str | Path,
                  backend_cfg: P.Backend, cfg: P.Shards, workers: int | None = None, source: str = "input"):
         if not items:
-            raise SystemExit(f"error: {stage}: {source} has no rows to work on")
+            raise SrlmError(f"error: {stage}: {source} has no rows to work on")
         self.stage, self.task, self.model, self.backend_cfg = stage, task, Path(model), backend_cfg
         self.workers = workers or cfg.workers
         unique = dict(sorted(items, key=lambda it: it[0]))  # equal ids are equal content
         ids = list(unique)
         self.shards = [[(i, unique[i]) for i in ids[k : k + cfg.size]] for k in range(0, len(ids), cfg.size)]
         self.seed = seed
-        from .backend import check_model_dir
-
         check_model_dir(self.model)
         key = rows.content_id(stage, task.sampling.model_dump(), task.n, task.candidates, task.prefill, seed, cfg.size,
                               backend_cfg.model_dump(), _fingerprint(self.model), list(unique.items()))
         root = (Path.cwd() / cfg.work_dir).resolve()
         if not root.is_relative_to(Path.cwd().resolve()):  # a symlink out of the repo
-            raise SystemExit(f"error: shards.work_dir {cfg.work_dir} resolves outside the repo ({root})")
+            raise SrlmError(f"error: shards.work_dir {cfg.work_dir} resolves outside the repo ({root})")
         self.dir = root / stage.replace("/", "_") / key
         for stale in (self.dir.parent.iterdir() if self.dir.parent.exists() else []):
             if stale != self.dir:  # parts of a run with other inputs or params can never be used
@@ -142,9 +146,8 @@ class Work:
             else:
                 self._parallel(todo)
         except KeyboardInterrupt:
-            print(f"{self.stage}: interrupted; {len(self.done())} of {len(self.shards)} shards kept, rerun to resume",
-                  file=sys.stderr)
-            raise SystemExit(INTERRUPTED) from None
+            raise Interrupted(f"{self.stage}: interrupted; {len(self.done())} of {len(self.shards)} shards kept, "
+                              "rerun to resume") from None
         finally:
             signal.signal(signal.SIGINT, previous)
         return self._assemble()
@@ -173,19 +176,17 @@ class Work:
         if any(p.exitcode == INTERRUPTED for p in procs):
             raise KeyboardInterrupt
         if failed:
-            raise SystemExit(f"error: {self.stage}: worker(s) {failed} failed; {len(self.done())} of {len(self.shards)} "
+            raise SrlmError(f"error: {self.stage}: worker(s) {failed} failed; {len(self.done())} of {len(self.shards)} "
                              f"shards kept, rerun to resume")
 
     def _assemble(self) -> dict[str, list[dict]]:
-        import json
-
         out: dict[str, list[dict]] = {}
         for s, shard in enumerate(self.shards):
             part = rows.read(self.part(s), "generations")
             if set(part["item"]) != {i for i, _ in shard}:
                 self.part(s).unlink()
-                raise SystemExit(f"error: {self.part(s)} does not hold shard {s}'s items; removed it, rerun to redo it")
-            meta = json.loads(self.part(s).with_suffix(".json").read_text())
+                raise SrlmError(f"error: {self.part(s)} does not hold shard {s}'s items; removed it, rerun to redo it")
+            meta = rows.read_json(self.part(s).with_suffix(".json"), missing_ok=False)
             self.model_name = meta["model"]
             self.truncated_prompts += meta["truncated_prompts"]
             for r in part.sort("item", "sample", maintain_order=True).iter_rows(named=True):

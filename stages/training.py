@@ -4,13 +4,12 @@
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
+from .errors import SrlmError
 from .params import Train
 
 
@@ -51,22 +50,6 @@ def lora_config(cfg: Train):
                       target_modules="all-linear", task_type="CAUSAL_LM")
 
 
-def save_model(model, tokenizer, out: Path) -> None:
-    """Merge LoRA (if any) into the weights and swap the folder in atomically."""
-    if hasattr(model, "merge_and_unload"):
-        model = model.merge_and_unload()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
-    try:
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
 def loss_summary(trainer) -> dict:
     logs = [h for h in trainer.state.log_history if "loss" in h]
     return {
@@ -90,7 +73,7 @@ def accelerate_command(cfg: Train, module: str, argv: list[str]) -> list[str] | 
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(cfg.num_processes)]
     if cfg.accelerate_config:
         if not Path(cfg.accelerate_config).is_file():
-            raise SystemExit(f"error: accelerate_config {cfg.accelerate_config} does not exist")
+            raise SrlmError(f"error: accelerate_config {cfg.accelerate_config} does not exist")
         cmd += ["--config_file", cfg.accelerate_config]
     else:
         # DDP through torchrun: NCCL on GPUs, gloo on CPU (TrainingArguments.use_cpu)
@@ -110,7 +93,7 @@ def relaunch(cfg: Train, module: str, argv: list[str] | None) -> bool:
     print("launching:", " ".join(cmd), flush=True)
     rc = subprocess.call(cmd)
     if rc:
-        raise SystemExit(f"error: accelerate launch of {module} failed (exit {rc})")
+        raise SrlmError(f"error: accelerate launch of {module} failed (exit {rc})")
     return True
 
 

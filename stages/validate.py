@@ -9,7 +9,8 @@ Each dataset is checked by its suite in validations/ (prompts.json, responses.js
 judgments.json, preferences.json: Great Expectations ExpectationSuite JSON). Thresholds are
 the `validate` section of params.yaml, handed to the suites as suite parameters, so
 `dvc exp run -S validate.min_pairs=50` tightens one. Derived statistics (near-duplicates,
-distinct-n, seed overlap, embedding cosine, grade agreement) come from stages/quality.py.
+distinct-n, seed overlap, embedding cosine, grade agreement) come from stages/quality.py, the
+GX plumbing from stages/gx.py, the failure lines and the HTML report from stages/report.py.
 
 Output: --out, a JSON metric (passed, overridden, failed, observed values, every check) and
 --report, an HTML page with one table per dataset. On failure it prints one line per failed
@@ -34,8 +35,9 @@ import polars as pl
 
 from . import params as P
 from . import rows
-
-KINDS = ("prompts", "responses", "judgments", "preferences")
+from .errors import SrlmError, entry
+from .report import failure_line, report_html
+from .rows import KINDS
 
 
 def suite_parameters(p: P.Params) -> dict:
@@ -58,6 +60,7 @@ def run_gate(data: dict[str, pl.DataFrame], p: P.Params, pool: list[str] | None 
              suites: Path | None = None, embedder="auto", kinds: tuple[str, ...] = KINDS) -> dict:
     """Run the suites of `kinds` on the datasets; return the verdict (not yet written anywhere).
     `embedder`: "auto" loads all-MiniLM-L6-v2 if installed; None skips the embedding checks."""
+    from . import gx
     from . import quality as Q
 
     cfg, warnings, skipped = p.validate_, [], []
@@ -71,12 +74,12 @@ def run_gate(data: dict[str, pl.DataFrame], p: P.Params, pool: list[str] | None 
     elif isinstance(embedder, str):
         embedder = None
     params = suite_parameters(p)
-    ctx, checks = Q.context(), []
+    ctx, checks = gx.context(), []
     for kind in kinds:
-        suite = Q.load_suite(kind, suites or Q.SUITES)
-        unknown = Q.suite_parameters(suite) - set(params)
+        suite = gx.load_suite(kind, suites or gx.SUITES)
+        unknown = gx.suite_parameters(suite) - set(params)
         if unknown:
-            raise SystemExit(f"error: validations/{kind}.json names unknown parameters {sorted(unknown)} "
+            raise SrlmError(f"error: validations/{kind}.json names unknown parameters {sorted(unknown)} "
                              "(add them to the validate section of stages/params.py)")
         keep, empty = [], data[kind].is_empty()
         for e in suite["expectations"]:
@@ -87,7 +90,7 @@ def run_gate(data: dict[str, pl.DataFrame], p: P.Params, pool: list[str] | None 
             else:
                 keep.append(e)
         frame = build_frame(kind, data[kind], pool, cfg, embedder)
-        checks += Q.run_suite(ctx, kind, frame, {**suite, "expectations": keep}, params)
+        checks += gx.run_suite(ctx, kind, frame, {**suite, "expectations": keep}, params)
     return verdict(checks, cfg, warnings, skipped)
 
 
@@ -104,11 +107,12 @@ def verdict(checks: list[dict], cfg: P.Validate, warnings: list[str], skipped: l
 
 def schema_failure(e: Exception, cfg: P.Validate) -> dict:
     check = {"dataset": "schema", "check": "row_schema", "expectation": "stages.rows.SCHEMAS", "column": None,
-             "observed": str(e), "threshold": "matches the row schema", "passed": False, "params": [],
+             "observed": e.detail, "threshold": "matches the row schema", "passed": False, "params": [],
              "examples": [], "description": "The file exists and has the dataset's columns and types.", "hint": ""}
     return verdict([check], cfg, [], [])
 
 
+@entry
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--iteration", type=int, required=True)
@@ -133,21 +137,17 @@ def main(argv: list[str] | None = None) -> None:
     for w in result["warnings"]:
         print(f"validate@{args.iteration}: WARNING {w}", file=sys.stderr)
     if args.report:
-        from .quality import report_html
-
         args.report.parent.mkdir(parents=True, exist_ok=True)
         rows.write_text(report_html(result, args.iteration), args.report)
     rows.write_json(result, args.out)
     failed = [c for c in result["checks"] if not c["passed"]]
     if failed:
-        from .quality import failure_line
-
         for c in failed:
             print(failure_line(args.iteration, c), file=sys.stderr)
     where = f"; report: {args.report}" if args.report else ""
     if failed and not cfg.allow_failure:
         args.out.unlink()  # a failed gate leaves no output DVC could take as valid
-        raise SystemExit(f"validate@{args.iteration}: {len(failed)} check(s) failed; dpo@{args.iteration} will not run "
+        raise SrlmError(f"validate@{args.iteration}: {len(failed)} check(s) failed; dpo@{args.iteration} will not run "
                          f"(set validate.allow_failure: true to train anyway; it is recorded){where}")
     if failed:
         print(f"validate@{args.iteration}: OVERRIDDEN: {len(failed)} check(s) failed but validate.allow_failure is true; "

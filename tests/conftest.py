@@ -12,15 +12,30 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
 
+def merged(base: dict, over: dict) -> dict:
+    """`base` with `over` merged in key by key (a nested section keeps the keys `over` does not name)."""
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = merged(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
 def write_params(path: Path, text: str) -> Path:
-    """params.yaml for a test: the repo's own seed files plus `text` (YAML) overriding sections."""
+    """params.yaml for a test: the repo's own params with its seed files as absolute paths, `text` (YAML)
+    merged over it key by key."""
     import yaml
 
     base = yaml.safe_load((ROOT / "params.yaml").read_text())
-    base["seed_data"] = {"ift": [{"path": str(ROOT / "data/seed/ift.jsonl")}], "eft": [{"path": str(ROOT / "data/seed/eft.jsonl")}]}
-    base.update(yaml.safe_load(text) or {})
-    path.write_text(yaml.safe_dump(base, sort_keys=False))
+    base["seed_data"] |= {"ift": [{"path": str(ROOT / "data/seed/ift.jsonl")}], "eft": [{"path": str(ROOT / "data/seed/eft.jsonl")}]}
+    path.write_text(yaml.safe_dump(merged(base, yaml.safe_load(text) or {}), sort_keys=False))
     return path
+
+
+def knobs(section: str, **changes):
+    """A section of the repo's params.yaml (the one source of values) with some knobs changed."""
+    from stages import params as P
+
+    return getattr(P.load(ROOT / "params.yaml"), section).model_copy(update=changes)
 
 
 @pytest.fixture(scope="session")

@@ -7,6 +7,7 @@ import subprocess
 import polars as pl
 import pytest
 
+from stages.errors import SrlmError
 from stages import cli, diff, lineage, rows
 
 from .conftest import ROOT
@@ -111,7 +112,7 @@ def test_cli_formats(two_iterations, capsys):
 
 
 def test_bad_side_is_a_clear_error(two_iterations):
-    with pytest.raises(SystemExit, match="expected ITER or REV:ITER"):
+    with pytest.raises(SrlmError, match="expected ITER or REV:ITER"):
         diff.compare("1", "HEAD~1:")
     with pytest.raises(Exception, match="data/iter7/preferences.parquet does not exist"):
         diff.compare("1", "7")
@@ -144,5 +145,5 @@ def test_diff_across_two_commits(tmp_path, monkeypatch):
     r = diff.compare("HEAD~1:1", "HEAD:1")
     assert {k: r["rows"][k] for k in diff.STATUSES} == {"added": 3, "removed": 1, "changed": 1, "unchanged": 2}
     assert r["lineage"]["differs"] == {"params.pairs.min_margin": [0.0, 0.5]}
-    with pytest.raises(SystemExit, match="cannot read"):
+    with pytest.raises(SrlmError, match="cannot read"):
         diff.compare("no-such-branch:1", "HEAD:1")

@@ -7,7 +7,7 @@ import pytest
 
 from stages import evaluate, params, rows
 
-from .conftest import SHARED_DATA, write_params
+from .conftest import SHARED_DATA, knobs, write_params
 
 
 class ScriptedJudge:
@@ -62,16 +62,16 @@ def test_rank_pairs_file_becomes_ranked_groups(tmp_path):
              {"prompt": "later", "chosen": "x", "rejected": "y", "chosen_rank": 0, "rejected_rank": 1, "first_turn": False}]
     path = tmp_path / "pairs.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in lines))
-    cfg = params.Evaluate(human=params.Source(path=str(path), format="rank_pairs"))
+    cfg = knobs("evaluate", human=params.Source(path=str(path), format="rank_pairs"))
     g = evaluate.load_groups(cfg)
     assert sorted(zip(g["response"], g["rank"])) == [("a", 0), ("b", 1), ("c", 2)]  # multi-turn pair left out
-    assert evaluate.load_groups(params.Evaluate(human=params.Source(path=str(tmp_path / "absent.jsonl"),
+    assert evaluate.load_groups(knobs("evaluate", human=params.Source(path=str(tmp_path / "absent.jsonl"),
                                                                      format="rank_pairs", optional=True))) is None
 
 
 @pytest.mark.skipif(not SHARED_DATA.exists(), reason="../shared/data not present")
 def test_real_validation_pairs_load():
-    g = evaluate.load_groups(params.Evaluate(human=params.Source(
+    g = evaluate.load_groups(knobs("evaluate", human=params.Source(
         path=str(SHARED_DATA / "oasst1_en_validation/oasst1_en_validation_rank_pairs.jsonl"), format="rank_pairs"),
         max_prompts=None))
     assert g["group"].n_unique() == 186  # first-turn prompts with at least two ranked answers

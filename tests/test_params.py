@@ -1,6 +1,7 @@
 import pytest
 import yaml
 
+from stages.errors import SrlmError
 from stages import params as P
 
 from .conftest import ROOT
@@ -21,7 +22,7 @@ def test_repo_params_are_valid():
 def test_unknown_key_is_an_error_naming_it(tmp_path):
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
     raw["judge"]["kk"] = 3
-    with pytest.raises(SystemExit, match=r"judge\.kk: Extra inputs are not permitted"):
+    with pytest.raises(SrlmError, match=r"judge\.kk: Extra inputs are not permitted"):
         load_text(tmp_path, yaml.safe_dump(raw))
 
 
@@ -35,26 +36,67 @@ def test_unknown_key_is_an_error_naming_it(tmp_path):
 def test_out_of_range_values_name_the_key(tmp_path, section, key, value, msg):
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
     raw[section][key] = value
-    with pytest.raises(SystemExit, match=msg):
+    with pytest.raises(SrlmError, match=msg):
         load_text(tmp_path, yaml.safe_dump(raw))
 
 
 def test_iteration_must_follow_an_earlier_model(tmp_path):
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
     raw["iterations"]["2"] = {"prev": 2}
-    with pytest.raises(SystemExit, match=r"iterations\.2\.prev must be < 2"):
+    with pytest.raises(SrlmError, match=r"iterations\.2\.prev must be < 2"):
         load_text(tmp_path, yaml.safe_dump(raw))
 
 
 def test_missing_file_and_bad_yaml(tmp_path):
-    with pytest.raises(SystemExit, match="not found"):
+    with pytest.raises(SrlmError, match="not found"):
         P.load(tmp_path / "nope.yaml")
-    with pytest.raises(SystemExit, match="not valid YAML"):
+    with pytest.raises(SrlmError, match="not valid YAML"):
         load_text(tmp_path, "judge: [unclosed")
 
 
 def test_prompt_length_bounds_must_be_ordered(tmp_path):
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
     raw["prompts"].update(min_chars=500, max_chars=100)
-    with pytest.raises(SystemExit, match="min_chars must be <="):
+    with pytest.raises(SrlmError, match="min_chars must be <="):
         load_text(tmp_path, yaml.safe_dump(raw))
+
+
+def test_srlm_params_prints_exactly_params_yaml(capsys):
+    from stages import cli
+
+    cli.main(["--params", str(ROOT / "params.yaml"), "params"])
+    assert yaml.safe_load(capsys.readouterr().out) == yaml.safe_load((ROOT / "params.yaml").read_text())
+
+
+def _knob_classes(cls=P.Params, seen=None):
+    """Every section model reachable from Params, except a source entry (whose options are per entry)."""
+    import typing
+
+    seen = seen if seen is not None else set()
+    if cls in seen or cls is P.Source:
+        return seen
+    seen.add(cls)
+    for f in cls.model_fields.values():
+        for t in [f.annotation, *typing.get_args(f.annotation)] + [a for x in typing.get_args(f.annotation)
+                                                                   for a in typing.get_args(x)]:
+            if isinstance(t, type) and issubclass(t, P.Strict):
+                _knob_classes(t, seen)
+    return seen
+
+
+def test_the_schema_holds_no_default_so_params_yaml_is_the_one_source(tmp_path):
+    optional = [f"{cls.__name__}.{name}" for cls in _knob_classes() for name, f in cls.model_fields.items()
+                if not f.is_required()]
+    assert not optional, f"defaults in stages/params.py (put the value in params.yaml instead): {optional}"
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    del raw["pairs"]["prefer_shorter"]
+    with pytest.raises(SrlmError, match=r"pairs\.prefer_shorter: Field required"):
+        load_text(tmp_path, yaml.safe_dump(raw))
+
+
+def test_an_iteration_built_from_a_missing_one_is_an_error(tmp_path):
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw["iterations"] = {"1": {"prev": 0}, "3": {"prev": 2}}
+    with pytest.raises(SrlmError, match=r"iterations\.3\.prev is 2, but there is no iteration 2") as e:
+        load_text(tmp_path, yaml.safe_dump(raw))
+    assert "seed_data" not in str(e.value)  # the message names the key, not the whole file

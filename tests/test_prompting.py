@@ -1,6 +1,7 @@
 import pytest
 
-from stages.prompting import JUSTIFICATIONS, judge_messages, judgment_text, parse_instruction, parse_score, self_instruct_messages
+from stages.prompting import JUSTIFICATIONS, judge_messages, judgment_text, parse_instruction, self_instruct_messages
+from stages.scoring import parse_score
 
 
 @pytest.mark.parametrize("text,score", [

@@ -5,10 +5,11 @@ import json
 
 import pytest
 
+from stages.errors import SrlmError
 from stages import backend as B
 from stages import dpo, params, rows, training
 
-from .conftest import write_params
+from .conftest import knobs, write_params
 
 HAS_VLLM = importlib.util.find_spec("vllm") is not None
 
@@ -16,31 +17,31 @@ HAS_VLLM = importlib.util.find_spec("vllm") is not None
 def test_one_process_trains_in_process(monkeypatch):
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     monkeypatch.delenv("LOCAL_RANK", raising=False)
-    assert training.accelerate_command(params.Dpo(), "stages.dpo", ["--x"]) is None
+    assert training.accelerate_command(knobs("dpo"), "stages.dpo", ["--x"]) is None
 
 
 def test_more_processes_relaunch_under_accelerate(monkeypatch, tmp_path):
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     monkeypatch.delenv("LOCAL_RANK", raising=False)
-    cmd = training.accelerate_command(params.Dpo(num_processes=2), "stages.dpo", ["--iteration", "1"])
+    cmd = training.accelerate_command(knobs("dpo", num_processes=2), "stages.dpo", ["--iteration", "1"])
     assert cmd[1:4] == ["-m", "accelerate.commands.launch", "--num_processes"] and cmd[4] == "2"
     assert "--multi_gpu" in cmd and cmd[-4:] == ["-m", "stages.dpo", "--iteration", "1"]
     # a user's accelerate config (FSDP, DeepSpeed, several machines) is passed through instead
     cfg = tmp_path / "fsdp.yaml"
     cfg.write_text("distributed_type: FSDP\n")
-    cmd = training.accelerate_command(params.Sft(num_processes=4, accelerate_config=str(cfg)), "stages.sft", [])
+    cmd = training.accelerate_command(knobs("sft", num_processes=4, accelerate_config=str(cfg)), "stages.sft", [])
     assert cmd[cmd.index("--config_file") + 1] == str(cfg) and "--multi_gpu" not in cmd
-    with pytest.raises(SystemExit, match="does not exist"):
-        training.accelerate_command(params.Sft(accelerate_config=str(tmp_path / "nope.yaml")), "stages.sft", [])
+    with pytest.raises(SrlmError, match="does not exist"):
+        training.accelerate_command(knobs("sft", accelerate_config=str(tmp_path / "nope.yaml")), "stages.sft", [])
     # inside a launched process the stage trains instead of launching again
     monkeypatch.setenv("WORLD_SIZE", "2")
-    assert training.accelerate_command(params.Dpo(num_processes=2), "stages.dpo", []) is None
+    assert training.accelerate_command(knobs("dpo", num_processes=2), "stages.dpo", []) is None
 
 
 @pytest.mark.skipif(HAS_VLLM, reason="vllm is installed: this checks the error without it")
 def test_vllm_backend_without_vllm_is_a_clear_error(tiny_model):
-    with pytest.raises(SystemExit, match=r"vllm cannot be imported.*srlm\[vllm\]"):
-        B.make_backend(params.Backend(name="vllm"), tiny_model)
+    with pytest.raises(SrlmError, match=r"vllm cannot be imported.*srlm\[vllm\]"):
+        B.make_backend(knobs("backend", name="vllm"), tiny_model)
 
 
 def _prefs(n: int) -> list[dict]:

@@ -3,9 +3,10 @@ import json
 import polars as pl
 import pytest
 
+from stages.errors import SrlmError
 from stages import params as P
 from stages import rows, seed
-from stages.prompting import parse_score
+from stages.scoring import parse_score
 
 from .conftest import ROOT, SHARED_DATA
 
@@ -31,34 +32,34 @@ def test_shipped_seed_sets_are_large_and_varied_enough():
 
 def test_invalid_json_names_file_and_line(tmp_path):
     path = write_lines(tmp_path / "bad.jsonl", ['{"instruction": "a", "response": "b"}', '{"instruction": oops}'])
-    with pytest.raises(SystemExit, match=r"bad.jsonl:2: invalid JSON"):
+    with pytest.raises(SrlmError, match=r"bad.jsonl:2: invalid JSON"):
         seed.build([src(path)], "ift")
 
 
 def test_non_utf8_names_file_and_line(tmp_path):
     path = write_lines(tmp_path / "latin.jsonl", ['{"instruction": "a", "response": "b"}', b'{"instruction": "caf\xe9"}'])
-    with pytest.raises(SystemExit, match=r"latin.jsonl:2: not UTF-8"):
+    with pytest.raises(SrlmError, match=r"latin.jsonl:2: not UTF-8"):
         seed.build([src(path)], "ift")
 
 
 def test_missing_column_is_named(tmp_path):
     path = write_lines(tmp_path / "x.jsonl", ['{"instruction": "a", "answer": "b"}'])
-    with pytest.raises(SystemExit, match=r"missing column\(s\) \['response'\]"):
+    with pytest.raises(SrlmError, match=r"missing column\(s\) \['response'\]"):
         seed.build([src(path)], "ift")
 
 
 def test_empty_and_missing_sources(tmp_path):
     empty = write_lines(tmp_path / "e.jsonl", [""])
-    with pytest.raises(SystemExit, match="is empty"):
+    with pytest.raises(SrlmError, match="is empty"):
         seed.build([src(empty)], "ift")
-    with pytest.raises(SystemExit, match="does not exist"):
+    with pytest.raises(SrlmError, match="does not exist"):
         seed.build([src(tmp_path / "none.jsonl")], "ift")
     assert seed.build([src(tmp_path / "none.jsonl", optional=True)], "ift").is_empty()
 
 
 def test_eft_score_out_of_range(tmp_path):
     path = write_lines(tmp_path / "s.jsonl", [json.dumps({"instruction": "a", "response": "b", "score": 9})])
-    with pytest.raises(SystemExit, match="score must be an integer 0..5"):
+    with pytest.raises(SrlmError, match="score must be an integer 0..5"):
         seed.build([src(path)], "eft")
 
 

@@ -4,17 +4,19 @@ import json
 
 import pytest
 
+from stages.errors import SrlmError
 from stages import backend as B
 from stages import dpo, judge, pairs, params, prompts, responses, rows, seed, sft, validate
 
-from .conftest import write_params
+from .conftest import knobs, write_params
 
 TINY = """
-prompts: {n: 6, fewshot: 3, min_chars: 1, max_chars: 2000, max_similarity: 1.0, max_new_tokens: 12, batch_size: 4, temperature: 1.0}
+prompts: {n: 6, fewshot: 3, min_chars: 1, max_chars: 2000, max_similarity: 1.0, max_new_tokens: 12, batch_size: 4, temperature: 1.0,
+          top_p: 0.9}
 responses: {n: 3, max_new_tokens: 10, batch_size: 6, temperature: 1.0}
 judge: {k: 2, max_new_tokens: 6, batch_size: 8}
-sft: {max_steps: 2, batch_size: 2, max_length: 256, lora: false}
-dpo: {max_steps: 2, batch_size: 2, max_length: 128, lora: true, lora_r: 4, lora_alpha: 8}
+sft: {max_steps: 2, batch_size: 2, grad_accum: 1, max_length: 256, lora: false, learning_rate: 2.0e-4, compare_pairs: 0}
+dpo: {max_steps: 2, batch_size: 2, grad_accum: 1, max_length: 128, lora: true, lora_r: 4, lora_alpha: 8, learning_rate: 1.0e-6}
 validate: {allow_failure: true}
 """
 
@@ -33,8 +35,8 @@ def run(tmp_path_factory, tiny_model):
 
 
 def test_backend_is_deterministic_per_seed(tiny_model):
-    cfg = params.Sampling(max_new_tokens=8, batch_size=4, temperature=1.0)
-    be = B.make_backend(params.Backend(), tiny_model)
+    cfg = knobs("responses", max_new_tokens=8, batch_size=4, temperature=1.0)
+    be = B.make_backend(knobs("backend"), tiny_model)
     texts = [be.chat([{"role": "user", "content": q}]) for q in ("hi", "a longer question here", "x")]
     a = be.generate(texts, n=2, sampling=cfg, seed=1)
     assert a == be.generate(texts, n=2, sampling=cfg, seed=1)
@@ -48,8 +50,8 @@ def test_backend_is_deterministic_per_seed(tiny_model):
 
 
 def test_missing_model_folder_is_a_clear_error(tmp_path):
-    with pytest.raises(SystemExit, match="not a model folder"):
-        B.make_backend(params.Backend(), tmp_path)
+    with pytest.raises(SrlmError, match="not a model folder"):
+        B.make_backend(knobs("backend"), tmp_path)
 
 
 def test_prompt_rows(run):
@@ -138,4 +140,4 @@ def test_sft_trains_and_saves_a_plain_model(run, tiny_model, tmp_path):
     m = json.loads((tmp_path / "sft.json").read_text())
     assert m["steps"] == 2 and m["examples"] == m["ift"] + m["eft"] and len(m["loss_curve"]) == 2
     assert (tmp_path / "M0" / "config.json").exists()
-    B.make_backend(params.Backend(), tmp_path / "M0")  # loads as a model folder
+    B.make_backend(knobs("backend"), tmp_path / "M0")  # loads as a model folder

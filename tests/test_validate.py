@@ -17,7 +17,9 @@ import pytest
 import yaml
 
 from stages import params as P
+from stages import gx
 from stages import quality as Q
+from stages.text import words
 from stages import rows
 from stages.validate import KINDS, main, run_gate
 
@@ -83,7 +85,7 @@ class BagOfWords:
     def encode(self, texts, **kwargs):
         out = np.zeros((len(texts), 256))
         for i, t in enumerate(texts):
-            for w in Q.words(t):
+            for w in words(t):
                 out[i, int(hashlib.md5(w.encode()).hexdigest(), 16) % 256] += 1
         return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-9)
 
@@ -112,7 +114,7 @@ def test_good_data_passes_every_check(params):
     result = gate(make_data(), params)
     assert failures(result) == set() and result["passed"] and not result["overridden"]
     names = {f"{c['dataset']}.{c['check']}" for c in result["checks"]}
-    suites = {f"{k}.{e['meta']['check']}" for k in KINDS for e in Q.load_suite(k)["expectations"]}
+    suites = {f"{k}.{e['meta']['check']}" for k in KINDS for e in gx.load_suite(k)["expectations"]}
     assert names == suites and result["skipped"] == []  # every expectation ran
 
 
@@ -177,7 +179,7 @@ FAILING = [  # (check, mutation, knobs loosened so that only the check under tes
 
 
 def test_every_expectation_has_a_failing_case():
-    suites = {f"{k}.{e['meta']['check']}" for k in KINDS for e in Q.load_suite(k)["expectations"]}
+    suites = {f"{k}.{e['meta']['check']}" for k in KINDS for e in gx.load_suite(k)["expectations"]}
     assert {c for c, _, _ in FAILING} == suites
 
 
@@ -212,7 +214,7 @@ def test_thresholds_from_params_reach_the_suites(params):
 def test_every_knob_is_used_and_every_suite_parameter_is_a_knob(params):
     from stages.validate import suite_parameters
 
-    used = set().union(*(Q.suite_parameters(Q.load_suite(k)) for k in KINDS))
+    used = set().union(*(gx.suite_parameters(gx.load_suite(k)) for k in KINDS))
     assert used == set(suite_parameters(params))
 
 
@@ -220,7 +222,7 @@ def test_suites_are_real_gx_suites():
     from great_expectations.core import ExpectationSuite
 
     for kind in KINDS:
-        suite = ExpectationSuite(**Q.load_suite(kind))
+        suite = ExpectationSuite(**gx.load_suite(kind))
         assert suite.name == kind and len(suite.expectations) >= 4
 
 

@@ -84,8 +84,10 @@ def test_dvc_plots_render(tmp_path, monkeypatch):
     ours = [d for d in spec["plots"] if all(str(src).startswith("plots/") for src in next(iter(d.values()))["y"])]
     (repo / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"plots": spec["stages"]["plots"]}, "plots": ours}))
     shutil.copytree(ROOT / ".dvc/plots", repo / ".dvc/plots")
-    (repo / "stages").mkdir()
-    shutil.copy(ROOT / "stages/plots.py", repo / "stages/plots.py")
+    for dep in spec["stages"]["plots"]["deps"]:  # the stage's code (its import closure)
+        if dep.startswith("stages/"):
+            (repo / dep).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(ROOT / dep, repo / dep)
     fake_metrics(repo, 1, {"0": 0, "1": 1, "2": 1, "3": 2, "4": 0, "5": 0}, 0.2, 300.0, 200.0)
     fake_metrics(repo, 2, {"0": 0, "1": 0, "2": 1, "3": 1, "4": 2, "5": 0}, 0.1, 420.0, 210.0)
     monkeypatch.setenv("PYTHONPATH", str(ROOT))

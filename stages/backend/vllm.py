@@ -23,10 +23,12 @@ import gc
 import math
 from pathlib import Path
 
-from .backend import Completion
-from .params import Backend as BackendParams
-from .params import Sampling
-from .rows import derive_seed
+from ..errors import SrlmError
+from ..models import load_tokenizer
+from ..params import Backend as BackendParams
+from ..params import Sampling
+from ..rows import derive_seed
+from .interface import Completion
 
 INSTALL_HINT = "pip install 'srlm[vllm]' (vLLM needs a CUDA GPU)"
 
@@ -35,7 +37,7 @@ def import_vllm():
     try:
         import vllm
     except ImportError as e:
-        raise SystemExit(f"error: backend.name is vllm but vllm cannot be imported ({e}); {INSTALL_HINT}, "
+        raise SrlmError(f"error: backend.name is vllm but vllm cannot be imported ({e}); {INSTALL_HINT}, "
                          "or set backend.name: transformers") from None
     return vllm
 
@@ -44,8 +46,6 @@ class VLLMBackend:
     def __init__(self, cfg: BackendParams, model_path: Path, **engine_kwargs):
         """`engine_kwargs` override vllm.LLM arguments (benchmarks turn prefix caching off with them)."""
         vllm = import_vllm()
-        from .backend_hf import load_tokenizer
-
         self.model_name = model_path.as_posix()
         self.tok = load_tokenizer(model_path, cfg.trust_remote_code)
         kwargs = dict(
@@ -58,6 +58,7 @@ class VLLMBackend:
         kwargs.update(engine_kwargs)
         self.llm = vllm.LLM(**kwargs)
         self.max_model_len = self.llm.llm_engine.model_config.max_model_len
+        self.truncated_prompts = 0
 
     def chat(self, messages: list[dict], prefill: str = "") -> str:
         return self.tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True) + prefill
@@ -65,7 +66,9 @@ class VLLMBackend:
     def _prompts(self, texts: list[str], room: int) -> list[dict]:
         # As backend_hf: no special tokens added (the chat template has them); over-long prompts keep their end.
         keep = max(self.max_model_len - room, 8)
-        return [{"prompt_token_ids": ids[-keep:]} for ids in self.tok(texts, add_special_tokens=False)["input_ids"]]
+        encoded = self.tok(texts, add_special_tokens=False)["input_ids"]
+        self.truncated_prompts += sum(len(ids) > keep for ids in encoded)
+        return [{"prompt_token_ids": ids[-keep:]} for ids in encoded]
 
     def _progress(self, desc: str):
         from functools import partial

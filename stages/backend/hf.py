@@ -6,25 +6,20 @@ from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoModelForCausalLM
 
-from .backend import Completion
-from .params import Backend as BackendParams
-from .params import Sampling
-from .rows import derive_seed
+from ..errors import SrlmError
+from ..models import load_tokenizer
+from ..params import Backend as BackendParams
+from ..params import Sampling
+from ..rows import derive_seed
+from .interface import Completion
 
 
 def torch_dtype(name: str, device: str) -> torch.dtype:
     if name == "auto":
         return torch.bfloat16 if device == "cuda" else torch.float32
     return getattr(torch, name)
-
-
-def load_tokenizer(path: str | Path, trust_remote_code: bool = False):
-    tok = AutoTokenizer.from_pretrained(str(path), trust_remote_code=trust_remote_code)
-    if tok.pad_token is None:
-        tok.pad_token = tok.eos_token
-    return tok
 
 
 class HFBackend:
@@ -37,7 +32,7 @@ class HFBackend:
                 str(model_path), dtype=torch_dtype(cfg.dtype, self.device), trust_remote_code=cfg.trust_remote_code
             ).to(self.device)
         except Exception as e:  # a corrupt config, tokenizer or weights file: transformers raises many types
-            raise SystemExit(f"error: could not load the model in {model_path}: {type(e).__name__}: {e}") from None
+            raise SrlmError(f"error: could not load the model in {model_path}: {type(e).__name__}: {e}") from None
         self.tok.padding_side = "left"  # generation continues from the right edge
         self.truncated_prompts = 0
         self.model.eval()

@@ -1,0 +1,37 @@
+"""Model folders: what every stage that reads or writes one shares (generation, training, the base model).
+
+A model folder is a plain `save_pretrained` folder (config.json, weights, tokenizer). Writers fill a
+temporary folder and swap it in (rows.atomic_dir), so a crash never leaves half a model behind.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .errors import SrlmError
+from .rows import atomic_dir
+
+
+def check_model_dir(path: str | Path) -> Path:
+    path = Path(path)
+    if not (path / "config.json").is_file():
+        raise SrlmError(f"error: {path} is not a model folder (no config.json); run the stage that makes it first")
+    return path
+
+
+def load_tokenizer(path: str | Path, trust_remote_code: bool = False):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(path), trust_remote_code=trust_remote_code)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def save_model(model, tokenizer, out: Path) -> None:
+    """Merge LoRA (if any) into the weights and swap the folder in atomically."""
+    if hasattr(model, "merge_and_unload"):
+        model = model.merge_and_unload()
+    with atomic_dir(out) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
