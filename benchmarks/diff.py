@@ -28,13 +28,16 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from stages import diff, rows  # noqa: E402
 
-WORDS = "the a model answer question data river light number simple explain write list short poem about why how".split()
+WORDS = (
+    "the a model answer question data river light number simple explain write list short poem about why how".split()
+)
 
 
 def sentence(key: pl.Expr, n_words: int) -> pl.Expr:
     """A deterministic pseudo-random sentence of `n_words` words picked by hashing `key`."""
-    return pl.concat_str([pl.lit(WORDS).list.get((key.hash(k) % len(WORDS)).cast(pl.Int64)) for k in range(n_words)],
-                         separator=" ")
+    return pl.concat_str(
+        [pl.lit(WORDS).list.get((key.hash(k) % len(WORDS)).cast(pl.Int64)) for k in range(n_words)], separator=" "
+    )
 
 
 def synthetic(n: int, start: int, iteration: int, rescore_every: int = 0, topics: int = 500_000) -> pl.DataFrame:
@@ -45,12 +48,15 @@ def synthetic(n: int, start: int, iteration: int, rescore_every: int = 0, topics
     if rescore_every:
         score_r = pl.when(i % rescore_every == 0).then(score_r + 0.5).otherwise(score_r)
     df = pl.select(
-        id=i.hash(202).cast(pl.String).str.slice(0, 16), prompt_id=pid,
+        id=i.hash(202).cast(pl.String).str.slice(0, 16),
+        prompt_id=pid,
         prompt=pl.concat_list(pl.struct(role=pl.lit("user"), content=sentence(i % topics + 11, 14))),
         chosen=pl.concat_list(pl.struct(role=pl.lit("assistant"), content=chosen)),
         rejected=pl.concat_list(pl.struct(role=pl.lit("assistant"), content=rejected)),
-        chosen_id=i.hash(303).cast(pl.String).str.slice(0, 16), rejected_id=i.hash(404).cast(pl.String).str.slice(0, 16),
-        score_chosen=(score_r.floor() + 1 + i.hash(5) % 2).cast(pl.Float64), score_rejected=score_r,
+        chosen_id=i.hash(303).cast(pl.String).str.slice(0, 16),
+        rejected_id=i.hash(404).cast(pl.String).str.slice(0, 16),
+        score_chosen=(score_r.floor() + 1 + i.hash(5) % 2).cast(pl.Float64),
+        score_rejected=score_r,
         iteration=pl.lit(iteration, pl.Int32),
     )
     return rows.conform(df, "preferences")
@@ -71,11 +77,24 @@ def main() -> None:
         rows.write(b.with_columns(iteration=pl.lit(1, pl.Int32)), "data/iter2/preferences.parquet", "preferences")
         del b
         sizes = [os.path.getsize(f"data/iter{t}/preferences.parquet") / 2**20 for t in (1, 2)]
-        print(f"generated 2 x {n:,} rows ({sizes[0]:.0f} + {sizes[1]:.0f} MiB parquet) in {time.perf_counter() - t0:.1f} s")
+        print(
+            f"generated 2 x {n:,} rows ({sizes[0]:.0f} + {sizes[1]:.0f} MiB parquet) in {time.perf_counter() - t0:.1f} s"
+        )
 
         wall = {"read": [], "compare": [], "cli": []}
         cpu = {"read": [], "compare": [], "cli": []}
-        cmd = [sys.executable, "-m", "stages.cli", "--params", str(ROOT / "params.yaml"), "diff", "1", "2", "--format", "json"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "stages.cli",
+            "--params",
+            str(ROOT / "params.yaml"),
+            "diff",
+            "1",
+            "2",
+            "--format",
+            "json",
+        ]
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
 
         def children_cpu() -> float:
@@ -97,14 +116,24 @@ def main() -> None:
             wall["compare"].append(time.perf_counter() - t)
             cpu["compare"].append(time.process_time() - c)
         rw = r["rows"]
-        print(f"rows: added {rw['added']:,} removed {rw['removed']:,} changed {rw['changed']:,} unchanged {rw['unchanged']:,}; "
-              f"churn {r['pairs']['churn']}, novelty {r['novelty']['novelty']}")
-        print(f"machine: {platform.machine()}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}, polars {pl.__version__}")
+        print(
+            f"rows: added {rw['added']:,} removed {rw['removed']:,} changed {rw['changed']:,} unchanged {rw['unchanged']:,}; "
+            f"churn {r['pairs']['churn']}, novelty {r['novelty']['novelty']}"
+        )
+        print(
+            f"machine: {platform.machine()}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}, polars {pl.__version__}"
+        )
         base = statistics.median(wall["read"])
-        for name, label in (("read", "read both (baseline)"), ("compare", "compare (in process)"), ("cli", "srlm diff (CLI, e2e)")):
+        for name, label in (
+            ("read", "read both (baseline)"),
+            ("compare", "compare (in process)"),
+            ("cli", "srlm diff (CLI, e2e)"),
+        ):
             m = statistics.median(wall[name])
-            print(f"{label:22s} wall median {m:6.2f} s {[round(x, 2) for x in wall[name]]}  {m / base:5.1f}x read;"
-                  f"  CPU (user+sys) median {statistics.median(cpu[name]):6.2f} s")
+            print(
+                f"{label:22s} wall median {m:6.2f} s {[round(x, 2) for x in wall[name]]}  {m / base:5.1f}x read;"
+                f"  CPU (user+sys) median {statistics.median(cpu[name]):6.2f} s"
+            )
 
 
 if __name__ == "__main__":

@@ -23,8 +23,8 @@ import polars as pl  # noqa: E402
 from stages import agreement, evaluate  # noqa: E402
 from stages import params as P  # noqa: E402
 from stages.backend import make_backend  # noqa: E402
-from stages.scoring import judge_logprob, judge_sample  # noqa: E402
 from stages.prompting import judge_messages  # noqa: E402
+from stages.scoring import judge_logprob, judge_sample  # noqa: E402
 
 
 def mean_scores(grades: list[list[dict]]) -> list[float | None]:
@@ -37,7 +37,9 @@ def mean_scores(grades: list[list[dict]]) -> list[float | None]:
 
 def table4(groups: pl.DataFrame, scores: list[float | None]) -> dict:
     scored = groups.with_columns(pl.Series("score", scores, dtype=pl.Float64))
-    return agreement.rank_agreement([list(zip(g["rank"], g["score"])) for _, g in scored.group_by("group", maintain_order=True)])
+    return agreement.rank_agreement(
+        [list(zip(g["rank"], g["score"])) for _, g in scored.group_by("group", maintain_order=True)]
+    )
 
 
 def main() -> None:
@@ -50,7 +52,9 @@ def main() -> None:
     ap.add_argument("--max-new-tokens", type=int, default=48)
     ap.add_argument("--sample-n", type=int, default=0, help="sample mode on the first N answers only (0 = all)")
     ap.add_argument("--no-sample", action="store_true", help="logprob and A/B only")
-    ap.add_argument("--batch", type=int, default=4, help="judge texts per forward pass (sample mode: this x k sequences)")
+    ap.add_argument(
+        "--batch", type=int, default=4, help="judge texts per forward pass (sample mode: this x k sequences)"
+    )
     ap.add_argument("--json", type=Path)
     ap.add_argument("--params", default="params.yaml")
     args = ap.parse_args()
@@ -61,7 +65,12 @@ def main() -> None:
         sys.exit(f"skip: {cfg.human.path} not found")
     be = make_backend(p.backend, args.model)
     texts = [be.chat(judge_messages(q, r)) for q, r in zip(groups["instruction"], groups["response"])]
-    res: dict = {"label": args.label, "model": args.model, "responses": len(texts), "machine": f"{platform.machine()} {platform.processor()}"}
+    res: dict = {
+        "label": args.label,
+        "model": args.model,
+        "responses": len(texts),
+        "machine": f"{platform.machine()} {platform.processor()}",
+    }
 
     lp_cfg = p.judge.model_copy(update={"batch_size": args.batch})
     t = time.perf_counter()
@@ -73,18 +82,27 @@ def main() -> None:
         # both modes on the same answers, timed back to back in this process
         n = args.sample_n or len(texts)
         sub = texts[:n]
-        jcfg = p.judge.model_copy(update={"k": args.k, "max_new_tokens": args.max_new_tokens, "batch_size": args.batch * args.k})
+        jcfg = p.judge.model_copy(
+            update={"k": args.k, "max_new_tokens": args.max_new_tokens, "batch_size": args.batch * args.k}
+        )
         # wall and process CPU seconds: on a shared machine the CPU-time ratio is the steadier one
         t, c = time.perf_counter(), time.process_time()
         lp_sub = mean_scores(judge_logprob(be, sub, lp_cfg, "logprob (same answers)"))
-        res["logprob_same_s"], res["logprob_same_cpu_s"] = round(time.perf_counter() - t, 1), round(time.process_time() - c, 1)
+        res["logprob_same_s"], res["logprob_same_cpu_s"] = (
+            round(time.perf_counter() - t, 1),
+            round(time.process_time() - c, 1),
+        )
         t, c = time.perf_counter(), time.process_time()
         grades = judge_sample(be, sub, jcfg, 0, "sample")
         res["sample_s"], res["sample_cpu_s"] = round(time.perf_counter() - t, 1), round(time.process_time() - c, 1)
         flat = [g["score"] for gs in grades for g in gs]
         sm = mean_scores(grades)
-        res["sample"] = {"answers": n, "grades": len(flat), "parse_rate": round(sum(s is not None for s in flat) / len(flat), 4),
-                         "example_raw": grades[0][0]["raw"][:160]}
+        res["sample"] = {
+            "answers": n,
+            "grades": len(flat),
+            "parse_rate": round(sum(s is not None for s in flat) / len(flat), 4),
+            "example_raw": grades[0][0]["raw"][:160],
+        }
         if n == len(texts):
             res["sample"] |= table4(groups, sm)
         res["speedup_logprob_vs_sample"] = round(res["sample_s"] / max(res["logprob_same_s"], 1e-9), 1)

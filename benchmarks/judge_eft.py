@@ -42,12 +42,21 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=3e-4)
     ap.add_argument("--full", action="store_true", help="full fine-tune instead of LoRA")
     ap.add_argument("--max-length", type=int, default=512)
-    ap.add_argument("--batch", type=int, default=1, help="per-device batch; the optimizer step sees --batch x --accum rows")
+    ap.add_argument(
+        "--batch", type=int, default=1, help="per-device batch; the optimizer step sees --batch x --accum rows"
+    )
     ap.add_argument("--accum", type=int, default=8)
-    ap.add_argument("--ift-rows", type=int, default=0, help="also train on this many oasst2 top-1 IFT rows, as M0 does")
-    ap.add_argument("--reason-first", action="store_true",
-                    help="target the justification, then 'Score: N' (the default target is score first)")
-    ap.add_argument("--compare-pairs", type=int, default=0, help="sft.compare_pairs: comparative EFT pairs, both orders")
+    ap.add_argument(
+        "--ift-rows", type=int, default=0, help="also train on this many oasst2 top-1 IFT rows, as M0 does"
+    )
+    ap.add_argument(
+        "--reason-first",
+        action="store_true",
+        help="target the justification, then 'Score: N' (the default target is score first)",
+    )
+    ap.add_argument(
+        "--compare-pairs", type=int, default=0, help="sft.compare_pairs: comparative EFT pairs, both orders"
+    )
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     work = Path(args.out + ".work")
@@ -57,11 +66,16 @@ def main() -> None:
     eft = eft.with_columns(pl.col("response").str.slice(0, args.max_chars))
     if args.balance:
         per = max(1, args.rows // eft["score"].n_unique())
-        eft = pl.concat([g.sample(min(per, len(g)), seed=args.seed) for _, g in eft.group_by("score", maintain_order=True)])
+        eft = pl.concat(
+            [g.sample(min(per, len(g)), seed=args.seed) for _, g in eft.group_by("score", maintain_order=True)]
+        )
     eft = eft.sample(min(args.rows, len(eft)), seed=args.seed, shuffle=True)
     if args.reason_first:  # seed.build already wrote the default (score-first) judgment
-        eft = eft.with_columns(pl.col("score").map_elements(lambda s: f"{JUSTIFICATIONS[int(s)]}\nScore: {int(s)}", return_dtype=pl.String)
-                               .alias("judgment"))
+        eft = eft.with_columns(
+            pl.col("score")
+            .map_elements(lambda s: f"{JUSTIFICATIONS[int(s)]}\nScore: {int(s)}", return_dtype=pl.String)
+            .alias("judgment")
+        )
     rows.write(eft, work / "eft.parquet", "eft")
     ift = rows.empty("ift")
     if args.ift_rows:
@@ -69,15 +83,37 @@ def main() -> None:
         ift = ift.sample(min(args.ift_rows, len(ift)), seed=args.seed)
     rows.write(ift, work / "ift.parquet", "ift")
     base = yaml.safe_load(Path("params.yaml").read_text())
-    base["sft"] = {"epochs": args.epochs, "learning_rate": args.lr, "batch_size": args.batch, "grad_accum": args.accum,
-                   "max_length": args.max_length, "lora": not args.full, "lora_r": 16, "lora_alpha": 32,
-                   "compare_pairs": args.compare_pairs}
+    base["sft"] = {
+        "epochs": args.epochs,
+        "learning_rate": args.lr,
+        "batch_size": args.batch,
+        "grad_accum": args.accum,
+        "max_length": args.max_length,
+        "lora": not args.full,
+        "lora_r": 16,
+        "lora_alpha": 32,
+        "compare_pairs": args.compare_pairs,
+    }
     base["seed"] = args.seed
     (work / "params.yaml").write_text(yaml.safe_dump(base))
     hist = {int(s): int(c) for s, c in eft.group_by("score").len().sort("score").iter_rows()}
     print(f"judge_eft: {len(eft)} EFT rows, scores {hist}; {len(ift)} IFT rows")
-    sft.main(["--base", args.base, "--ift", str(work / "ift.parquet"), "--eft", str(work / "eft.parquet"),
-              "--out", args.out, "--metrics", str(work / "sft.json"), "--params", str(work / "params.yaml")])
+    sft.main(
+        [
+            "--base",
+            args.base,
+            "--ift",
+            str(work / "ift.parquet"),
+            "--eft",
+            str(work / "eft.parquet"),
+            "--out",
+            args.out,
+            "--metrics",
+            str(work / "sft.json"),
+            "--params",
+            str(work / "params.yaml"),
+        ]
+    )
 
 
 if __name__ == "__main__":

@@ -42,10 +42,17 @@ def raw_generate(model_dir: Path, texts: list[str], cfg: P.Responses) -> tuple[f
     tokens, t0 = 0, time.perf_counter()
     with torch.inference_mode():
         for start in range(0, len(texts), per_batch):
-            enc = tok(texts[start:start + per_batch], return_tensors="pt", padding=True, add_special_tokens=False)
-            out = model.generate(**enc, max_new_tokens=cfg.max_new_tokens, do_sample=True, temperature=cfg.temperature,
-                                 top_p=cfg.top_p, num_return_sequences=cfg.n, pad_token_id=tok.pad_token_id)
-            new = out[:, enc["input_ids"].shape[1]:]
+            enc = tok(texts[start : start + per_batch], return_tensors="pt", padding=True, add_special_tokens=False)
+            out = model.generate(
+                **enc,
+                max_new_tokens=cfg.max_new_tokens,
+                do_sample=True,
+                temperature=cfg.temperature,
+                top_p=cfg.top_p,
+                num_return_sequences=cfg.n,
+                pad_token_id=tok.pad_token_id,
+            )
+            new = out[:, enc["input_ids"].shape[1] :]
             tokens += int((new != tok.pad_token_id).sum())
     return time.perf_counter() - t0, tokens
 
@@ -74,13 +81,24 @@ def main() -> None:
     # the stage runs on the seed instructions, so raw and stage see the same prompts
     questions = pool["instruction"].head(args.prompts).to_list()
     prompt_file = work / "prompts.parquet"
-    rows.write(rows.frame([{"id": rows.content_id(q), "prompt": q, "fewshot_ids": [], "iteration": 1, "model": "seed",
-                            "seed": 0} for q in questions], "prompts"), prompt_file, "prompts")
+    rows.write(
+        rows.frame(
+            [
+                {"id": rows.content_id(q), "prompt": q, "fewshot_ids": [], "iteration": 1, "model": "seed", "seed": 0}
+                for q in questions
+            ],
+            "prompts",
+        ),
+        prompt_file,
+        "prompts",
+    )
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(args.model)
-    texts = [tok.apply_chat_template([{"role": "user", "content": q}], tokenize=False, add_generation_prompt=True)
-             for q in questions]
+    texts = [
+        tok.apply_chat_template([{"role": "user", "content": q}], tokenize=False, add_generation_prompt=True)
+        for q in questions
+    ]
 
     common = ["--iteration", "1", "--model", str(args.model), "--params", str(cfg_path)]
     lp_path = work / "params-logprob.yaml"
@@ -104,8 +122,10 @@ def main() -> None:
         results.setdefault("judge@t logprob (responses/s)", []).append(n_resp / secs)
 
     base = statistics.median(results["raw generate (baseline)"])
-    print(f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
-          f"model {args.model}; {args.prompts} prompts; medians of {args.repeats} runs\n")
+    print(
+        f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
+        f"model {args.model}; {args.prompts} prompts; medians of {args.repeats} runs\n"
+    )
     print("| what | throughput | vs raw generate |\n|---|---:|---:|")
     for name, vals in results.items():
         med = statistics.median(vals)

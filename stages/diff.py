@@ -35,6 +35,7 @@ from . import lineage, rows
 from .errors import SrlmError
 from .rows import KINDS
 from .text import near_duplicate, words
+
 COMPARED = {
     "prompts": ["prompt"],
     "responses": ["prompt", "response"],
@@ -77,26 +78,44 @@ def load(side: Side, kind: str, repo: str | None = None) -> pl.DataFrame:
 
 # ---------------------------------------------------------------- comparisons
 
+
 def row_diff(a: pl.DataFrame, b: pl.DataFrame, kind: str, examples: int = 5) -> dict:
     def keyed(df):
         return df.lazy().select("id", h=pl.struct(COMPARED[kind]).hash(0)).unique("id", keep="first")
 
-    status = (pl.when(pl.col("h").is_null()).then(pl.lit("added")).when(pl.col("h_b").is_null()).then(pl.lit("removed"))
-              .when(pl.col("h") == pl.col("h_b")).then(pl.lit("unchanged")).otherwise(pl.lit("changed")))
-    joined = keyed(a).join(keyed(b), on="id", how="full", coalesce=True, suffix="_b").select("id", status=status).collect()
+    status = (
+        pl.when(pl.col("h").is_null())
+        .then(pl.lit("added"))
+        .when(pl.col("h_b").is_null())
+        .then(pl.lit("removed"))
+        .when(pl.col("h") == pl.col("h_b"))
+        .then(pl.lit("unchanged"))
+        .otherwise(pl.lit("changed"))
+    )
+    joined = (
+        keyed(a).join(keyed(b), on="id", how="full", coalesce=True, suffix="_b").select("id", status=status).collect()
+    )
     counts = dict(joined.group_by("status").len().iter_rows())
     out = {s: int(counts.get(s, 0)) for s in STATUSES}
-    out.update(rows_a=len(a), rows_b=len(b), duplicate_ids_a=len(a) - a["id"].n_unique(),
-               duplicate_ids_b=len(b) - b["id"].n_unique())
-    out["examples"] = {s: joined.filter(pl.col("status") == s)["id"].sort().head(examples).to_list()
-                       for s in ("added", "removed", "changed")}
+    out.update(
+        rows_a=len(a),
+        rows_b=len(b),
+        duplicate_ids_a=len(a) - a["id"].n_unique(),
+        duplicate_ids_b=len(b) - b["id"].n_unique(),
+    )
+    out["examples"] = {
+        s: joined.filter(pl.col("status") == s)["id"].sort().head(examples).to_list()
+        for s in ("added", "removed", "changed")
+    }
     scored = [c for c in COMPARED[kind] if c.startswith("score")]
     if scored and out["examples"]["changed"]:  # before -> after of the scores of a few changed rows
         ids = pl.Series(out["examples"]["changed"])
         before = a.filter(pl.col("id").is_in(ids)).unique("id").select("id", *scored)
         after = b.filter(pl.col("id").is_in(ids)).unique("id").select("id", *scored)
         pairs = before.join(after, on="id", suffix="_b").sort("id")
-        out["changed_scores"] = [{"id": r["id"], **{c: [r[c], r[f"{c}_b"]] for c in scored}} for r in pairs.iter_rows(named=True)]
+        out["changed_scores"] = [
+            {"id": r["id"], **{c: [r[c], r[f"{c}_b"]] for c in scored}} for r in pairs.iter_rows(named=True)
+        ]
     return out
 
 
@@ -104,8 +123,11 @@ def score_series(df: pl.DataFrame, kind: str) -> dict[str, pl.Series]:
     if kind == "judgments":
         return {"score": df["score"].drop_nulls()}
     if kind == "preferences":
-        return {"chosen": df["score_chosen"].drop_nulls(), "rejected": df["score_rejected"].drop_nulls(),
-                "margin": (df["score_chosen"] - df["score_rejected"]).drop_nulls()}
+        return {
+            "chosen": df["score_chosen"].drop_nulls(),
+            "rejected": df["score_rejected"].drop_nulls(),
+            "margin": (df["score_chosen"] - df["score_rejected"]).drop_nulls(),
+        }
     return {}
 
 
@@ -121,15 +143,26 @@ def _stats(s: pl.Series) -> dict:
 
 def shift(a: pl.Series, b: pl.Series) -> dict:
     """Summary of both sides, side-by-side histograms, Wasserstein-1 distance and the two-sample KS test."""
-    out = {"a": _stats(a), "b": _stats(b), "hist_a": histogram(a), "hist_b": histogram(b),
-           "mean_delta": _r(b.mean() - a.mean()) if len(a) and len(b) else None,
-           "wasserstein": None, "ks_statistic": None, "ks_pvalue": None}
+    out = {
+        "a": _stats(a),
+        "b": _stats(b),
+        "hist_a": histogram(a),
+        "hist_b": histogram(b),
+        "mean_delta": _r(b.mean() - a.mean()) if len(a) and len(b) else None,
+        "wasserstein": None,
+        "ks_statistic": None,
+        "ks_pvalue": None,
+    }
     if len(a) and len(b):
         from scipy.stats import ks_2samp, wasserstein_distance
 
         x, y = a.to_numpy(), b.to_numpy()
         ks = ks_2samp(x, y)
-        out.update(wasserstein=_r(wasserstein_distance(x, y)), ks_statistic=_r(ks.statistic), ks_pvalue=float(f"{ks.pvalue:.4g}"))
+        out.update(
+            wasserstein=_r(wasserstein_distance(x, y)),
+            ks_statistic=_r(ks.statistic),
+            ks_pvalue=float(f"{ks.pvalue:.4g}"),
+        )
     return out
 
 
@@ -150,17 +183,27 @@ def lengths(a: pl.DataFrame, b: pl.DataFrame, kind: str) -> dict:
     for name, expr in LENGTHS[kind].items():
         la, lb = (df.select(expr.str.len_chars())[:, 0] for df in (a, b))
         ma, mb = la.mean(), lb.mean()
-        out[name] = {"mean_a": _r(ma, 1), "mean_b": _r(mb, 1), "median_a": _r(la.median(), 1), "median_b": _r(lb.median(), 1),
-                     "mean_drift": _r((mb - ma) / ma) if ma and mb is not None else None}
+        out[name] = {
+            "mean_a": _r(ma, 1),
+            "mean_b": _r(mb, 1),
+            "median_a": _r(la.median(), 1),
+            "median_b": _r(lb.median(), 1),
+            "mean_drift": _r((mb - ma) / ma) if ma and mb is not None else None,
+        }
     if kind == "preferences" and out["chosen"]["mean_a"] is not None and out["chosen"]["mean_b"] is not None:
-        out["chosen_over_rejected"] = {side: _r(out["chosen"][f"mean_{side}"] / max(out["rejected"][f"mean_{side}"], 1))
-                                       for side in ("a", "b")}
+        out["chosen_over_rejected"] = {
+            side: _r(out["chosen"][f"mean_{side}"] / max(out["rejected"][f"mean_{side}"], 1)) for side in ("a", "b")
+        }
     return out
 
 
 def _prompt_text(kind: str) -> pl.Expr:
-    return {"prompts": pl.col("prompt"), "responses": pl.col("prompt"), "preferences": _content("prompt"),
-            "judgments": pl.lit(None, pl.String)}[kind]
+    return {
+        "prompts": pl.col("prompt"),
+        "responses": pl.col("prompt"),
+        "preferences": _content("prompt"),
+        "judgments": pl.lit(None, pl.String),
+    }[kind]
 
 
 def _sample_ids(ids: pl.Series, size: int, seed: int) -> pl.Series:
@@ -177,9 +220,15 @@ def _texts(df: pl.DataFrame, kind: str, ids: pl.Series) -> dict[str, str]:
 def novelty(a: pl.DataFrame, b: pl.DataFrame, kind: str, threshold: float, sample: int, seed: int = 0) -> dict:
     pid = "id" if kind == "prompts" else "prompt_id"
     ids_a, ids_b = a[pid].unique(), b[pid].unique()
-    out = {"prompts_a": len(ids_a), "prompts_b": len(ids_b),
-           "exact_overlap": _r(ids_b.is_in(ids_a.implode()).mean()) if len(ids_b) else None,
-           "near_duplicate_share": None, "novelty": None, "similarity": threshold, "sample": None}
+    out = {
+        "prompts_a": len(ids_a),
+        "prompts_b": len(ids_b),
+        "exact_overlap": _r(ids_b.is_in(ids_a.implode()).mean()) if len(ids_b) else None,
+        "near_duplicate_share": None,
+        "novelty": None,
+        "similarity": threshold,
+        "sample": None,
+    }
     if kind == "judgments" or not len(ids_b):  # judgments keep prompt ids but no prompt text
         return out
     sb = _sample_ids(ids_b, sample, seed)
@@ -195,12 +244,25 @@ def novelty(a: pl.DataFrame, b: pl.DataFrame, kind: str, threshold: float, sampl
 def pair_churn(a: pl.DataFrame, b: pl.DataFrame) -> dict:
     cols = ["prompt_id", "chosen_id", "rejected_id"]
     j = a.select(cols).join(b.select(cols), on="prompt_id", how="inner", suffix="_b")
-    same = ((pl.col("chosen_id") == pl.col("chosen_id_b")) & (pl.col("rejected_id") == pl.col("rejected_id_b"))).sum().alias("same")
-    flipped = ((pl.col("chosen_id") == pl.col("rejected_id_b")) | (pl.col("rejected_id") == pl.col("chosen_id_b"))).sum().alias("flip")
+    same = (
+        ((pl.col("chosen_id") == pl.col("chosen_id_b")) & (pl.col("rejected_id") == pl.col("rejected_id_b")))
+        .sum()
+        .alias("same")
+    )
+    flipped = (
+        ((pl.col("chosen_id") == pl.col("rejected_id_b")) | (pl.col("rejected_id") == pl.col("chosen_id_b")))
+        .sum()
+        .alias("flip")
+    )
     n_same, n_flip = j.select(same, flipped).row(0) if len(j) else (0, 0)
-    return {"prompts_paired_in_both": len(j), "same_pair": int(n_same), "flipped": int(n_flip),
-            "churn": _r(1 - n_same / len(j)) if len(j) else None,
-            "prompts_paired_only_in_a": len(a) - len(j), "prompts_paired_only_in_b": len(b) - len(j)}
+    return {
+        "prompts_paired_in_both": len(j),
+        "same_pair": int(n_same),
+        "flipped": int(n_flip),
+        "churn": _r(1 - n_same / len(j)) if len(j) else None,
+        "prompts_paired_only_in_a": len(a) - len(j),
+        "prompts_paired_only_in_b": len(b) - len(j),
+    }
 
 
 def rates(side: Side, kind: str, df: pl.DataFrame, repo: str | None) -> dict:
@@ -219,23 +281,36 @@ def lineage_diff(la: dict | None, lb: dict | None) -> dict:
         return out
 
     fa, fb = flat(la), flat(lb)
-    differs = {k: [fa.get(k), fb.get(k)] for k in sorted(set(fa) | set(fb))
-               if fa.get(k) != fb.get(k) and k not in ("dataset.path", "stage")}
+    differs = {
+        k: [fa.get(k), fb.get(k)]
+        for k in sorted(set(fa) | set(fb))
+        if fa.get(k) != fb.get(k) and k not in ("dataset.path", "stage")
+    }
     return {"a": la is not None, "b": lb is not None, "differs": differs}
 
 
-def compare(a_spec: str, b_spec: str, kind: str = "preferences", similarity: float = 0.7, sample: int = 2000,
-            repo: str | None = None) -> dict:
+def compare(
+    a_spec: str,
+    b_spec: str,
+    kind: str = "preferences",
+    similarity: float = 0.7,
+    sample: int = 2000,
+    repo: str | None = None,
+) -> dict:
     """Every comparison of one dataset kind between two sides, as a JSON-ready dict."""
     sa, sb = parse_side(a_spec), parse_side(b_spec)
     a, b = load(sa, kind, repo), load(sb, kind, repo)
     ra, rb = rates(sa, kind, a, repo), rates(sb, kind, b, repo)
     ds = f"{kind}.parquet"
     return {
-        "a": a_spec, "b": b_spec, "kind": kind,
+        "a": a_spec,
+        "b": b_spec,
+        "kind": kind,
         "rows": row_diff(a, b, kind),
         "scores": {name: shift(s, score_series(b, kind)[name]) for name, s in score_series(a, kind).items()},
-        "rates": {k: {"a": ra[k], "b": rb[k], "delta": _r(rb[k] - ra[k]) if None not in (ra[k], rb[k]) else None} for k in ra},
+        "rates": {
+            k: {"a": ra[k], "b": rb[k], "delta": _r(rb[k] - ra[k]) if None not in (ra[k], rb[k]) else None} for k in ra
+        },
         "lengths": lengths(a, b, kind),
         "novelty": novelty(a, b, kind, similarity, sample),
         "pairs": pair_churn(a, b) if kind == "preferences" else None,
@@ -248,6 +323,7 @@ def _r(x, digits: int = 4):
 
 
 # ---------------------------------------------------------------- CLI
+
 
 def add_arguments(ap) -> None:
     ap.add_argument("a", help="ITER or REV:ITER (e.g. 1, HEAD~1:2, v0.1:1)")

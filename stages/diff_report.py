@@ -26,13 +26,43 @@ def _delta(x, pct: bool = False) -> str:
 
 def sections(r: dict) -> list[Section]:
     rw = r["rows"]
-    out: list[Section] = [("Rows (by content id)", ["rows A", "rows B", "added", "removed", "changed", "unchanged"],
-                           [[_f(rw["rows_a"]), _f(rw["rows_b"]), _f(rw["added"]), _f(rw["removed"]), _f(rw["changed"]),
-                             _f(rw["unchanged"])]])]
+    out: list[Section] = [
+        (
+            "Rows (by content id)",
+            ["rows A", "rows B", "added", "removed", "changed", "unchanged"],
+            [
+                [
+                    _f(rw["rows_a"]),
+                    _f(rw["rows_b"]),
+                    _f(rw["added"]),
+                    _f(rw["removed"]),
+                    _f(rw["changed"]),
+                    _f(rw["unchanged"]),
+                ]
+            ],
+        )
+    ]
     if r["scores"]:
-        out.append(("Scores", ["series", "n A", "n B", "mean A", "mean B", "Δ mean", "Wasserstein", "KS", "KS p"],
-                    [[name, _f(s["a"]["n"]), _f(s["b"]["n"]), _f(s["a"]["mean"]), _f(s["b"]["mean"]), _delta(s["mean_delta"]),
-                      _f(s["wasserstein"]), _f(s["ks_statistic"]), _f(s["ks_pvalue"])] for name, s in r["scores"].items()]))
+        out.append(
+            (
+                "Scores",
+                ["series", "n A", "n B", "mean A", "mean B", "Δ mean", "Wasserstein", "KS", "KS p"],
+                [
+                    [
+                        name,
+                        _f(s["a"]["n"]),
+                        _f(s["b"]["n"]),
+                        _f(s["a"]["mean"]),
+                        _f(s["b"]["mean"]),
+                        _delta(s["mean_delta"]),
+                        _f(s["wasserstein"]),
+                        _f(s["ks_statistic"]),
+                        _f(s["ks_pvalue"]),
+                    ]
+                    for name, s in r["scores"].items()
+                ],
+            )
+        )
         names = list(r["scores"])
         hist_rows = []
         for point in map(str, range(6)):
@@ -43,32 +73,72 @@ def sections(r: dict) -> list[Section]:
                     n, total = s[f"hist_{side}"][point], s[side]["n"]
                     row.append(f"{n:,} ({n / total:.0%})" if total else "-")
             hist_rows.append(row)
-        out.append(("Score histogram (whole points)", ["score"] + [f"{n} {s}" for n in names for s in ("A", "B")], hist_rows))
-    out.append(("Rates", ["rate", "A", "B", "Δ"],
-                [[k, _f(v["a"], True), _f(v["b"], True), _delta(v["delta"], True)] for k, v in r["rates"].items()]))
+        out.append(
+            ("Score histogram (whole points)", ["score"] + [f"{n} {s}" for n in names for s in ("A", "B")], hist_rows)
+        )
+    out.append(
+        (
+            "Rates",
+            ["rate", "A", "B", "Δ"],
+            [[k, _f(v["a"], True), _f(v["b"], True), _delta(v["delta"], True)] for k, v in r["rates"].items()],
+        )
+    )
     lens = {k: v for k, v in r["lengths"].items() if k != "chosen_over_rejected"}
     if lens:
-        body = [[k, _f(v["mean_a"]), _f(v["mean_b"]), _f(v["median_a"]), _f(v["median_b"]), _delta(v["mean_drift"], True)]
-                for k, v in lens.items()]
+        body = [
+            [k, _f(v["mean_a"]), _f(v["mean_b"]), _f(v["median_a"]), _f(v["median_b"]), _delta(v["mean_drift"], True)]
+            for k, v in lens.items()
+        ]
         if "chosen_over_rejected" in r["lengths"]:
             c = r["lengths"]["chosen_over_rejected"]
             body.append(["chosen / rejected", _f(c["a"]), _f(c["b"]), "", "", ""])
         out.append(("Lengths (characters)", ["text", "mean A", "mean B", "median A", "median B", "mean drift"], body))
     nv = r["novelty"]
-    out.append(("Prompt novelty (B against A)", ["prompts A", "prompts B", "same prompt", "near-duplicate", "novel", "sample"],
-                [[_f(nv["prompts_a"]), _f(nv["prompts_b"]), _f(nv["exact_overlap"], True), _f(nv["near_duplicate_share"], True),
-                  _f(nv["novelty"], True), _f(nv["sample"])]]))
+    out.append(
+        (
+            "Prompt novelty (B against A)",
+            ["prompts A", "prompts B", "same prompt", "near-duplicate", "novel", "sample"],
+            [
+                [
+                    _f(nv["prompts_a"]),
+                    _f(nv["prompts_b"]),
+                    _f(nv["exact_overlap"], True),
+                    _f(nv["near_duplicate_share"], True),
+                    _f(nv["novelty"], True),
+                    _f(nv["sample"]),
+                ]
+            ],
+        )
+    )
     if r["pairs"]:
         p = r["pairs"]
-        out.append(("Pair churn (prompts paired in both)", ["paired in both", "same pair", "flipped", "churn", "only A", "only B"],
-                    [[_f(p["prompts_paired_in_both"]), _f(p["same_pair"]), _f(p["flipped"]), _f(p["churn"], True),
-                      _f(p["prompts_paired_only_in_a"]), _f(p["prompts_paired_only_in_b"])]]))
+        out.append(
+            (
+                "Pair churn (prompts paired in both)",
+                ["paired in both", "same pair", "flipped", "churn", "only A", "only B"],
+                [
+                    [
+                        _f(p["prompts_paired_in_both"]),
+                        _f(p["same_pair"]),
+                        _f(p["flipped"]),
+                        _f(p["churn"], True),
+                        _f(p["prompts_paired_only_in_a"]),
+                        _f(p["prompts_paired_only_in_b"]),
+                    ]
+                ],
+            )
+        )
     lin = r["lineage"]
     if not (lin["a"] and lin["b"]):
         out.append(("Lineage", ["note"], [[f"no lineage record for {'A' if not lin['a'] else 'B'}"]]))
     elif lin["differs"]:
-        out.append(("Lineage: what differs upstream", ["field", "A", "B"],
-                    [[k, _short(a), _short(b)] for k, (a, b) in lin["differs"].items()]))
+        out.append(
+            (
+                "Lineage: what differs upstream",
+                ["field", "A", "B"],
+                [[k, _short(a), _short(b)] for k, (a, b) in lin["differs"].items()],
+            )
+        )
     return out
 
 
@@ -83,10 +153,10 @@ def title(r: dict) -> str:
 
 def table(r: dict, file: io.StringIO | None = None) -> str:
     """Print rich tables to the terminal (or into `file`, whose text is returned)."""
+    import sys
+
     from rich.console import Console
     from rich.table import Table
-
-    import sys
 
     # a pipe or file gets wide rows rather than wrapped cells; a terminal uses its own width
     console = Console(file=file, width=None if file is None and sys.stdout.isatty() else 140)
@@ -118,24 +188,54 @@ def plot_specs(r: dict) -> dict[str, dict]:
     a, b = r["a"], r["b"]
     specs = {}
     if r["scores"]:
-        values = [{"series": name, "side": side_name, "score": int(p), "share": s[f"hist_{k}"][p] / s[k]["n"] if s[k]["n"] else 0}
-                  for name, s in r["scores"].items() for k, side_name in (("a", a), ("b", b)) for p in s[f"hist_{k}"]]
+        values = [
+            {
+                "series": name,
+                "side": side_name,
+                "score": int(p),
+                "share": s[f"hist_{k}"][p] / s[k]["n"] if s[k]["n"] else 0,
+            }
+            for name, s in r["scores"].items()
+            for k, side_name in (("a", a), ("b", b))
+            for p in s[f"hist_{k}"]
+        ]
         specs["scores"] = {
-            "$schema": schema, "title": f"{r['kind']} scores: {a} vs {b}", "data": {"values": values},
-            "mark": "bar", "width": 160, "height": 140,
-            "encoding": {"column": {"field": "series", "type": "nominal", "sort": list(r["scores"]), "title": None},
-                         "x": {"field": "score", "type": "ordinal", "axis": {"labelAngle": 0}},
-                         "xOffset": {"field": "side", "type": "nominal", "sort": [a, b]}, "y": {"field": "share", "type": "quantitative", "axis": {"format": "%"}},
-                         "color": {"field": "side", "type": "nominal", "sort": [a, b], "title": None}}}
+            "$schema": schema,
+            "title": f"{r['kind']} scores: {a} vs {b}",
+            "data": {"values": values},
+            "mark": "bar",
+            "width": 160,
+            "height": 140,
+            "encoding": {
+                "column": {"field": "series", "type": "nominal", "sort": list(r["scores"]), "title": None},
+                "x": {"field": "score", "type": "ordinal", "axis": {"labelAngle": 0}},
+                "xOffset": {"field": "side", "type": "nominal", "sort": [a, b]},
+                "y": {"field": "share", "type": "quantitative", "axis": {"format": "%"}},
+                "color": {"field": "side", "type": "nominal", "sort": [a, b], "title": None},
+            },
+        }
     lens = {k: v for k, v in r["lengths"].items() if k != "chosen_over_rejected"}
     if lens:
-        values = [{"text": k, "side": side_name, "chars": v[f"mean_{s}"]} for k, v in lens.items()
-                  for s, side_name in (("a", a), ("b", b)) if v[f"mean_{s}"] is not None]
+        values = [
+            {"text": k, "side": side_name, "chars": v[f"mean_{s}"]}
+            for k, v in lens.items()
+            for s, side_name in (("a", a), ("b", b))
+            if v[f"mean_{s}"] is not None
+        ]
         specs["lengths"] = {
-            "$schema": schema, "title": "mean length (characters)", "data": {"values": values},
-            "mark": "bar", "width": 80 * len(lens), "height": 140,
-            "encoding": {"x": {"field": "text", "type": "nominal", "title": None, "axis": {"labelAngle": 0}}, "xOffset": {"field": "side", "type": "nominal", "sort": [a, b]},
-                         "y": {"field": "chars", "type": "quantitative"}, "color": {"field": "side", "type": "nominal", "sort": [a, b], "title": None}}}
+            "$schema": schema,
+            "title": "mean length (characters)",
+            "data": {"values": values},
+            "mark": "bar",
+            "width": 80 * len(lens),
+            "height": 140,
+            "encoding": {
+                "x": {"field": "text", "type": "nominal", "title": None, "axis": {"labelAngle": 0}},
+                "xOffset": {"field": "side", "type": "nominal", "sort": [a, b]},
+                "y": {"field": "chars", "type": "quantitative"},
+                "color": {"field": "side", "type": "nominal", "sort": [a, b], "title": None},
+            },
+        }
     return specs
 
 

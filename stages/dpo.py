@@ -56,22 +56,34 @@ def main(argv: list[str] | None = None) -> None:
     data = Dataset.from_list(prefs.select("prompt", "chosen", "rejected").to_dicts())
     with tempfile.TemporaryDirectory() as work:
         trainer = DPOTrainer(
-            model=model, ref_model=None, processing_class=tok, train_dataset=data, peft_config=lora_config(p.dpo),
-            args=DPOConfig(**trainer_args(p.dpo, rows.derive_seed(p.seed, "dpo", args.iteration), Path(work)),
-                           beta=p.dpo.beta),
+            model=model,
+            ref_model=None,
+            processing_class=tok,
+            train_dataset=data,
+            peft_config=lora_config(p.dpo),
+            args=DPOConfig(
+                **trainer_args(p.dpo, rows.derive_seed(p.seed, "dpo", args.iteration), Path(work)), beta=p.dpo.beta
+            ),
         )
         trainer.train()
         if not is_main_process(trainer):
             return
         save_model(trainer.model, tok, args.out)
     rewards = [h for h in trainer.state.log_history if "rewards/accuracies" in h]
-    metrics = {"pairs": len(prefs), **loss_summary(trainer), "seconds": round(time.time() - t0, 1),
-               "reward_accuracy_last": round(rewards[-1]["rewards/accuracies"], 4) if rewards else None,
-               "validation_overridden": bool(verdict.get("overridden")), "processes": trainer.accelerator.num_processes}
+    metrics = {
+        "pairs": len(prefs),
+        **loss_summary(trainer),
+        "seconds": round(time.time() - t0, 1),
+        "reward_accuracy_last": round(rewards[-1]["rewards/accuracies"], 4) if rewards else None,
+        "validation_overridden": bool(verdict.get("overridden")),
+        "processes": trainer.accelerator.num_processes,
+    }
     if args.metrics:
         rows.write_json(metrics, args.metrics)
-    print(f"dpo@{args.iteration}: {len(prefs)} pairs, {metrics['steps']} steps, loss {metrics['loss_first']} -> "
-          f"{metrics['loss_last']}, {metrics['seconds']}s -> {args.out}")
+    print(
+        f"dpo@{args.iteration}: {len(prefs)} pairs, {metrics['steps']} steps, loss {metrics['loss_first']} -> "
+        f"{metrics['loss_last']}, {metrics['seconds']}s -> {args.out}"
+    )
 
 
 if __name__ == "__main__":

@@ -38,7 +38,9 @@ def load_groups(cfg: P.Evaluate) -> pl.DataFrame | None:
     df = ranked_groups(df, cfg.human, cfg.first_turn_only)
     df = df.filter(pl.col("rank").n_unique().over("group") >= 2)  # a lone answer has no human order
     keep = df["group"].unique(maintain_order=True).head(cfg.max_prompts or len(df))
-    return df.filter(pl.col("group").is_in(keep.implode())).with_columns(pl.col("response").str.slice(0, cfg.max_response_chars))
+    return df.filter(pl.col("group").is_in(keep.implode())).with_columns(
+        pl.col("response").str.slice(0, cfg.max_response_chars)
+    )
 
 
 def load_prompts(cfg: P.Evaluate) -> list[str] | None:
@@ -48,54 +50,85 @@ def load_prompts(cfg: P.Evaluate) -> list[str] | None:
         return None
     col = next((c for c in ("turns", "instruction", "prompt", "question") if c in df.columns), None)
     if col is None:
-        raise SourceError(f"error: {cfg.prompts.path}: needs a turns, instruction, prompt or question column; has {df.columns}")
+        raise SourceError(
+            f"error: {cfg.prompts.path}: needs a turns, instruction, prompt or question column; has {df.columns}"
+        )
     texts = df[col].list.first() if col == "turns" else df[col]
     return texts.drop_nulls().head(cfg.max_heldout_prompts or len(df)).to_list()
 
 
-def prefer_first(backend: Backend, instruction: list[str], first: list[str], second: list[str], batch_size: int, desc: str) -> list[float]:
+def prefer_first(
+    backend: Backend, instruction: list[str], first: list[str], second: list[str], batch_size: int, desc: str
+) -> list[float]:
     """P(answer 1 is better) per comparison, from one forward pass each."""
-    texts = [backend.chat(compare_messages(q, a, b), prefill=COMPARE_PREFILL) for q, a, b in zip(instruction, first, second)]
+    texts = [
+        backend.chat(compare_messages(q, a, b), prefill=COMPARE_PREFILL) for q, a, b in zip(instruction, first, second)
+    ]
     return [p[0] for p in backend.next_token_probs(texts, list(COMPARE_CHOICES), batch_size, desc)]
 
 
 def human_agreement(backend: Backend, groups: pl.DataFrame, p: P.Params, seed: int, desc: str) -> dict:
     texts = [backend.chat(judge_messages(q, r)) for q, r in zip(groups["instruction"], groups["response"])]
-    grades = (judge_logprob(backend, texts, p.judge, desc) if p.judge.mode == "logprob"
-              else judge_sample(backend, texts, p.judge, seed, desc))
-    flat = pl.DataFrame([{"row": i, "score": g["score"]} for i, gs in enumerate(grades) for g in gs],
-                        schema={"row": pl.Int64, "score": pl.Float64})
-    scores = [None if s is None else float(s) for s in flat.group_by("row").agg(pl.col("score").mean()).sort("row")["score"]]
+    grades = (
+        judge_logprob(backend, texts, p.judge, desc)
+        if p.judge.mode == "logprob"
+        else judge_sample(backend, texts, p.judge, seed, desc)
+    )
+    flat = pl.DataFrame(
+        [{"row": i, "score": g["score"]} for i, gs in enumerate(grades) for g in gs],
+        schema={"row": pl.Int64, "score": pl.Float64},
+    )
+    scores = [
+        None if s is None else float(s) for s in flat.group_by("row").agg(pl.col("score").mean()).sort("row")["score"]
+    ]
     scores5 = [all(g["score"] is not None and round(g["score"]) == 5 for g in gs) for gs in grades]
     scored = groups.with_columns(pl.Series("score", scores, dtype=pl.Float64))
     by_group = [list(zip(g["rank"], g["score"])) for _, g in scored.group_by("group", maintain_order=True)]
     summary = score_summary(flat)
-    out = {**agreement.rank_agreement(by_group), "mode": p.judge.mode, "responses": len(groups),
-           "parse_rate": summary["parse_rate"], "score_mean": summary["score_mean"], "score_std": summary["score_std"],
-           "score_hist": summary["score_hist"], "all5_rate": round(sum(scores5) / len(scores5), 4) if scores5 else None}
+    out = {
+        **agreement.rank_agreement(by_group),
+        "mode": p.judge.mode,
+        "responses": len(groups),
+        "parse_rate": summary["parse_rate"],
+        "score_mean": summary["score_mean"],
+        "score_std": summary["score_std"],
+        "score_hist": summary["score_hist"],
+        "all5_rate": round(sum(scores5) / len(scores5), 4) if scores5 else None,
+    }
     return out | ab_test(backend, groups, seed, p.evaluate.compare_batch_size, f"{desc} A/B")
 
 
 def ab_test(backend: Backend, groups: pl.DataFrame, seed: int, batch_size: int, desc: str) -> dict:
     """The comparative judge on every human pair, shown in a seeded order and then swapped, beside the
     longer-answer-wins baseline on the same pairs."""
-    pairs = [(q, a, b, len(a), len(b)) for (_, g) in groups.group_by("group", maintain_order=True)
-             for q, (ra, a), (rb, b) in _ordered_pairs(g)]  # better answer first
+    pairs = [
+        (q, a, b, len(a), len(b))
+        for (_, g) in groups.group_by("group", maintain_order=True)
+        for q, (ra, a), (rb, b) in _ordered_pairs(g)
+    ]  # better answer first
     coin = random.Random(seed)
     chosen_first = [coin.random() < 0.5 for _ in pairs]
     shown = [(a, b) if cf else (b, a) for (_, a, b, *_), cf in zip(pairs, chosen_first)]
     qs = [q for q, *_ in pairs]
-    both = prefer_first(backend, qs + qs, [s[0] for s in shown] + [s[1] for s in shown],
-                        [s[1] for s in shown] + [s[0] for s in shown], batch_size, desc)
-    return {**agreement.ab_agreement(chosen_first, both[: len(pairs)], both[len(pairs):]),
-            "longer_wins_accuracy": agreement.longer_wins_accuracy([(la, lb) for *_, la, lb in pairs])}
+    both = prefer_first(
+        backend,
+        qs + qs,
+        [s[0] for s in shown] + [s[1] for s in shown],
+        [s[1] for s in shown] + [s[0] for s in shown],
+        batch_size,
+        desc,
+    )
+    return {
+        **agreement.ab_agreement(chosen_first, both[: len(pairs)], both[len(pairs) :]),
+        "longer_wins_accuracy": agreement.longer_wins_accuracy([(la, lb) for *_, la, lb in pairs]),
+    }
 
 
 def _ordered_pairs(group: pl.DataFrame):
     answers = list(zip(group["rank"], group["response"]))
     q = group["instruction"][0]
     for i, a in enumerate(answers):
-        for b in answers[i + 1:]:
+        for b in answers[i + 1 :]:
             if a[0] != b[0]:
                 yield (q, *((a, b) if a[0] < b[0] else (b, a)))
 
@@ -105,9 +138,19 @@ def answer_heldout(backend: Backend, prompts: list[str], cfg: P.Evaluate, seed: 
         return rows.empty("responses")
     texts = [backend.chat([{"role": "user", "content": q}]) for q in prompts]
     outs = backend.generate(texts, n=1, sampling=cfg.generation, seed=seed, desc=f"evaluate@{iteration} answers")
-    records = [{"id": rows.content_id(rows.content_id(q), o[0].text, backend.model_name), "prompt_id": rows.content_id(q),
-                "prompt": q, "response": o[0].text, "sample": 0, "n_tokens": o[0].n_tokens, "model": backend.model_name,
-                "seed": seed} for q, o in zip(prompts, outs)]
+    records = [
+        {
+            "id": rows.content_id(rows.content_id(q), o[0].text, backend.model_name),
+            "prompt_id": rows.content_id(q),
+            "prompt": q,
+            "response": o[0].text,
+            "sample": 0,
+            "n_tokens": o[0].n_tokens,
+            "model": backend.model_name,
+            "seed": seed,
+        }
+        for q, o in zip(prompts, outs)
+    ]
     return rows.frame(records, "responses")
 
 
@@ -115,9 +158,11 @@ def head2head(judge: Backend, mine: pl.DataFrame, theirs: pl.DataFrame, batch_si
     both = mine.join(theirs, on="prompt_id", suffix="_y")
     q, x, y = both["prompt"].to_list(), both["response"].to_list(), both["response_y"].to_list()
     probs = prefer_first(judge, q + q, x + y, y + x, batch_size, desc)
-    return {**agreement.head_to_head(probs[: len(q)], probs[len(q):]),
-            "chars_mean": round(float(both["response"].str.len_chars().mean()), 1) if len(q) else None,
-            "chars_mean_other": round(float(both["response_y"].str.len_chars().mean()), 1) if len(q) else None}
+    return {
+        **agreement.head_to_head(probs[: len(q)], probs[len(q) :]),
+        "chars_mean": round(float(both["response"].str.len_chars().mean()), 1) if len(q) else None,
+        "chars_mean_other": round(float(both["response_y"].str.len_chars().mean()), 1) if len(q) else None,
+    }
 
 
 @entry
@@ -140,13 +185,17 @@ def main(argv: list[str] | None = None) -> None:
     backend = make_backend(p.backend, args.model)
     metrics: dict = {"iteration": args.iteration, "model": backend.model_name}
     # one seed for the A/B coin across iterations, so every model sees the same presentation
-    metrics["human"] = None if groups is None else human_agreement(backend, groups, p, rows.derive_seed(p.seed, "ab"), desc)
+    metrics["human"] = (
+        None if groups is None else human_agreement(backend, groups, p, rows.derive_seed(p.seed, "ab"), desc)
+    )
     heldout = answer_heldout(backend, prompts or [], cfg, seed, args.iteration)
     backend.close()
     rows.write(heldout, args.heldout, "responses")
-    metrics["heldout"] = {"prompts": len(heldout),
-                          "chars_mean": round(float(heldout["response"].str.len_chars().mean()), 1) if len(heldout) else None,
-                          "tokens_mean": round(float(heldout["n_tokens"].mean()), 1) if len(heldout) else None}
+    metrics["heldout"] = {
+        "prompts": len(heldout),
+        "chars_mean": round(float(heldout["response"].str.len_chars().mean()), 1) if len(heldout) else None,
+        "tokens_mean": round(float(heldout["n_tokens"].mean()), 1) if len(heldout) else None,
+    }
 
     versus = {k: v for k, v in (("vs_prev", args.vs), ("vs_m0", args.vs_m0)) if v is not None}
     metrics["head2head"] = {}
@@ -155,8 +204,9 @@ def main(argv: list[str] | None = None) -> None:
             print(f"{desc}: warning: the head-to-head judge {cfg.judge} is the model under test")
         judge = make_backend(p.backend, cfg.judge)
         for name, path in versus.items():
-            metrics["head2head"][name] = head2head(judge, heldout, rows.read(path, "responses"), cfg.compare_batch_size,
-                                                   f"{desc} {name}")
+            metrics["head2head"][name] = head2head(
+                judge, heldout, rows.read(path, "responses"), cfg.compare_batch_size, f"{desc} {name}"
+            )
         judge.close()
         metrics["head2head"]["judge"] = judge.model_name
     metrics["seconds"] = round(time.time() - t0, 1)
@@ -164,11 +214,15 @@ def main(argv: list[str] | None = None) -> None:
     if args.plots:
         hist = (metrics["human"] or {}).get("score_hist") or {}
         total = sum(hist.values()) or 1
-        rows.write_json({"scores": [{"score": int(k), "share": round(v / total, 4)} for k, v in hist.items()]}, args.plots)
+        rows.write_json(
+            {"scores": [{"score": int(k), "share": round(v / total, 4)} for k, v in hist.items()]}, args.plots
+        )
     h = metrics["human"] or {}
-    print(f"{desc}: pairwise acc {h.get('pairwise_accuracy')} (A/B {h.get('ab_accuracy')}, answer-1 rate "
-          f"{h.get('ab_first_rate')}), parse rate {h.get('parse_rate')}, "
-          f"head-to-head {({k: v['win_minus_loss'] for k, v in metrics['head2head'].items() if k != 'judge'})} -> {args.out}")
+    print(
+        f"{desc}: pairwise acc {h.get('pairwise_accuracy')} (A/B {h.get('ab_accuracy')}, answer-1 rate "
+        f"{h.get('ab_first_rate')}), parse rate {h.get('parse_rate')}, "
+        f"head-to-head { ({k: v['win_minus_loss'] for k, v in metrics['head2head'].items() if k != 'judge'}) } -> {args.out}"
+    )
 
 
 if __name__ == "__main__":

@@ -22,11 +22,16 @@ import great_expectations as gx  # noqa: E402
 from great_expectations.core import ExpectationSuite  # noqa: E402
 from great_expectations.core.suite_parameters import SuiteParameterDict  # noqa: E402
 from great_expectations.data_context.types.base import (  # noqa: E402
-    DataContextConfig, InMemoryStoreBackendDefaults, ProgressBarsConfig)
+    DataContextConfig,
+    InMemoryStoreBackendDefaults,
+    ProgressBarsConfig,
+)
 from great_expectations.execution_engine import PandasExecutionEngine  # noqa: E402
 from great_expectations.expectations.expectation import ColumnAggregateExpectation  # noqa: E402
 from great_expectations.expectations.metrics.column_aggregate_metric_provider import (  # noqa: E402
-    ColumnAggregateMetricProvider, column_aggregate_value)
+    ColumnAggregateMetricProvider,
+    column_aggregate_value,
+)
 
 SUITES = Path(__file__).resolve().parents[1] / "validations"
 
@@ -57,9 +62,12 @@ class ExpectColumnDistinctNToBeBetween(ColumnAggregateExpectation):
     args_keys = ("column", "n", "min_value", "max_value")
 
     def _validate(self, metrics, runtime_configuration=None, execution_engine=None):
-        return self._validate_metric_value_between(metric_name="column.distinct_n", metrics=metrics,
-                                                   runtime_configuration=runtime_configuration,
-                                                   execution_engine=execution_engine)
+        return self._validate_metric_value_between(
+            metric_name="column.distinct_n",
+            metrics=metrics,
+            runtime_configuration=runtime_configuration,
+            execution_engine=execution_engine,
+        )
 
 
 class ColumnMaxValueShare(ColumnAggregateMetricProvider):
@@ -82,9 +90,12 @@ class ExpectColumnMaxValueShareToBeBetween(ColumnAggregateExpectation):
     args_keys = ("column", "min_value", "max_value")
 
     def _validate(self, metrics, runtime_configuration=None, execution_engine=None):
-        return self._validate_metric_value_between(metric_name="column.max_value_share", metrics=metrics,
-                                                   runtime_configuration=runtime_configuration,
-                                                   execution_engine=execution_engine)
+        return self._validate_metric_value_between(
+            metric_name="column.max_value_share",
+            metrics=metrics,
+            runtime_configuration=runtime_configuration,
+            execution_engine=execution_engine,
+        )
 
 
 def load_suite(kind: str, folder: Path = SUITES) -> dict:
@@ -108,8 +119,11 @@ def suite_parameters(suite: dict) -> set[str]:
 
 
 def context():
-    cfg = DataContextConfig(store_backend_defaults=InMemoryStoreBackendDefaults(), analytics_enabled=False,
-                            progress_bars=ProgressBarsConfig(globally=False))
+    cfg = DataContextConfig(
+        store_backend_defaults=InMemoryStoreBackendDefaults(),
+        analytics_enabled=False,
+        progress_bars=ProgressBarsConfig(globally=False),
+    )
     return gx.get_context(mode="ephemeral", project_config=cfg)
 
 
@@ -117,12 +131,15 @@ def run_suite(ctx, kind: str, frame, suite: dict, parameters: dict[str, Any]) ->
     """Validate `frame` with `suite` (a GX suite JSON dict); one check record per expectation."""
     asset = ctx.data_sources.add_pandas(f"srlm-{kind}").add_dataframe_asset(kind)
     gx_suite = ctx.suites.add(ExpectationSuite(**suite))
-    vd = ctx.validation_definitions.add(gx.ValidationDefinition(
-        name=kind, data=asset.add_batch_definition_whole_dataframe("all"), suite=gx_suite))
+    vd = ctx.validation_definitions.add(
+        gx.ValidationDefinition(name=kind, data=asset.add_batch_definition_whole_dataframe("all"), suite=gx_suite)
+    )
     result = vd.run(batch_parameters={"dataframe": frame}, expectation_parameters=parameters, result_format="SUMMARY")
     order = {e.get("meta", {}).get("check"): i for i, e in enumerate(suite["expectations"])}
-    records = [check_record(kind, r, suite["expectations"][order[r.expectation_config.meta.get("check")]])
-               for r in result.results]
+    records = [
+        check_record(kind, r, suite["expectations"][order[r.expectation_config.meta.get("check")]])
+        for r in result.results
+    ]
     return sorted(records, key=lambda c: order[c["check"]])
 
 
@@ -144,14 +161,28 @@ def check_record(kind: str, r, raw: dict) -> dict:
     else:
         observed = _round(res.get("observed_value"))
     bounds = bounds_text(kw)
-    params = sorted(re.findall(r"[A-Za-z_]\w*", " ".join(
-        v["$PARAMETER"] for v in raw.get("kwargs", {}).values() if isinstance(v, dict) and "$PARAMETER" in v)))
-    return {"dataset": kind, "check": cfg.meta.get("check", cfg.type), "expectation": cfg.type,
-            "column": kw.get("column"), "observed": observed,
-            "threshold": f"<= {round(1 - float(kw.get('mostly', 1)), 4)}" if is_map else bounds,
-            "rule": f"values {bounds}" if is_map else None, "passed": bool(r.success), "params": params,
-            "examples": [_round(v) for v in res.get("partial_unexpected_list", [])[:3]],
-            "description": cfg.meta.get("description", ""), "hint": cfg.meta.get("hint", "")}
+    params = sorted(
+        re.findall(
+            r"[A-Za-z_]\w*",
+            " ".join(
+                v["$PARAMETER"] for v in raw.get("kwargs", {}).values() if isinstance(v, dict) and "$PARAMETER" in v
+            ),
+        )
+    )
+    return {
+        "dataset": kind,
+        "check": cfg.meta.get("check", cfg.type),
+        "expectation": cfg.type,
+        "column": kw.get("column"),
+        "observed": observed,
+        "threshold": f"<= {round(1 - float(kw.get('mostly', 1)), 4)}" if is_map else bounds,
+        "rule": f"values {bounds}" if is_map else None,
+        "passed": bool(r.success),
+        "params": params,
+        "examples": [_round(v) for v in res.get("partial_unexpected_list", [])[:3]],
+        "description": cfg.meta.get("description", ""),
+        "hint": cfg.meta.get("hint", ""),
+    }
 
 
 def bounds_text(kw: dict) -> str:

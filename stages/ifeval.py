@@ -46,7 +46,7 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-from stages.stats import wilson_interval
+from .stats import wilson_interval
 
 REQUIRED_FIELDS = ("key", "prompt", "instruction_id_list", "kwargs")
 # Instruction types whose check tokenizes sentences with NLTK punkt_tab (count_sentences, word_tokenize).
@@ -162,8 +162,9 @@ def _share(flags: list[bool] | None, n: int) -> dict | None:
     return {"count": count, "share": round(count / n, 4) if n else None}
 
 
-def score(rows: list[dict], answers: list[str], cap_hit: list[bool] | None = None,
-          loops: list[bool] | None = None) -> dict:
+def score(
+    rows: list[dict], answers: list[str], cap_hit: list[bool] | None = None, loops: list[bool] | None = None
+) -> dict:
     """The four IFEval accuracies with 95% Wilson intervals, per-instruction-type accuracy, empty answers,
     and (when given) the shares of answers that hit the token cap or loop. Deterministic."""
     for name, values in (("answers", answers), ("cap_hit", cap_hit), ("loops", loops)):
@@ -201,9 +202,13 @@ def score(rows: list[dict], answers: list[str], cap_hit: list[bool] | None = Non
         "checker": f"if-verifiable {version('if-verifiable')}",
         "prompts": len(rows),
         "instructions": len(inst),
-        "prompt_level_strict_acc": _metric(sum(all(x["strict"] for x in v) for v in scored_prompts), len(scored_prompts)),
+        "prompt_level_strict_acc": _metric(
+            sum(all(x["strict"] for x in v) for v in scored_prompts), len(scored_prompts)
+        ),
         "inst_level_strict_acc": _metric(sum(x["strict"] for x in scored), len(scored)),
-        "prompt_level_loose_acc": _metric(sum(all(x["loose"] for x in v) for v in scored_prompts), len(scored_prompts)),
+        "prompt_level_loose_acc": _metric(
+            sum(all(x["loose"] for x in v) for v in scored_prompts), len(scored_prompts)
+        ),
         "inst_level_loose_acc": _metric(sum(x["loose"] for x in scored), len(scored)),
         "by_instruction": {k: by_type[k] for k in sorted(by_type)},
         "empty_answers": _share(empty, len(rows)),

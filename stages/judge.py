@@ -48,27 +48,59 @@ def main(argv: list[str] | None = None) -> None:
     seed = rows.derive_seed(p.seed, "judge", args.iteration)
 
     items = [(r["id"], judge_messages(r["prompt"], r["response"])) for r in responses.iter_rows(named=True)]
-    work = Work(f"judge@{args.iteration}", items, judge_task(cfg), seed, args.model, p.backend, p.shards,
-                args.workers, source=str(args.responses))
+    work = Work(
+        f"judge@{args.iteration}",
+        items,
+        judge_task(cfg),
+        seed,
+        args.model,
+        p.backend,
+        p.shards,
+        args.workers,
+        source=str(args.responses),
+    )
     gens, model = work.run(), work.model_name
 
     def grades(gs: list[dict]) -> list[dict]:
         return logprob_grades(gs[0]["probs"]) if cfg.mode == "logprob" else sample_grades([g["text"] for g in gs])
 
     # a grade that parses nothing (even a whole batch of them) is stored as null: the validate gate decides
-    records = [{
-        **g, "id": rows.content_id(r["id"], g["grade"], model, cfg.mode),
-        "response_id": r["id"], "prompt_id": r["prompt_id"], "mode": cfg.mode, "model": model, "seed": seed,
-    } for r in responses.iter_rows(named=True) for g in grades(gens[r["id"]])]
+    records = [
+        {
+            **g,
+            "id": rows.content_id(r["id"], g["grade"], model, cfg.mode),
+            "response_id": r["id"],
+            "prompt_id": r["prompt_id"],
+            "mode": cfg.mode,
+            "model": model,
+            "seed": seed,
+        }
+        for r in responses.iter_rows(named=True)
+        for g in grades(gens[r["id"]])
+    ]
     df = rows.write(rows.frame(records, "judgments"), args.out, "judgments")
-    lineage.write(args.out, "judgments", stage=f"judge@{args.iteration}", inputs={"model": args.model, "responses": args.responses},
-                  params=p, sections=("seed", "backend", "judge"), seed=seed)
-    metrics = {"mode": cfg.mode, "responses": len(responses), **score_summary(df), "prompts_cut_to_context": work.truncated_prompts}
+    lineage.write(
+        args.out,
+        "judgments",
+        stage=f"judge@{args.iteration}",
+        inputs={"model": args.model, "responses": args.responses},
+        params=p,
+        sections=("seed", "backend", "judge"),
+        seed=seed,
+    )
+    metrics = {
+        "mode": cfg.mode,
+        "responses": len(responses),
+        **score_summary(df),
+        "prompts_cut_to_context": work.truncated_prompts,
+    }
     if args.metrics:
         rows.write_json(metrics, args.metrics)
     work.close()
-    print(f"judge@{args.iteration} ({cfg.mode}): {metrics['grades']} grades, parse rate {metrics['parse_rate']:.0%}, "
-          f"mean {metrics['score_mean']}, histogram {metrics['score_hist']} -> {args.out}")
+    print(
+        f"judge@{args.iteration} ({cfg.mode}): {metrics['grades']} grades, parse rate {metrics['parse_rate']:.0%}, "
+        f"mean {metrics['score_mean']}, histogram {metrics['score_hist']} -> {args.out}"
+    )
 
 
 if __name__ == "__main__":

@@ -25,8 +25,20 @@ from . import rows
 
 FORMAT = "srlm-lineage/1"
 # the packages whose versions a lineage record and a dataset card name
-PACKAGES = ("srlm", "torch", "transformers", "trl", "peft", "vllm", "datasets", "polars", "pyarrow", "dvc",
-            "great-expectations", "huggingface-hub")
+PACKAGES = (
+    "srlm",
+    "torch",
+    "transformers",
+    "trl",
+    "peft",
+    "vllm",
+    "datasets",
+    "polars",
+    "pyarrow",
+    "dvc",
+    "great-expectations",
+    "huggingface-hub",
+)
 # the stages that make an iteration's datasets (dpo@t trains on them; it is not part of the dataset)
 ITERATION_STAGES = ("prompts", "responses", "judge", "pairs", "validate", "evaluate")
 
@@ -86,16 +98,28 @@ def params_subset(params, sections: Iterable[str]) -> dict:
     return out
 
 
-def record(dataset: str | Path, kind: str, *, stage: str, inputs: dict[str, str | Path], params,
-           sections: Iterable[str], seed: int | None = None) -> dict:
+def record(
+    dataset: str | Path,
+    kind: str,
+    *,
+    stage: str,
+    inputs: dict[str, str | Path],
+    params,
+    sections: Iterable[str],
+    seed: int | None = None,
+) -> dict:
     import polars as pl
 
     dataset = Path(dataset)
     used = params_subset(params, sections)
     return {
         "format": FORMAT,
-        "dataset": {"path": dataset.as_posix(), "kind": kind, "md5": md5(dataset),
-                    "rows": pl.scan_parquet(dataset).select(pl.len()).collect().item()},
+        "dataset": {
+            "path": dataset.as_posix(),
+            "kind": kind,
+            "md5": md5(dataset),
+            "rows": pl.scan_parquet(dataset).select(pl.len()).collect().item(),
+        },
         "stage": stage,
         "inputs": {name: {"path": Path(p).as_posix(), "md5": md5(p)} for name, p in inputs.items()},
         "params": used,

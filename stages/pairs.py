@@ -28,13 +28,21 @@ from .errors import entry
 from .scoring import response_scores
 
 
-def select_pairs(responses: pl.DataFrame, judgments: pl.DataFrame, min_margin: float, iteration: int,
-                 length_penalty: float = 0.0, prefer_shorter: bool = False) -> tuple[pl.DataFrame, dict]:
+def select_pairs(
+    responses: pl.DataFrame,
+    judgments: pl.DataFrame,
+    min_margin: float,
+    iteration: int,
+    length_penalty: float = 0.0,
+    prefer_shorter: bool = False,
+) -> tuple[pl.DataFrame, dict]:
     scored = responses.join(response_scores(judgments), left_on="id", right_on="response_id", how="left")
     scored = scored.filter(pl.col("score").is_not_null()).sort(["prompt_id", "id"])
     chars = pl.col("response").str.len_chars()
-    scored = scored.with_columns((pl.col("score") - length_penalty * chars / 1000).alias("rank_score"),
-                                 (chars if prefer_shorter else pl.lit(0)).alias("length_key"))
+    scored = scored.with_columns(
+        (pl.col("score") - length_penalty * chars / 1000).alias("rank_score"),
+        (chars if prefer_shorter else pl.lit(0)).alias("length_key"),
+    )
     counts = {"prompts": responses["prompt_id"].n_unique(), "too_few_scored": 0, "ties": 0}
     records = []
     for (pid,), group in scored.group_by("prompt_id", maintain_order=True):
@@ -46,14 +54,20 @@ def select_pairs(responses: pl.DataFrame, judgments: pl.DataFrame, min_margin: f
         if best["rank_score"] - worst["rank_score"] <= min_margin:  # min_margin >= 0, so equal scores land here
             counts["ties"] += 1
             continue
-        records.append({
-            "id": rows.content_id(pid, best["id"], worst["id"]), "prompt_id": pid,
-            "prompt": [{"role": "user", "content": best["prompt"]}],
-            "chosen": [{"role": "assistant", "content": best["response"]}],
-            "rejected": [{"role": "assistant", "content": worst["response"]}],
-            "chosen_id": best["id"], "rejected_id": worst["id"],
-            "score_chosen": best["score"], "score_rejected": worst["score"], "iteration": iteration,
-        })
+        records.append(
+            {
+                "id": rows.content_id(pid, best["id"], worst["id"]),
+                "prompt_id": pid,
+                "prompt": [{"role": "user", "content": best["prompt"]}],
+                "chosen": [{"role": "assistant", "content": best["response"]}],
+                "rejected": [{"role": "assistant", "content": worst["response"]}],
+                "chosen_id": best["id"],
+                "rejected_id": worst["id"],
+                "score_chosen": best["score"],
+                "score_rejected": worst["score"],
+                "iteration": iteration,
+            }
+        )
     counts["too_few_scored"] += counts["prompts"] - scored["prompt_id"].n_unique()  # prompts with no scored response
     return rows.frame(records, "preferences"), counts
 
@@ -65,7 +79,8 @@ def pair_metrics(prefs: pl.DataFrame, counts: dict) -> dict:
         rejected_len = prefs["rejected"].list.first().struct.field("content").str.len_chars()
         margin = prefs["score_chosen"] - prefs["score_rejected"]
     return {
-        **counts, "pairs": n,
+        **counts,
+        "pairs": n,
         "tie_rate": round(counts["ties"] / counts["prompts"], 4) if counts["prompts"] else 0.0,
         "margin_mean": round(float(margin.mean()), 4) if n else None,
         "chosen_chars_mean": round(float(chosen_len.mean()), 1) if n else None,
@@ -88,16 +103,30 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--params", default="params.yaml")
     args = ap.parse_args(argv)
     p = P.load(args.params)
-    prefs, counts = select_pairs(rows.read(args.responses, "responses"), rows.read(args.judgments, "judgments"),
-                                 p.pairs.min_margin, args.iteration, p.pairs.length_penalty, p.pairs.prefer_shorter)
+    prefs, counts = select_pairs(
+        rows.read(args.responses, "responses"),
+        rows.read(args.judgments, "judgments"),
+        p.pairs.min_margin,
+        args.iteration,
+        p.pairs.length_penalty,
+        p.pairs.prefer_shorter,
+    )
     rows.write(prefs, args.out, "preferences")
-    lineage.write(args.out, "preferences", stage=f"pairs@{args.iteration}", inputs={"responses": args.responses, "judgments": args.judgments},
-                  params=p, sections=("pairs",))
+    lineage.write(
+        args.out,
+        "preferences",
+        stage=f"pairs@{args.iteration}",
+        inputs={"responses": args.responses, "judgments": args.judgments},
+        params=p,
+        sections=("pairs",),
+    )
     metrics = pair_metrics(prefs, counts)
     if args.metrics:
         rows.write_json(metrics, args.metrics)
-    print(f"pairs@{args.iteration}: {metrics['pairs']} pairs from {counts['prompts']} prompts "
-          f"(ties {counts['ties']}, too few scored {counts['too_few_scored']}) -> {args.out}")
+    print(
+        f"pairs@{args.iteration}: {metrics['pairs']} pairs from {counts['prompts']} prompts "
+        f"(ties {counts['ties']}, too few scored {counts['too_few_scored']}) -> {args.out}"
+    )
 
 
 if __name__ == "__main__":

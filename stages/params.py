@@ -176,8 +176,11 @@ class Validate(Strict):
 
     @model_validator(mode="after")
     def _bounds(self):
-        for lo, hi in [("prompt_min_chars", "prompt_max_chars"), ("response_min_median_chars", "response_max_median_chars"),
-                       ("min_length_ratio", "max_length_ratio")]:
+        for lo, hi in [
+            ("prompt_min_chars", "prompt_max_chars"),
+            ("response_min_median_chars", "response_max_median_chars"),
+            ("min_length_ratio", "max_length_ratio"),
+        ]:
             if getattr(self, lo) > getattr(self, hi):
                 raise ValueError(f"validate.{lo} must be <= validate.{hi}")
         return self
@@ -242,8 +245,10 @@ class Params(Strict):
             if it.prev >= int(name):
                 raise ValueError(f"iterations.{name}.prev must be < {name}")
             if it.prev and str(it.prev) not in self.iterations:  # M(prev) would never be built
-                raise ValueError(f"iterations.{name}.prev is {it.prev}, but there is no iteration {it.prev} "
-                                 f"(iterations: {', '.join(sorted(self.iterations, key=int))}; 0 = M0)")
+                raise ValueError(
+                    f"iterations.{name}.prev is {it.prev}, but there is no iteration {it.prev} "
+                    f"(iterations: {', '.join(sorted(self.iterations, key=int))}; 0 = M0)"
+                )
         return self
 
 
@@ -273,8 +278,9 @@ def load(path: str | Path = "params.yaml") -> Params:
 
 def dump(p: Params) -> str:
     """The validated params as YAML, in params.yaml's order (source entries show only the keys they set)."""
-    return yaml.safe_dump(p.model_dump(mode="json", by_alias=True, exclude_unset=True), sort_keys=False,
-                          allow_unicode=True)
+    return yaml.safe_dump(
+        p.model_dump(mode="json", by_alias=True, exclude_unset=True), sort_keys=False, allow_unicode=True
+    )
 
 
 if __name__ == "__main__":  # `python -m stages.params` checks the file

@@ -26,10 +26,16 @@ import polars as pl
 from . import rows
 from .errors import entry
 
-ITER_COLUMNS = {"score_mean": ("judge", "score_mean"), "parse_rate": ("judge", "parse_rate"), "tie_rate": ("pairs", "tie_rate"),
-                "pairs": ("pairs", "pairs"), "margin_mean": ("pairs", "margin_mean"),
-                "chosen_chars": ("pairs", "chosen_chars_mean"), "rejected_chars": ("pairs", "rejected_chars_mean"),
-                "length_ratio": ("pairs", "length_ratio")}
+ITER_COLUMNS = {
+    "score_mean": ("judge", "score_mean"),
+    "parse_rate": ("judge", "parse_rate"),
+    "tie_rate": ("pairs", "tie_rate"),
+    "pairs": ("pairs", "pairs"),
+    "margin_mean": ("pairs", "margin_mean"),
+    "chosen_chars": ("pairs", "chosen_chars_mean"),
+    "rejected_chars": ("pairs", "rejected_chars_mean"),
+    "length_ratio": ("pairs", "length_ratio"),
+}
 
 
 def tables(metrics: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -41,8 +47,10 @@ def tables(metrics: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
             continue
         counts = found["judge"].get("score_hist", {})
         total = sum(counts.values())
-        hist += [{"iteration": t, "score": int(s), "grades": n, "share": round(n / total, 4) if total else 0.0}
-                 for s, n in sorted(counts.items(), key=lambda kv: int(kv[0]))]
+        hist += [
+            {"iteration": t, "score": int(s), "grades": n, "share": round(n / total, 4) if total else 0.0}
+            for s, n in sorted(counts.items(), key=lambda kv: int(kv[0]))
+        ]
         per_iter.append({"iteration": t, **{col: found[src].get(key) for col, (src, key) in ITER_COLUMNS.items()}})
     hist_schema = {"iteration": pl.Int64, "score": pl.Int64, "grades": pl.Int64, "share": pl.Float64}
     iter_schema = {"iteration": pl.Int64, **{c: pl.Float64 for c in ITER_COLUMNS}}

@@ -37,6 +37,7 @@ JUSTIFICATIONS = {
     5: "The answer is relevant, thorough, useful, well organised and of expert quality, with no filler.",
 }
 
+
 def judge_messages(instruction: str, response: str) -> list[dict]:
     text = JUDGE_TEMPLATE.format(instruction=instruction.strip(), response=response.strip())
     return [{"role": "user", "content": text}]

@@ -72,26 +72,50 @@ def main(argv: list[str] | None = None) -> None:
     # a draw's id names its place and its examples, so equal draws stay separate generations
     draws = [rows.content_id(k, [ids[j] for j in s]) for k, s in enumerate(shots)]
     items = [(d, self_instruct_messages([instructions[j] for j in s])) for d, s in zip(draws, shots)]
-    work = Work(f"prompts@{args.iteration}", items, Task(cfg, n=1), seed, args.model, p.backend, p.shards, args.workers)
+    work = Work(
+        f"prompts@{args.iteration}", items, Task(cfg, n=1), seed, args.model, p.backend, p.shards, args.workers
+    )
     outs, model = work.run(), work.model_name
     candidates = [parse_instruction(outs[d][0]["text"]) for d in draws]
     kept, reasons = filter_prompts(candidates, instructions, cfg)
 
-    df = rows.frame([{
-        "id": rows.content_id(candidates[i]), "prompt": candidates[i],
-        "fewshot_ids": [ids[j] for j in shots[i]], "iteration": args.iteration,
-        "model": model, "seed": seed,
-    } for i in kept], "prompts")
+    df = rows.frame(
+        [
+            {
+                "id": rows.content_id(candidates[i]),
+                "prompt": candidates[i],
+                "fewshot_ids": [ids[j] for j in shots[i]],
+                "iteration": args.iteration,
+                "model": model,
+                "seed": seed,
+            }
+            for i in kept
+        ],
+        "prompts",
+    )
     rows.write(df, args.out, "prompts")
-    lineage.write(args.out, "prompts", stage=f"prompts@{args.iteration}", inputs={"model": args.model, "pool": args.pool},
-                  params=p, sections=("seed", "backend", "prompts"), seed=seed)
-    metrics = {"generated": len(candidates), "kept": len(df), "dropped": dict(sorted(reasons.items())),
-               "mean_chars": round(sum(len(t) for t in df["prompt"]) / max(len(df), 1), 1),
-               "prompts_cut_to_context": work.truncated_prompts}
+    lineage.write(
+        args.out,
+        "prompts",
+        stage=f"prompts@{args.iteration}",
+        inputs={"model": args.model, "pool": args.pool},
+        params=p,
+        sections=("seed", "backend", "prompts"),
+        seed=seed,
+    )
+    metrics = {
+        "generated": len(candidates),
+        "kept": len(df),
+        "dropped": dict(sorted(reasons.items())),
+        "mean_chars": round(sum(len(t) for t in df["prompt"]) / max(len(df), 1), 1),
+        "prompts_cut_to_context": work.truncated_prompts,
+    }
     if args.metrics:
         rows.write_json(metrics, args.metrics)
     work.close()
-    print(f"prompts@{args.iteration}: kept {len(df)} of {len(candidates)} ({dict(reasons) or 'none dropped'}) -> {args.out}")
+    print(
+        f"prompts@{args.iteration}: kept {len(df)} of {len(candidates)} ({dict(reasons) or 'none dropped'}) -> {args.out}"
+    )
 
 
 if __name__ == "__main__":

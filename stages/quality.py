@@ -27,12 +27,13 @@ import polars as pl
 
 from .text import max_similarity, words
 
+
 def distinct_n(texts, n: int) -> float | None:
     """Distinct n-grams / all n-grams over the texts (None when there is no n-gram)."""
     seen, total = set(), 0
     for t in texts:
         w = words(t)
-        grams = [tuple(w[i:i + n]) for i in range(len(w) - n + 1)]
+        grams = [tuple(w[i : i + n]) for i in range(len(w) - n + 1)]
         seen.update(grams)
         total += len(grams)
     return len(seen) / total if total else None
@@ -78,8 +79,9 @@ def prompts_frame(prompts: pl.DataFrame, pool: list[str] | None, sample_size: in
     texts = prompts["prompt"].to_list()
     idx = sample_index(len(texts), sample_size)
     sampled = [texts[i] or "" for i in idx]
-    df = prompts.select("prompt", normalised=pl.col("prompt").str.to_lowercase()
-                        .str.replace_all(r"[^\w]+", " ").str.strip_chars())
+    df = prompts.select(
+        "prompt", normalised=pl.col("prompt").str.to_lowercase().str.replace_all(r"[^\w]+", " ").str.strip_chars()
+    )
     cols = {"near_dup_similarity": _in_sample(len(df), idx, max_similarity(sampled, sampled, exclude_self=True))}
     if pool is not None:
         cols["seed_similarity"] = _in_sample(len(df), idx, max_similarity(sampled, pool, exclude_self=False))
@@ -93,7 +95,9 @@ def prompts_frame(prompts: pl.DataFrame, pool: list[str] | None, sample_size: in
 def responses_frame(responses: pl.DataFrame):
     first = pl.int_range(pl.len()).over("prompt_id") == 0
     return responses.select(
-        "prompt_id", "response", chars=pl.col("response").str.strip_chars().str.len_chars(),
+        "prompt_id",
+        "response",
+        chars=pl.col("response").str.strip_chars().str.len_chars(),
         responses_of_prompt=pl.when(first).then(pl.len().over("prompt_id")),
     ).to_pandas()
 
@@ -103,7 +107,10 @@ def judgments_frame(judgments: pl.DataFrame):
     span = pl.col("score").max().over("response_id") - pl.col("score").min().over("response_id")
     parsed = pl.col("score").count().over("response_id")
     return judgments.select(
-        "response_id", "score", "mode", score_point=pl.col("score").round(0).cast(pl.Int64),
+        "response_id",
+        "score",
+        "mode",
+        score_point=pl.col("score").round(0).cast(pl.Int64),
         grade_span=pl.when(first & (parsed >= 2)).then(span),
     ).to_pandas()
 
@@ -113,7 +120,8 @@ def preferences_frame(prefs: pl.DataFrame):
         return pl.col(col).list.first().struct.field("content")
 
     return prefs.select(
-        "prompt_id", prompt=content("prompt"),
+        "prompt_id",
+        prompt=content("prompt"),
         identical=(pl.col("chosen_id") == pl.col("rejected_id")) | (content("chosen") == content("rejected")),
         margin=pl.col("score_chosen") - pl.col("score_rejected"),
         length_ratio=content("chosen").str.len_chars() / pl.max_horizontal(content("rejected").str.len_chars(), 1),

@@ -53,12 +53,16 @@ def check_validation(iteration: int, root: Path) -> dict:
     except SrlmError as e:
         raise ReleaseError(f"release: {e}".replace("release: error: ", "release: ")) from None
     if result is None:
-        raise ReleaseError(f"release: iteration {iteration} has not passed validation ({path} is missing; "
-                           f"run `dvc repro validate@{iteration}`)")
+        raise ReleaseError(
+            f"release: iteration {iteration} has not passed validation ({path} is missing; "
+            f"run `dvc repro validate@{iteration}`)"
+        )
     if not result.get("passed") and not result.get("overridden"):
         failures = ", ".join(result.get("failures", [])) or "see the report"
-        raise ReleaseError(f"release: iteration {iteration} failed validation ({result.get('failed', '?')} check(s): "
-                           f"{failures}); fix the data, or set validate.allow_failure: true and rerun validate@{iteration}")
+        raise ReleaseError(
+            f"release: iteration {iteration} failed validation ({result.get('failed', '?')} check(s): "
+            f"{failures}); fix the data, or set validate.allow_failure: true and rerun validate@{iteration}"
+        )
     return result
 
 
@@ -74,10 +78,15 @@ def stale_stages(iteration: int, root: Path) -> dict[str, list]:
     except NotDvcRepoError:
         raise ReleaseError(f"release: {root} is not a DVC project (no .dvc/); run from the repo root") from None
     try:
-        targets = [s.name for s in repo.index.stages
-                   if s.name.rpartition("@")[::2] in {(name, str(iteration)) for name in ITERATION_STAGES}]
+        targets = [
+            s.name
+            for s in repo.index.stages
+            if s.name.rpartition("@")[::2] in {(name, str(iteration)) for name in ITERATION_STAGES}
+        ]
         if f"pairs@{iteration}" not in targets:
-            raise ReleaseError(f"release: dvc.yaml has no stage pairs@{iteration}; is iteration {iteration} in params.yaml?")
+            raise ReleaseError(
+                f"release: dvc.yaml has no stage pairs@{iteration}; is iteration {iteration} in params.yaml?"
+            )
         locked = lock_stages(Path("."))
         stale = {name: ["not in dvc.lock (never run)"] for name in targets if name not in locked}
         stale.update(repo.status(targets=[t for t in targets if t in locked]))
@@ -90,17 +99,24 @@ def stale_stages(iteration: int, root: Path) -> dict[str, list]:
 def gate(iteration: int, p: P.Params, root: Path) -> dict:
     """Refuse (ReleaseError) unless the iteration exists, is validated and is up to date; return the validation."""
     if str(iteration) not in p.iterations:
-        raise ReleaseError(f"release: iteration {iteration} does not exist (params.yaml iterations: "
-                           f"{', '.join(sorted(p.iterations, key=int))})")
+        raise ReleaseError(
+            f"release: iteration {iteration} does not exist (params.yaml iterations: "
+            f"{', '.join(sorted(p.iterations, key=int))})"
+        )
     prefs = root / f"data/iter{iteration}/preferences.parquet"
     if not prefs.exists():
-        raise ReleaseError(f"release: iteration {iteration} has no {prefs.relative_to(root)}; run `dvc repro validate@{iteration}`")
+        raise ReleaseError(
+            f"release: iteration {iteration} has no {prefs.relative_to(root)}; run `dvc repro validate@{iteration}`"
+        )
     validation = check_validation(iteration, root)
     stale = stale_stages(iteration, root)
     if stale:
         lines = [f"  {stage}: {json.dumps(changes)}" for stage, changes in sorted(stale.items())]
-        raise ReleaseError(f"release: iteration {iteration}'s outputs are stale against dvc.lock:\n" + "\n".join(lines)
-                           + f"\nrun `dvc repro validate@{iteration}` (and commit dvc.lock) before releasing")
+        raise ReleaseError(
+            f"release: iteration {iteration}'s outputs are stale against dvc.lock:\n"
+            + "\n".join(lines)
+            + f"\nrun `dvc repro validate@{iteration}` (and commit dvc.lock) before releasing"
+        )
     return validation
 
 
@@ -121,7 +137,10 @@ def write_folder(iteration: int, repo_id: str, tag: str, p: P.Params, root: Path
 
     df = rows.read(root / f"data/iter{iteration}/preferences.parquet", "preferences").sort("id")
     splits = split(df, p.release.test_fraction, p.seed)
-    if out.is_dir() and {f.name for f in out.iterdir()} - {"README.md", "data"}:  # never delete a folder we did not write
+    if out.is_dir() and {f.name for f in out.iterdir()} - {
+        "README.md",
+        "data",
+    }:  # never delete a folder we did not write
         raise ReleaseError(f"release: {out} exists and holds other files; choose an empty or new folder")
     with rows.atomic_dir(out) as tmp:
         for name, frame in splits.items():
@@ -140,7 +159,9 @@ def transient(e: BaseException) -> bool:
 
     if isinstance(e, HfHubHTTPError):
         return e.response is not None and (e.response.status_code == 429 or e.response.status_code >= 500)
-    return isinstance(e, (ConnectionError, TimeoutError)) or any(c.__name__ == "TransportError" for c in type(e).__mro__)
+    return isinstance(e, (ConnectionError, TimeoutError)) or any(
+        c.__name__ == "TransportError" for c in type(e).__mro__
+    )
 
 
 def retry(what: str, fn, cfg: P.Release):
@@ -150,9 +171,11 @@ def retry(what: str, fn, cfg: P.Release):
         except Exception as e:
             if not transient(e) or attempt == cfg.retries:
                 raise
-            wait = cfg.retry_wait * 2 ** attempt
-            print(f"release: {what} failed ({type(e).__name__}); retry {attempt + 1}/{cfg.retries} in {wait:g}s",
-                  file=sys.stderr)
+            wait = cfg.retry_wait * 2**attempt
+            print(
+                f"release: {what} failed ({type(e).__name__}); retry {attempt + 1}/{cfg.retries} in {wait:g}s",
+                file=sys.stderr,
+            )
             time.sleep(wait)
 
 
@@ -175,8 +198,9 @@ def same_content(info, folder: Path) -> bool:
     return True
 
 
-def upload(folder: Path, repo_id: str, tag: str, iteration: int, private: bool, cfg: P.Release,
-           endpoint: str | None = None) -> dict:
+def upload(
+    folder: Path, repo_id: str, tag: str, iteration: int, private: bool, cfg: P.Release, endpoint: str | None = None
+) -> dict:
     """One commit of `folder` to the dataset repo, then `tag` on it. Returns {commit, new_commit, tagged}."""
     from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
 
@@ -187,28 +211,46 @@ def upload(folder: Path, repo_id: str, tag: str, iteration: int, private: bool, 
         info = retry("repo info", lambda: api.dataset_info(repo_id, revision=tags[tag], files_metadata=True), cfg)
         if same_content(info, folder):
             return {"url": str(url), "commit": tags[tag], "new_commit": False, "tagged": False}
-        raise ReleaseError(f"release: tag {tag} already exists on {repo_id} at {tags[tag][:10]} with different content; "
-                           "choose another --revision-tag (e.g. iter-T.1) or delete the tag on the Hub")
+        raise ReleaseError(
+            f"release: tag {tag} already exists on {repo_id} at {tags[tag][:10]} with different content; "
+            "choose another --revision-tag (e.g. iter-T.1) or delete the tag on the Hub"
+        )
     head = retry("repo info", lambda: api.dataset_info(repo_id, files_metadata=False), cfg)
     if head.private is not None and head.private != private:
-        print(f"release: WARNING {repo_id} exists and is {'private' if head.private else 'public'}; "
-              "visibility is only set on creation (change it in the repo settings)", file=sys.stderr)
+        print(
+            f"release: WARNING {repo_id} exists and is {'private' if head.private else 'public'}; "
+            "visibility is only set on creation (change it in the repo settings)",
+            file=sys.stderr,
+        )
     local = sorted(f.relative_to(folder).as_posix() for f in folder.rglob("*") if f.is_file())
     stale = [s.rfilename for s in head.siblings or [] if s.rfilename.startswith("data/") and s.rfilename not in local]
 
     def commit():  # fresh operations per attempt; the client drops unchanged files, so a retry cannot duplicate
         ops = [CommitOperationDelete(path) for path in stale] + [
-            CommitOperationAdd(path_in_repo=path, path_or_fileobj=str(folder / path)) for path in local]
-        return api.create_commit(repo_id, ops, commit_message=f"srlm release: iteration {iteration} ({tag})",
-                                 commit_description=f"Preference pairs of iteration {iteration}; lineage in README.md.", **kw)
+            CommitOperationAdd(path_in_repo=path, path_or_fileobj=str(folder / path)) for path in local
+        ]
+        return api.create_commit(
+            repo_id,
+            ops,
+            commit_message=f"srlm release: iteration {iteration} ({tag})",
+            commit_description=f"Preference pairs of iteration {iteration}; lineage in README.md.",
+            **kw,
+        )
 
     info = retry("commit", commit, cfg)
     try:
-        retry("create_tag", lambda: api.create_tag(repo_id, tag=tag, revision=info.oid, exist_ok=False,
-                                                   tag_message=f"srlm iteration {iteration}", **kw), cfg)
+        retry(
+            "create_tag",
+            lambda: api.create_tag(
+                repo_id, tag=tag, revision=info.oid, exist_ok=False, tag_message=f"srlm iteration {iteration}", **kw
+            ),
+            cfg,
+        )
     except Exception as e:
-        raise ReleaseError(f"release: commit {info.oid[:10]} is on {repo_id} but tagging it {tag} failed "
-                           f"({type(e).__name__}: {e}); rerun the same command to tag it (no new commit is made)") from None
+        raise ReleaseError(
+            f"release: commit {info.oid[:10]} is on {repo_id} but tagging it {tag} failed "
+            f"({type(e).__name__}: {e}); rerun the same command to tag it (no new commit is made)"
+        ) from None
     return {"url": str(url), "commit": info.oid, "new_commit": info.oid != head.sha, "tagged": True}
 
 
@@ -216,8 +258,16 @@ def scrub(text: str, secret: str | None) -> str:
     return text.replace(secret, "<token>") if secret else text
 
 
-def release(iteration: int, repo_id: str, p: P.Params, root: Path = Path("."), tag: str | None = None,
-            private: bool = True, dry_run: Path | None = None, endpoint: str | None = None) -> dict:
+def release(
+    iteration: int,
+    repo_id: str,
+    p: P.Params,
+    root: Path = Path("."),
+    tag: str | None = None,
+    private: bool = True,
+    dry_run: Path | None = None,
+    endpoint: str | None = None,
+) -> dict:
     from huggingface_hub import get_token
 
     check_repo_id(repo_id)
@@ -225,7 +275,9 @@ def release(iteration: int, repo_id: str, p: P.Params, root: Path = Path("."), t
     validation = gate(iteration, p, root)
     token = None if dry_run else get_token()
     if dry_run is None and not token:
-        raise ReleaseError("release: no Hugging Face token: set HF_TOKEN or run `hf auth login` (or use --dry-run DIR)")
+        raise ReleaseError(
+            "release: no Hugging Face token: set HF_TOKEN or run `hf auth login` (or use --dry-run DIR)"
+        )
     work = Path(dry_run) if dry_run else Path(tempfile.mkdtemp(prefix="srlm-release-")) / "dataset"
     try:
         sizes = write_folder(iteration, repo_id, tag, p, root, work, validation)
@@ -250,23 +302,33 @@ def run(args: argparse.Namespace, p: P.Params) -> None:
     r = release(args.iteration, args.repo_id, p, Path("."), args.revision_tag, args.private, args.dry_run)
     sizes = ", ".join(f"{k} {v}" for k, v in r["splits"].items())
     if args.dry_run is not None:
-        print(f"release: dry run: {sizes} pairs of iteration {r['iteration']} -> {r['folder']} "
-              f"(load with datasets.load_dataset({str(r['folder'])!r}))")
+        print(
+            f"release: dry run: {sizes} pairs of iteration {r['iteration']} -> {r['folder']} "
+            f"(load with datasets.load_dataset({str(r['folder'])!r}))"
+        )
     elif not r["new_commit"] and not r["tagged"]:
         print(f"release: {r['repo_id']}@{r['tag']} already holds this content ({r['commit'][:10]}); nothing to do")
     else:
         what = "new commit" if r["new_commit"] else "unchanged content, no new commit"
-        print(f"release: {sizes} pairs of iteration {r['iteration']} -> {r['url']} ({what} {r['commit'][:10]}, "
-              f"tag {r['tag']}{', private' if args.private else ', public'})")
+        print(
+            f"release: {sizes} pairs of iteration {r['iteration']} -> {r['url']} ({what} {r['commit'][:10]}, "
+            f"tag {r['tag']}{', private' if args.private else ', public'})"
+        )
 
 
 def add_parser(sub) -> None:
-    s = sub.add_parser("release", help="publish an iteration's preference pairs to the Hugging Face Hub",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    s = sub.add_parser(
+        "release",
+        help="publish an iteration's preference pairs to the Hugging Face Hub",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     s.add_argument("--iteration", type=int, required=True)
     s.add_argument("--repo-id", required=True, help="ORG/NAME of the dataset repo (created if absent)")
     vis = s.add_mutually_exclusive_group()
-    vis.add_argument("--private", dest="private", action="store_true", default=True, help="new repo is private (default)")
+    vis.add_argument(
+        "--private", dest="private", action="store_true", default=True, help="new repo is private (default)"
+    )
     vis.add_argument("--public", dest="private", action="store_false", help="new repo is public")
     s.add_argument("--revision-tag", help="tag of the release commit (default iter-T)")
     s.add_argument("--dry-run", type=Path, metavar="DIR", help="write the dataset folder to DIR and upload nothing")

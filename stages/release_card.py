@@ -22,8 +22,15 @@ DATASET_PARAMS = ("seed", "backend", "base", "prompts", "responses", "judge", "p
 
 def size_category(n: int) -> str:
     """The Hub's size_categories bucket for n rows."""
-    for limit, name in [(1e3, "n<1K"), (1e4, "1K<n<10K"), (1e5, "10K<n<100K"), (1e6, "100K<n<1M"),
-                        (1e7, "1M<n<10M"), (1e8, "10M<n<100M"), (1e9, "100M<n<1B")]:
+    for limit, name in [
+        (1e3, "n<1K"),
+        (1e4, "1K<n<10K"),
+        (1e5, "10K<n<100K"),
+        (1e6, "100K<n<1M"),
+        (1e7, "1M<n<10M"),
+        (1e8, "10M<n<100M"),
+        (1e9, "100M<n<1B"),
+    ]:
         if n < limit:
             return name
     return "n>1B"
@@ -74,10 +81,16 @@ def card(iteration: int, repo_id: str, tag: str, p: P.Params, root: Path, sizes:
     cfg, prev = p.release, p.iterations[str(iteration)].prev
     name = cfg.pretty_name or f"{repo_id.split('/')[-1]} (iteration {iteration})"
     data = DatasetCardData(
-        license=cfg.license, language=cfg.language, task_categories=cfg.task_categories, tags=cfg.tags,
-        size_categories=[size_category(sum(sizes.values()))], pretty_name=name,
-        configs=[{"config_name": "default",
-                  "data_files": [{"split": s, "path": f"data/{s}-*.parquet"} for s in sizes]}])
+        license=cfg.license,
+        language=cfg.language,
+        task_categories=cfg.task_categories,
+        tags=cfg.tags,
+        size_categories=[size_category(sum(sizes.values()))],
+        pretty_name=name,
+        configs=[
+            {"config_name": "default", "data_files": [{"split": s, "path": f"data/{s}-*.parquet"} for s in sizes]}
+        ],
+    )
     base = p.base.source + (f" (file {p.base.gguf_file})" if p.base.gguf_file else "")
     v = validation
     verdict = "passed" if v.get("passed") else "FAILED, released under the override validate.allow_failure"
@@ -97,41 +110,87 @@ def card(iteration: int, repo_id: str, tag: str, p: P.Params, root: Path, sizes:
         _table(("split", "pairs"), list(sizes.items())),
         "## Lineage",
         "### Models",
-        _table(("role", "model"), [("base model", f"`{base}`"), ("SFT model (M0)", "base + SFT on the seed IFT/EFT data"),
-                                   ("generating and judging model", f"M{prev} (`models/M{prev}`)"),
-                                   ("backend", f"{p.backend.name} ({p.backend.dtype})")]),
+        _table(
+            ("role", "model"),
+            [
+                ("base model", f"`{base}`"),
+                ("SFT model (M0)", "base + SFT on the seed IFT/EFT data"),
+                ("generating and judging model", f"M{prev} (`models/M{prev}`)"),
+                ("backend", f"{p.backend.name} ({p.backend.dtype})"),
+            ],
+        ),
         "### Validation",
         f"Great Expectations gate (validate@{iteration}): **{verdict}**; {v.get('evaluated', '?')} checks evaluated, "
-        f"{v.get('failed', '?')} failed" + (f" ({', '.join(v['failures'])})" if v.get("failures") else "")
-        + (f"; skipped: {', '.join(v['skipped'])}" if v.get("skipped") else "") + ".",
+        f"{v.get('failed', '?')} failed"
+        + (f" ({', '.join(v['failures'])})" if v.get("failures") else "")
+        + (f"; skipped: {', '.join(v['skipped'])}" if v.get("skipped") else "")
+        + ".",
         *[f"- warning: {w}" for w in v.get("warnings", [])],
     ]
-    observed = [(f"{ds}.{check}", value) for ds, checks in sorted(v.get("observed", {}).items())
-                for check, value in sorted(checks.items())]
+    observed = [
+        (f"{ds}.{check}", value)
+        for ds, checks in sorted(v.get("observed", {}).items())
+        for check, value in sorted(checks.items())
+    ]
     if observed:
         parts.append(_table(("check", "observed"), observed))
     ev = rows.read_json(root / f"metrics/iter{iteration}/eval.json")
     if ev is not None:
-        parts += ["### Judge agreement and head-to-head", f"From `metrics/iter{iteration}/eval.json` (evaluate@{iteration}):",
-                  _table(("metric", "value"), _flat(ev))]
+        parts += [
+            "### Judge agreement and head-to-head",
+            f"From `metrics/iter{iteration}/eval.json` (evaluate@{iteration}):",
+            _table(("metric", "value"), _flat(ev)),
+        ]
     seeds = [("global (params.yaml seed)", p.seed)] + [
-        (f"{stage}@{iteration}", rows.derive_seed(p.seed, stage, iteration)) for stage in ("prompts", "responses", "judge")]
-    parts += ["### Seeds", _table(("what", "seed"), seeds),
-              "### DVC hashes", "From `dvc.lock`" + (f" at git commit `{c}`" if (c := git_commit(root)) else "") + ":",
-              _table(("stage", "role", "path", "md5"), dvc_hashes(iteration, prev, root)),
-              "### Parameters", "The sections of `params.yaml` that shape the data:",
-              "```yaml\n" + yaml.safe_dump({k: v for k, v in p.model_dump(by_alias=True).items() if k in DATASET_PARAMS}
-                                           | {"iterations": {str(iteration): {"prev": prev}}}, sort_keys=False).rstrip()
-              + "\n```",
-              "### Package versions", _table(("package", "version"), list(package_versions().items()))]
-    records = [(f"data/iter{iteration}/{kind}.lineage.json", r) for kind in rows.KINDS
-               if (r := rows.read_json(root / f"data/iter{iteration}/{kind}.lineage.json")) is not None]
+        (f"{stage}@{iteration}", rows.derive_seed(p.seed, stage, iteration))
+        for stage in ("prompts", "responses", "judge")
+    ]
+    parts += [
+        "### Seeds",
+        _table(("what", "seed"), seeds),
+        "### DVC hashes",
+        "From `dvc.lock`" + (f" at git commit `{c}`" if (c := git_commit(root)) else "") + ":",
+        _table(("stage", "role", "path", "md5"), dvc_hashes(iteration, prev, root)),
+        "### Parameters",
+        "The sections of `params.yaml` that shape the data:",
+        "```yaml\n"
+        + yaml.safe_dump(
+            {k: v for k, v in p.model_dump(by_alias=True).items() if k in DATASET_PARAMS}
+            | {"iterations": {str(iteration): {"prev": prev}}},
+            sort_keys=False,
+        ).rstrip()
+        + "\n```",
+        "### Package versions",
+        _table(("package", "version"), list(package_versions().items())),
+    ]
+    records = [
+        (f"data/iter{iteration}/{kind}.lineage.json", r)
+        for kind in rows.KINDS
+        if (r := rows.read_json(root / f"data/iter{iteration}/{kind}.lineage.json")) is not None
+    ]
     if records:
         ds = lambda r: r.get("dataset") or {}
-        parts += ["### Lineage records", "The record beside each dataset of the iteration (`srlm-lineage/1`):",
-                  _table(("stage", "dataset", "rows", "md5", "params hash", "stage seed"),
-                         [(r.get("stage"), ds(r).get("path"), ds(r).get("rows"), ds(r).get("md5"), r.get("params_hash"),
-                           (r.get("seeds") or {}).get("stage")) for _, r in records]),
-                  *[f"<details><summary>{path}</summary>\n\n```json\n{json.dumps(r, indent=2, sort_keys=True)}\n```\n"
-                    "</details>" for path, r in records]]
+        parts += [
+            "### Lineage records",
+            "The record beside each dataset of the iteration (`srlm-lineage/1`):",
+            _table(
+                ("stage", "dataset", "rows", "md5", "params hash", "stage seed"),
+                [
+                    (
+                        r.get("stage"),
+                        ds(r).get("path"),
+                        ds(r).get("rows"),
+                        ds(r).get("md5"),
+                        r.get("params_hash"),
+                        (r.get("seeds") or {}).get("stage"),
+                    )
+                    for _, r in records
+                ],
+            ),
+            *[
+                f"<details><summary>{path}</summary>\n\n```json\n{json.dumps(r, indent=2, sort_keys=True)}\n```\n"
+                "</details>"
+                for path, r in records
+            ],
+        ]
     return DatasetCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n\n".join(parts) + "\n")

@@ -37,8 +37,17 @@ def main(argv: list[str] | None = None) -> None:
     seed = rows.derive_seed(p.seed, "responses", args.iteration)
 
     items = [(i, [{"role": "user", "content": t}]) for i, t in zip(prompts["id"], prompts["prompt"])]
-    work = Work(f"responses@{args.iteration}", items, Task(cfg, n=cfg.n), seed, args.model, p.backend, p.shards,
-                args.workers, source=str(args.prompts))
+    work = Work(
+        f"responses@{args.iteration}",
+        items,
+        Task(cfg, n=cfg.n),
+        seed,
+        args.model,
+        p.backend,
+        p.shards,
+        args.workers,
+        source=str(args.prompts),
+    )
     outs, model = work.run(), work.model_name
 
     records, seen, empty, dup = [], set(), 0, 0
@@ -51,21 +60,47 @@ def main(argv: list[str] | None = None) -> None:
                 dup += 1
             else:
                 seen.add(rid)
-                records.append({"id": rid, "prompt_id": prow["id"], "prompt": prow["prompt"], "response": c["text"],
-                                "sample": k, "n_tokens": c["n_tokens"], "model": model, "seed": seed})
+                records.append(
+                    {
+                        "id": rid,
+                        "prompt_id": prow["id"],
+                        "prompt": prow["prompt"],
+                        "response": c["text"],
+                        "sample": k,
+                        "n_tokens": c["n_tokens"],
+                        "model": model,
+                        "seed": seed,
+                    }
+                )
     df = rows.write(rows.frame(records, "responses"), args.out, "responses")
-    lineage.write(args.out, "responses", stage=f"responses@{args.iteration}", inputs={"model": args.model, "prompts": args.prompts},
-                  params=p, sections=("seed", "backend", "responses"), seed=seed)
+    lineage.write(
+        args.out,
+        "responses",
+        stage=f"responses@{args.iteration}",
+        inputs={"model": args.model, "prompts": args.prompts},
+        params=p,
+        sections=("seed", "backend", "responses"),
+        seed=seed,
+    )
     tokens = df["n_tokens"]
-    metrics = {"prompts": len(prompts), "responses": len(df), "empty": empty, "duplicates": dup,
-               "mean_tokens": round(float(tokens.mean() or 0), 1), "max_tokens": int(tokens.max() or 0),
-               "truncated": int((tokens >= cfg.max_new_tokens).sum()), "prompts_cut_to_context": work.truncated_prompts}
+    metrics = {
+        "prompts": len(prompts),
+        "responses": len(df),
+        "empty": empty,
+        "duplicates": dup,
+        "mean_tokens": round(float(tokens.mean() or 0), 1),
+        "max_tokens": int(tokens.max() or 0),
+        "truncated": int((tokens >= cfg.max_new_tokens).sum()),
+        "prompts_cut_to_context": work.truncated_prompts,
+    }
     if args.metrics:
         rows.write_json(metrics, args.metrics)
     work.close()
-    print(f"responses@{args.iteration}: {len(df)} responses for {len(prompts)} prompts "
-          f"(empty {empty}, duplicates {dup}, mean {metrics['mean_tokens']} tokens, {len(work.shards)} shards, "
-          f"{work.resumed} resumed) -> {args.out}")
+    print(
+        f"responses@{args.iteration}: {len(df)} responses for {len(prompts)} prompts "
+        f"(empty {empty}, duplicates {dup}, mean {metrics['mean_tokens']} tokens, {len(work.shards)} shards, "
+        f"{work.resumed} resumed) -> {args.out}"
+    )
 
 
 if __name__ == "__main__":

@@ -191,7 +191,9 @@ def write_json(obj: dict, path: str | Path) -> None:
     write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n", path)
 
 
-def read_json(path: str | Path, rev: str | None = None, repo: str | None = None, missing_ok: bool = True) -> dict | None:
+def read_json(
+    path: str | Path, rev: str | None = None, repo: str | None = None, missing_ok: bool = True
+) -> dict | None:
     """A small JSON file (metrics, lineage, validation verdict) in the workspace, or at a git revision through
     DVC; None when absent (unless missing_ok is false); invalid JSON is an error naming the file."""
     try:

@@ -47,7 +47,9 @@ def judge_sample(backend: Backend, texts: list[str], cfg: P.Judge, seed: int, de
 
 
 def judge_logprob(backend: Backend, texts: list[str], cfg: P.Judge, desc: str) -> list[list[dict]]:
-    probs = backend.next_token_probs([t + LOGPROB_PREFILL for t in texts], [str(s) for s in SCORES], cfg.batch_size, desc)
+    probs = backend.next_token_probs(
+        [t + LOGPROB_PREFILL for t in texts], [str(s) for s in SCORES], cfg.batch_size, desc
+    )
     return [logprob_grades(p) for p in probs]
 
 
@@ -69,5 +71,6 @@ def score_summary(judgments: pl.DataFrame) -> dict:
 
 def response_scores(judgments: pl.DataFrame) -> pl.DataFrame:
     """(response_id, score = mean of the parsed grades or null, parsed = how many) per response."""
-    return judgments.group_by("response_id").agg(pl.col("score").mean().alias("score"),
-                                                 pl.col("score").count().alias("parsed"))
+    return judgments.group_by("response_id").agg(
+        pl.col("score").mean().alias("score"), pl.col("score").count().alias("parsed")
+    )

@@ -38,10 +38,14 @@ def build(sources: list[P.Source], kind: str) -> pl.DataFrame:
         df = convert(df, src, kind)
         nested = [c for c in ("instruction", "response") if df.schema[c].is_nested()]
         if nested:  # polars would happily turn a list or an object into its text
-            raise SourceError(f"error: {src.path}: columns instruction and response must be text "
-                              f"(got {df.schema['instruction']}, {df.schema['response']})")
-        df = df.filter(pl.col("instruction").str.strip_chars().str.len_chars() > 0,
-                       pl.col("response").str.strip_chars().str.len_chars() > 0)
+            raise SourceError(
+                f"error: {src.path}: columns instruction and response must be text "
+                f"(got {df.schema['instruction']}, {df.schema['response']})"
+            )
+        df = df.filter(
+            pl.col("instruction").str.strip_chars().str.len_chars() > 0,
+            pl.col("response").str.strip_chars().str.len_chars() > 0,
+        )
         if src.limit:
             df = df.head(src.limit)
         parts.append(df.with_columns(pl.lit(src.path).alias("source")))
@@ -49,13 +53,19 @@ def build(sources: list[P.Source], kind: str) -> pl.DataFrame:
         return rows.empty(kind)
     df = pl.concat(parts, how="diagonal_relaxed")
     if kind == "ift":
-        df = df.with_columns(pl.struct("instruction", "response").map_elements(
-            lambda r: rows.content_id(r["instruction"], r["response"]), return_dtype=pl.String).alias("id"))
+        df = df.with_columns(
+            pl.struct("instruction", "response")
+            .map_elements(lambda r: rows.content_id(r["instruction"], r["response"]), return_dtype=pl.String)
+            .alias("id")
+        )
     else:
         df = df.with_columns(pl.col("score").cast(pl.Int8))
         df = df.with_columns(
-            pl.struct("instruction", "response", "score").map_elements(
-                lambda r: rows.content_id(r["instruction"], r["response"], r["score"]), return_dtype=pl.String).alias("id"),
+            pl.struct("instruction", "response", "score")
+            .map_elements(
+                lambda r: rows.content_id(r["instruction"], r["response"], r["score"]), return_dtype=pl.String
+            )
+            .alias("id"),
             pl.col("score").map_elements(judgment_text, return_dtype=pl.String).alias("judgment"),
         )
     return rows.conform(df.unique("id", keep="first", maintain_order=True), kind)

@@ -35,24 +35,38 @@ def compare_examples(eft, pairs: int, max_length: int, seed: int) -> list[dict]:
     found = []
     for _, g in eft.group_by("instruction", maintain_order=True):
         answers = list(zip(g["score"], g["response"]))
-        found += [(g["instruction"][0], a, b) for i, a in enumerate(answers) for b in answers[i + 1:] if a[0] != b[0]]
+        found += [(g["instruction"][0], a, b) for i, a in enumerate(answers) for b in answers[i + 1 :] if a[0] != b[0]]
     chosen = random.Random(seed).sample(found, min(pairs, len(found)))
     cut = eft_answer_chars(max_length) // 2  # two answers share the prompt
     ex = []
     for q, (sa, ra), (sb, rb) in chosen:
         better_first = sa > sb
         for first, second, label in ((ra, rb, "1" if better_first else "2"), (rb, ra, "2" if better_first else "1")):
-            ex.append({"prompt": compare_messages(q, first[:cut], second[:cut]),
-                       "completion": [{"role": "assistant", "content": COMPARE_PREFILL + label}]})
+            ex.append(
+                {
+                    "prompt": compare_messages(q, first[:cut], second[:cut]),
+                    "completion": [{"role": "assistant", "content": COMPARE_PREFILL + label}],
+                }
+            )
     return ex
 
 
 def sft_examples(ift, eft, max_length: int = 100_000, compare_pairs: int = 0, seed: int = 0) -> list[dict]:
-    ex = [{"prompt": [{"role": "user", "content": r["instruction"]}],
-           "completion": [{"role": "assistant", "content": r["response"]}]} for r in ift.iter_rows(named=True)]
+    ex = [
+        {
+            "prompt": [{"role": "user", "content": r["instruction"]}],
+            "completion": [{"role": "assistant", "content": r["response"]}],
+        }
+        for r in ift.iter_rows(named=True)
+    ]
     cut = eft_answer_chars(max_length)
-    ex += [{"prompt": judge_messages(r["instruction"], r["response"][:cut]),
-            "completion": [{"role": "assistant", "content": r["judgment"]}]} for r in eft.iter_rows(named=True)]
+    ex += [
+        {
+            "prompt": judge_messages(r["instruction"], r["response"][:cut]),
+            "completion": [{"role": "assistant", "content": r["judgment"]}],
+        }
+        for r in eft.iter_rows(named=True)
+    ]
     return ex + compare_examples(eft, compare_pairs, max_length, seed)
 
 
@@ -79,23 +93,36 @@ def main(argv: list[str] | None = None) -> None:
     t0 = time.time()
     tok = load_tokenizer(args.base, p.backend.trust_remote_code)
     model = AutoModelForCausalLM.from_pretrained(str(args.base), trust_remote_code=p.backend.trust_remote_code)
-    data = Dataset.from_list(sft_examples(ift, eft, p.sft.max_length, p.sft.compare_pairs, p.seed)).shuffle(seed=p.seed)
+    data = Dataset.from_list(sft_examples(ift, eft, p.sft.max_length, p.sft.compare_pairs, p.seed)).shuffle(
+        seed=p.seed
+    )
     with tempfile.TemporaryDirectory() as work:
         trainer = SFTTrainer(
-            model=model, processing_class=tok, train_dataset=data, peft_config=lora_config(p.sft),
+            model=model,
+            processing_class=tok,
+            train_dataset=data,
+            peft_config=lora_config(p.sft),
             args=SFTConfig(**trainer_args(p.sft, p.seed, Path(work)), completion_only_loss=True),
         )
         trainer.train()
         if not is_main_process(trainer):
             return
         save_model(trainer.model, tok, args.out)
-    metrics = {"examples": len(data), "ift": len(ift), "eft": len(eft), "compare": len(data) - len(ift) - len(eft),
-               **loss_summary(trainer),
-               "seconds": round(time.time() - t0, 1), "processes": trainer.accelerator.num_processes}
+    metrics = {
+        "examples": len(data),
+        "ift": len(ift),
+        "eft": len(eft),
+        "compare": len(data) - len(ift) - len(eft),
+        **loss_summary(trainer),
+        "seconds": round(time.time() - t0, 1),
+        "processes": trainer.accelerator.num_processes,
+    }
     if args.metrics:
         rows.write_json(metrics, args.metrics)
-    print(f"sft: {len(ift)} IFT + {len(eft)} EFT examples, {metrics['steps']} steps, "
-          f"loss {metrics['loss_first']} -> {metrics['loss_last']}, {metrics['seconds']}s -> {args.out}")
+    print(
+        f"sft: {len(ift)} IFT + {len(eft)} EFT examples, {metrics['steps']} steps, "
+        f"loss {metrics['loss_first']} -> {metrics['loss_last']}, {metrics['seconds']}s -> {args.out}"
+    )
 
 
 if __name__ == "__main__":

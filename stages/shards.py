@@ -56,11 +56,16 @@ def _run_shard(backend, task: Task, items: list[tuple[str, list[dict]]], seed: i
         probs = backend.next_token_probs(texts, list(task.candidates), task.sampling.batch_size, desc)
         return [{"item": i, "sample": 0, "text": "", "n_tokens": 0, "probs": p} for (i, _), p in zip(items, probs)]
     outs = backend.generate(texts, n=task.n, sampling=task.sampling, seed=seed, desc=desc)
-    return [{"item": i, "sample": k, "text": c.text, "n_tokens": c.n_tokens, "probs": []}
-            for (i, _), o in zip(items, outs) for k, c in enumerate(o)]
+    return [
+        {"item": i, "sample": k, "text": c.text, "n_tokens": c.n_tokens, "probs": []}
+        for (i, _), o in zip(items, outs)
+        for k, c in enumerate(o)
+    ]
 
 
-def _worker(work: "Work", todo: list[int], threads: int | None, parent: int | None, devices: str | None = None) -> None:
+def _worker(
+    work: "Work", todo: list[int], threads: int | None, parent: int | None, devices: str | None = None
+) -> None:
     """Generate and commit the shards in `todo` (in a worker process, or in the stage itself)."""
     from .backend import make_backend
 
@@ -81,7 +86,9 @@ def _worker(work: "Work", todo: list[int], threads: int | None, parent: int | No
                 return  # the stage was killed: stop instead of working for nobody
             shard = work.shards[s]
             before = backend.truncated_prompts
-            recs = _run_shard(backend, work.task, shard, work.shard_seed(s), f"{work.stage} shard {s + 1}/{len(work.shards)}")
+            recs = _run_shard(
+                backend, work.task, shard, work.shard_seed(s), f"{work.stage} shard {s + 1}/{len(work.shards)}"
+            )
             meta = {"model": backend.model_name, "truncated_prompts": backend.truncated_prompts - before}
             rows.write_json(meta, work.part(s).with_suffix(".json"))
             rows.write(rows.frame(recs, "generations"), work.part(s), "generations")  # the parquet commits the shard
@@ -97,8 +104,18 @@ def _worker(work: "Work", todo: list[int], threads: int | None, parent: int | No
 
 
 class Work:
-    def __init__(self, stage: str, items: list[tuple[str, list[dict]]], task: Task, seed: int, model: str | Path,
-                 backend_cfg: P.Backend, cfg: P.Shards, workers: int | None = None, source: str = "input"):
+    def __init__(
+        self,
+        stage: str,
+        items: list[tuple[str, list[dict]]],
+        task: Task,
+        seed: int,
+        model: str | Path,
+        backend_cfg: P.Backend,
+        cfg: P.Shards,
+        workers: int | None = None,
+        source: str = "input",
+    ):
         if not items:
             raise SrlmError(f"error: {stage}: {source} has no rows to work on")
         self.stage, self.task, self.model, self.backend_cfg = stage, task, Path(model), backend_cfg
@@ -108,13 +125,23 @@ class Work:
         self.shards = [[(i, unique[i]) for i in ids[k : k + cfg.size]] for k in range(0, len(ids), cfg.size)]
         self.seed = seed
         check_model_dir(self.model)
-        key = rows.content_id(stage, task.sampling.model_dump(), task.n, task.candidates, task.prefill, seed, cfg.size,
-                              backend_cfg.model_dump(), _fingerprint(self.model), list(unique.items()))
+        key = rows.content_id(
+            stage,
+            task.sampling.model_dump(),
+            task.n,
+            task.candidates,
+            task.prefill,
+            seed,
+            cfg.size,
+            backend_cfg.model_dump(),
+            _fingerprint(self.model),
+            list(unique.items()),
+        )
         root = (Path.cwd() / cfg.work_dir).resolve()
         if not root.is_relative_to(Path.cwd().resolve()):  # a symlink out of the repo
             raise SrlmError(f"error: shards.work_dir {cfg.work_dir} resolves outside the repo ({root})")
         self.dir = root / stage.replace("/", "_") / key
-        for stale in (self.dir.parent.iterdir() if self.dir.parent.exists() else []):
+        for stale in self.dir.parent.iterdir() if self.dir.parent.exists() else []:
             if stale != self.dir:  # parts of a run with other inputs or params can never be used
                 shutil.rmtree(stale, ignore_errors=True)
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -146,8 +173,9 @@ class Work:
             else:
                 self._parallel(todo)
         except KeyboardInterrupt:
-            raise Interrupted(f"{self.stage}: interrupted; {len(self.done())} of {len(self.shards)} shards kept, "
-                              "rerun to resume") from None
+            raise Interrupted(
+                f"{self.stage}: interrupted; {len(self.done())} of {len(self.shards)} shards kept, rerun to resume"
+            ) from None
         finally:
             signal.signal(signal.SIGINT, previous)
         return self._assemble()
@@ -159,9 +187,14 @@ class Work:
         # on a multi-GPU host worker w gets its own tensor_parallel_size GPUs
         tp = self.backend_cfg.tensor_parallel_size
         gpus = (os.environ.get("CUDA_VISIBLE_DEVICES") or ",".join(map(str, range(n * tp)))).split(",")
-        procs = [ctx.Process(target=_worker, name=f"{self.stage}-{w}",
-                             args=(self, todo[w::n], threads, os.getpid(), ",".join(gpus[w * tp : (w + 1) * tp])))
-                 for w in range(n)]
+        procs = [
+            ctx.Process(
+                target=_worker,
+                name=f"{self.stage}-{w}",
+                args=(self, todo[w::n], threads, os.getpid(), ",".join(gpus[w * tp : (w + 1) * tp])),
+            )
+            for w in range(n)
+        ]
         try:
             for proc in procs:
                 proc.start()
@@ -176,8 +209,10 @@ class Work:
         if any(p.exitcode == INTERRUPTED for p in procs):
             raise KeyboardInterrupt
         if failed:
-            raise SrlmError(f"error: {self.stage}: worker(s) {failed} failed; {len(self.done())} of {len(self.shards)} "
-                             f"shards kept, rerun to resume")
+            raise SrlmError(
+                f"error: {self.stage}: worker(s) {failed} failed; {len(self.done())} of {len(self.shards)} "
+                f"shards kept, rerun to resume"
+            )
 
     def _assemble(self) -> dict[str, list[dict]]:
         out: dict[str, list[dict]] = {}
@@ -190,7 +225,9 @@ class Work:
             self.model_name = meta["model"]
             self.truncated_prompts += meta["truncated_prompts"]
             for r in part.sort("item", "sample", maintain_order=True).iter_rows(named=True):
-                out.setdefault(r["item"], []).append({"text": r["text"], "n_tokens": r["n_tokens"], "probs": r["probs"]})
+                out.setdefault(r["item"], []).append(
+                    {"text": r["text"], "n_tokens": r["n_tokens"], "probs": r["probs"]}
+                )
         return out
 
     def close(self) -> None:

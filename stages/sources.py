@@ -50,8 +50,10 @@ def read_jsonl(path: Path) -> pl.DataFrame:
             for key, value in rec.items():  # a column must not switch between text, list and object
                 shape = _shape(value)
                 if shape and shapes.setdefault(key, (shape, lineno))[0] != shape:
-                    raise SourceError(f"error: {path}:{lineno}: key {key!r} is {shape} here but "
-                                      f"{shapes[key][0]} on line {shapes[key][1]}")
+                    raise SourceError(
+                        f"error: {path}:{lineno}: key {key!r} is {shape} here but "
+                        f"{shapes[key][0]} on line {shapes[key][1]}"
+                    )
             records.append(rec)
     return pl.DataFrame(records, infer_schema_length=None) if records else pl.DataFrame()
 
@@ -87,7 +89,9 @@ def oasst_first_turn(df: pl.DataFrame) -> pl.DataFrame:
         df = df.filter(pl.col("lang").is_null() | (pl.col("lang") == "en"))
     roots = df.filter(pl.col("parent_id").is_null() & (pl.col("role") == "prompter"))
     replies = df.filter((pl.col("role") == "assistant") & pl.col("rank").is_not_null())
-    joined = replies.join(roots.select(pl.col("message_id").alias("parent_id"), pl.col("text").alias("instruction")), on="parent_id")
+    joined = replies.join(
+        roots.select(pl.col("message_id").alias("parent_id"), pl.col("text").alias("instruction")), on="parent_id"
+    )
     return joined.select("instruction", pl.col("text").alias("response"), "rank", pl.col("parent_id").alias("group"))
 
 
@@ -100,7 +104,11 @@ def ranked_rows(df: pl.DataFrame, kind: str) -> pl.DataFrame:
     m = pl.col("rank").n_unique().over("group")
     df = df.with_columns(rel.alias("rel"), m.alias("m"))
     if kind == "ift":
-        return df.filter(pl.col("rel") == 0).unique("group", keep="first", maintain_order=True).select("instruction", "response")
+        return (
+            df.filter(pl.col("rel") == 0)
+            .unique("group", keep="first", maintain_order=True)
+            .select("instruction", "response")
+        )
     # best of m -> 5, worst -> 1, linear between. A lone answer has no rank to learn from: it is dropped
     # (it used to get 3, and 61% of the oasst2 ranked file is lone answers, so the judge learnt "always 3").
     score = (5 - 4 * pl.col("rel") / (pl.col("m") - 1)).round(0)
@@ -117,13 +125,22 @@ def convert(df: pl.DataFrame, src: P.Source, kind: str) -> pl.DataFrame:
         return ranked_rows(oasst_first_turn(df), kind)
     if fmt == "ranked":
         need(df, ["question", "answer", "rank"], src)
-        return ranked_rows(df.select(pl.col("question").alias("instruction"), pl.col("answer").alias("response"),
-                                     pl.col("rank").cast(pl.Int64), pl.col("question").alias("group")), kind)
+        return ranked_rows(
+            df.select(
+                pl.col("question").alias("instruction"),
+                pl.col("answer").alias("response"),
+                pl.col("rank").cast(pl.Int64),
+                pl.col("question").alias("group"),
+            ),
+            kind,
+        )
     if fmt == "quality":
         need(df, ["prompt_text", "response_text", "quality_score"], src)
         df = df.filter(pl.col("quality_score").is_not_null()).select(  # unlabelled answers carry no grade
-                       pl.col("prompt_text").alias("instruction"), pl.col("response_text").alias("response"),
-                       (pl.col("quality_score").cast(pl.Float64) * 5).round(0).clip(0, 5).cast(pl.Int64).alias("score"))
+            pl.col("prompt_text").alias("instruction"),
+            pl.col("response_text").alias("response"),
+            (pl.col("quality_score").cast(pl.Float64) * 5).round(0).clip(0, 5).cast(pl.Int64).alias("score"),
+        )
         return df if kind == "eft" else df.select("instruction", "response")
     cols = ["instruction", "response"] + (["score"] if kind == "eft" else [])
     need(df, cols, src)
@@ -144,14 +161,25 @@ def ranked_groups(df: pl.DataFrame, src: P.Source, first_turn_only: bool) -> pl.
             df = df.filter(pl.col("first_turn"))
         key = pl.col("message_tree_id").cast(pl.String) + "/" if "message_tree_id" in df.columns else pl.lit("")
         df = df.with_columns((key + pl.col("prompt")).alias("group"))
-        sides = [df.select("group", pl.col("prompt").alias("instruction"), pl.col(s).alias("response"),
-                           pl.col(f"{s}_rank").cast(pl.Int64).alias("rank")) for s in ("chosen", "rejected")]
+        sides = [
+            df.select(
+                "group",
+                pl.col("prompt").alias("instruction"),
+                pl.col(s).alias("response"),
+                pl.col(f"{s}_rank").cast(pl.Int64).alias("rank"),
+            )
+            for s in ("chosen", "rejected")
+        ]
         return pl.concat(sides).unique(["group", "response"], keep="first", maintain_order=True)
     if fmt == "oasst_tree":
         need(df, ["message_id", "parent_id", "role", "text", "rank"], src)
         return oasst_first_turn(df)
     if fmt == "ranked":
         need(df, ["question", "answer", "rank"], src)
-        return df.select(pl.col("question").alias("group"), pl.col("question").alias("instruction"),
-                         pl.col("answer").alias("response"), pl.col("rank").cast(pl.Int64))
+        return df.select(
+            pl.col("question").alias("group"),
+            pl.col("question").alias("instruction"),
+            pl.col("answer").alias("response"),
+            pl.col("rank").cast(pl.Int64),
+        )
     raise SourceError(f"error: evaluate.human.format must be rank_pairs, oasst_tree, ranked or hub, got {src.format}")

@@ -36,8 +36,13 @@ def max_similarity(queries: list[str], choices: list[str], exclude_self: bool) -
 
     if not queries or not choices or (exclude_self and len(queries) < 2):
         return np.full(len(queries), np.nan)
-    m = process.cdist([words(q) for q in queries], [words(c) for c in choices],
-                      scorer=LCSseq.normalized_similarity, dtype=np.float32, workers=-1)
+    m = process.cdist(
+        [words(q) for q in queries],
+        [words(c) for c in choices],
+        scorer=LCSseq.normalized_similarity,
+        dtype=np.float32,
+        workers=-1,
+    )
     if exclude_self:
         np.fill_diagonal(m, -1.0)
     return m.max(axis=1).astype(np.float64)

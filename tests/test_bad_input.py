@@ -22,17 +22,43 @@ def parquet(df: pl.DataFrame, name: str = "in.parquet"):
 
 
 def seed_run(d, model):
-    seed.main(["--ift", str(d / "out.parquet"), "--eft", str(d / "eft_out.parquet"), "--params", str(d / "params.yaml")])
+    seed.main(
+        ["--ift", str(d / "out.parquet"), "--eft", str(d / "eft_out.parquet"), "--params", str(d / "params.yaml")]
+    )
 
 
 def responses_run(d, model):
-    responses.main(["--iteration", "1", "--model", str(model), "--prompts", str(d / "in.parquet"),
-                    "--out", str(d / "out.parquet"), "--params", str(d / "params.yaml")])
+    responses.main(
+        [
+            "--iteration",
+            "1",
+            "--model",
+            str(model),
+            "--prompts",
+            str(d / "in.parquet"),
+            "--out",
+            str(d / "out.parquet"),
+            "--params",
+            str(d / "params.yaml"),
+        ]
+    )
 
 
 def judge_run(d, model):
-    judge.main(["--iteration", "1", "--model", str(model), "--responses", str(d / "in.parquet"),
-                "--out", str(d / "out.parquet"), "--params", str(d / "params.yaml")])
+    judge.main(
+        [
+            "--iteration",
+            "1",
+            "--model",
+            str(model),
+            "--responses",
+            str(d / "in.parquet"),
+            "--out",
+            str(d / "out.parquet"),
+            "--params",
+            str(d / "params.yaml"),
+        ]
+    )
 
 
 def gguf_run(d, model):
@@ -42,39 +68,126 @@ def gguf_run(d, model):
 SEED_FROM_SRC = "seed_data: {ift: [{path: SRC}], eft: []}"
 CASES = [
     # (name, files to make, params override, stage, expected message)
-    ("invalid json", jsonl(b'{"instruction": "a", "response": "b"}\n{"instruction": "a",\n'), SEED_FROM_SRC, seed_run,
-     r"src.jsonl:2: invalid JSON"),
-    ("not utf-8", jsonl(b'{"instruction": "a", "response": "b"}\n{"instruction": "caf\xe9", "response": "b"}\n'),
-     SEED_FROM_SRC, seed_run, r"src.jsonl:2: not UTF-8"),
-    ("missing column", jsonl(b'{"instruction": "a"}\n'), SEED_FROM_SRC, seed_run, r"missing column\(s\) \['response'\]"),
-    ("column switches type", jsonl(b'{"instruction": "a", "response": "b"}\n{"instruction": ["a"], "response": "b"}\n'),
-     SEED_FROM_SRC, seed_run, r"src.jsonl:2: key 'instruction' is a list here but a scalar on line 1"),
-    ("column of objects", jsonl(b'{"instruction": {"x": 1}, "response": "b"}\n'), SEED_FROM_SRC, seed_run,
-     r"src.jsonl: columns instruction and response must be text"),
+    (
+        "invalid json",
+        jsonl(b'{"instruction": "a", "response": "b"}\n{"instruction": "a",\n'),
+        SEED_FROM_SRC,
+        seed_run,
+        r"src.jsonl:2: invalid JSON",
+    ),
+    (
+        "not utf-8",
+        jsonl(b'{"instruction": "a", "response": "b"}\n{"instruction": "caf\xe9", "response": "b"}\n'),
+        SEED_FROM_SRC,
+        seed_run,
+        r"src.jsonl:2: not UTF-8",
+    ),
+    (
+        "missing column",
+        jsonl(b'{"instruction": "a"}\n'),
+        SEED_FROM_SRC,
+        seed_run,
+        r"missing column\(s\) \['response'\]",
+    ),
+    (
+        "column switches type",
+        jsonl(b'{"instruction": "a", "response": "b"}\n{"instruction": ["a"], "response": "b"}\n'),
+        SEED_FROM_SRC,
+        seed_run,
+        r"src.jsonl:2: key 'instruction' is a list here but a scalar on line 1",
+    ),
+    (
+        "column of objects",
+        jsonl(b'{"instruction": {"x": 1}, "response": "b"}\n'),
+        SEED_FROM_SRC,
+        seed_run,
+        r"src.jsonl: columns instruction and response must be text",
+    ),
     ("empty source", jsonl(b""), SEED_FROM_SRC, seed_run, r"src.jsonl is empty"),
-    ("corrupt parquet source", lambda d: (d / "src.parquet").write_text("no"),
-     "seed_data: {ift: [{path: SRC_PQ, format: parquet}], eft: []}", seed_run, r"src.parquet is not a readable parquet"),
-    ("params typo", parquet(pl.DataFrame([PROMPT_ROW])), "responses: {nn: 2}", responses_run,
-     r"responses\.nn: Extra inputs are not permitted"),
-    ("params out of range", parquet(pl.DataFrame([PROMPT_ROW])), "responses: {n: 1}", responses_run,
-     r"responses\.n: Input should be greater than or equal to 2"),
-    ("work_dir escapes the repo", parquet(pl.DataFrame([PROMPT_ROW])), "shards: {work_dir: ../elsewhere}", responses_run,
-     r"shards\.work_dir: Value error, must be a relative path inside the repo"),
-    ("input missing a column", parquet(pl.DataFrame([PROMPT_ROW]).drop("seed")), "", responses_run,
-     r"prompts in .*in.parquet: missing columns \['seed'\]"),
-    ("input column mistyped", parquet(pl.DataFrame([{**PROMPT_ROW, "iteration": "one"}])), "", responses_run,
-     r"prompts in .*in.parquet: a column has the wrong type"),
-    ("input not parquet", lambda d: (d / "in.parquet").write_text("id,prompt\n"), "", responses_run,
-     r"in.parquet is not a readable parquet file"),
-    ("input without rows", lambda d: rows.write(rows.empty("prompts"), d / "in.parquet", "prompts"), "", responses_run,
-     r"in.parquet has no rows to work on"),
-    ("judge input without rows", lambda d: rows.write(rows.empty("responses"), d / "in.parquet", "responses"), "",
-     judge_run, r"in.parquet has no rows to work on"),
-    ("missing model folder", parquet(pl.DataFrame([PROMPT_ROW])), "MODEL=missing", responses_run, r"is not a model folder"),
-    ("corrupt model", parquet(pl.DataFrame([PROMPT_ROW])), "MODEL=corrupt", responses_run,
-     r"could not load the model in .*corrupt"),
-    ("gguf that is not a model", lambda d: (d / "fake.gguf").write_bytes(b"GGUF\x03\x00\x00\x00junk"),
-     "base: {source: FAKE_GGUF}", gguf_run, r"could not load a model from .*fake.gguf: error"),
+    (
+        "corrupt parquet source",
+        lambda d: (d / "src.parquet").write_text("no"),
+        "seed_data: {ift: [{path: SRC_PQ, format: parquet}], eft: []}",
+        seed_run,
+        r"src.parquet is not a readable parquet",
+    ),
+    (
+        "params typo",
+        parquet(pl.DataFrame([PROMPT_ROW])),
+        "responses: {nn: 2}",
+        responses_run,
+        r"responses\.nn: Extra inputs are not permitted",
+    ),
+    (
+        "params out of range",
+        parquet(pl.DataFrame([PROMPT_ROW])),
+        "responses: {n: 1}",
+        responses_run,
+        r"responses\.n: Input should be greater than or equal to 2",
+    ),
+    (
+        "work_dir escapes the repo",
+        parquet(pl.DataFrame([PROMPT_ROW])),
+        "shards: {work_dir: ../elsewhere}",
+        responses_run,
+        r"shards\.work_dir: Value error, must be a relative path inside the repo",
+    ),
+    (
+        "input missing a column",
+        parquet(pl.DataFrame([PROMPT_ROW]).drop("seed")),
+        "",
+        responses_run,
+        r"prompts in .*in.parquet: missing columns \['seed'\]",
+    ),
+    (
+        "input column mistyped",
+        parquet(pl.DataFrame([{**PROMPT_ROW, "iteration": "one"}])),
+        "",
+        responses_run,
+        r"prompts in .*in.parquet: a column has the wrong type",
+    ),
+    (
+        "input not parquet",
+        lambda d: (d / "in.parquet").write_text("id,prompt\n"),
+        "",
+        responses_run,
+        r"in.parquet is not a readable parquet file",
+    ),
+    (
+        "input without rows",
+        lambda d: rows.write(rows.empty("prompts"), d / "in.parquet", "prompts"),
+        "",
+        responses_run,
+        r"in.parquet has no rows to work on",
+    ),
+    (
+        "judge input without rows",
+        lambda d: rows.write(rows.empty("responses"), d / "in.parquet", "responses"),
+        "",
+        judge_run,
+        r"in.parquet has no rows to work on",
+    ),
+    (
+        "missing model folder",
+        parquet(pl.DataFrame([PROMPT_ROW])),
+        "MODEL=missing",
+        responses_run,
+        r"is not a model folder",
+    ),
+    (
+        "corrupt model",
+        parquet(pl.DataFrame([PROMPT_ROW])),
+        "MODEL=corrupt",
+        responses_run,
+        r"could not load the model in .*corrupt",
+    ),
+    (
+        "gguf that is not a model",
+        lambda d: (d / "fake.gguf").write_bytes(b"GGUF\x03\x00\x00\x00junk"),
+        "base: {source: FAKE_GGUF}",
+        gguf_run,
+        r"could not load a model from .*fake.gguf: error",
+    ),
 ]
 
 
@@ -88,8 +201,11 @@ def test_bad_input_is_one_clear_error_and_no_output(make, override, stage, messa
             model.mkdir()
             (model / "config.json").write_text("{ not json")
         override = ""
-    override = (override.replace("SRC_PQ", str(tmp_path / "src.parquet")).replace("SRC", str(tmp_path / "src.jsonl"))
-                .replace("FAKE_GGUF", str(tmp_path / "fake.gguf")))
+    override = (
+        override.replace("SRC_PQ", str(tmp_path / "src.parquet"))
+        .replace("SRC", str(tmp_path / "src.jsonl"))
+        .replace("FAKE_GGUF", str(tmp_path / "fake.gguf"))
+    )
     write_params(tmp_path / "params.yaml", override)
     with pytest.raises(SystemExit, match=message) as e:
         stage(tmp_path, model)

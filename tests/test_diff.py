@@ -7,17 +7,26 @@ import subprocess
 import polars as pl
 import pytest
 
-from stages.errors import SrlmError
 from stages import cli, diff, lineage, rows
+from stages.errors import SrlmError
 
 from .conftest import ROOT
 
 
 def pref(pid: str, prompt: str, chosen: str, rejected: str, sc: float, sr: float, it: int = 1) -> dict:
     cid, rid = rows.content_id(pid, chosen), rows.content_id(pid, rejected)
-    return {"id": rows.content_id(pid, cid, rid), "prompt_id": pid, "prompt": [{"role": "user", "content": prompt}],
-            "chosen": [{"role": "assistant", "content": chosen}], "rejected": [{"role": "assistant", "content": rejected}],
-            "chosen_id": cid, "rejected_id": rid, "score_chosen": sc, "score_rejected": sr, "iteration": it}
+    return {
+        "id": rows.content_id(pid, cid, rid),
+        "prompt_id": pid,
+        "prompt": [{"role": "user", "content": prompt}],
+        "chosen": [{"role": "assistant", "content": chosen}],
+        "rejected": [{"role": "assistant", "content": rejected}],
+        "chosen_id": cid,
+        "rejected_id": rid,
+        "score_chosen": sc,
+        "score_rejected": sr,
+        "iteration": it,
+    }
 
 
 A_ROWS = [
@@ -27,12 +36,21 @@ A_ROWS = [
     pref("p4", "What is the capital of France", "Paris.", "Lyon, I think.", 5.0, 1.0),
 ]
 B_ROWS = [
-    A_ROWS[0],                                                            # unchanged
-    {**A_ROWS[1], "score_rejected": 3.0},                                 # changed: same id, new score
-    A_ROWS[3],                                                            # unchanged; p3 removed
+    A_ROWS[0],  # unchanged
+    {**A_ROWS[1], "score_rejected": 3.0},  # changed: same id, new score
+    A_ROWS[3],  # unchanged; p3 removed
     pref("p2b", "List three prime numbers", "4, 6, 8", "2, 3, 5", 4.0, 3.0),  # not the same prompt id
-    pref("p5", "Translate good morning into Japanese", "Ohayou gozaimasu, a much longer answer here.", "Konnichiwa", 5.0, 4.0),  # added
-    pref("p6", "Write a short poem about the sea please", "Blue water sings all night long.", "Water.", 3.0, 1.0),  # near-dup of p3
+    pref(
+        "p5",
+        "Translate good morning into Japanese",
+        "Ohayou gozaimasu, a much longer answer here.",
+        "Konnichiwa",
+        5.0,
+        4.0,
+    ),  # added
+    pref(
+        "p6", "Write a short poem about the sea please", "Blue water sings all night long.", "Water.", 3.0, 1.0
+    ),  # near-dup of p3
 ]
 
 
@@ -59,7 +77,9 @@ def test_novelty_and_pair_churn(two_iterations):
     nv = r["novelty"]
     # B's prompts: p1, p2, p4 (same id), p6 (near-duplicate of p3), p2b (same text as p2), p5 (new)
     assert nv["prompts_b"] == 6 and nv["exact_overlap"] == pytest.approx(3 / 6, abs=1e-4)
-    assert nv["near_duplicate_share"] == pytest.approx(5 / 6, abs=1e-4) and nv["novelty"] == pytest.approx(1 / 6, abs=1e-4)
+    assert nv["near_duplicate_share"] == pytest.approx(5 / 6, abs=1e-4) and nv["novelty"] == pytest.approx(
+        1 / 6, abs=1e-4
+    )
     p = r["pairs"]
     assert p["prompts_paired_in_both"] == 3 and p["same_pair"] == 3 and p["churn"] == 0.0
     assert p["prompts_paired_only_in_a"] == 1 and p["prompts_paired_only_in_b"] == 3
@@ -74,8 +94,24 @@ def test_flipped_pair_counts_as_churn(in_tmp):
 
 
 def judgments(scores: list[float | None]) -> pl.DataFrame:
-    return rows.frame([{"id": f"j{i}", "response_id": f"r{i}", "prompt_id": f"p{i % 3}", "grade": 0, "score": s, "raw": f"Score: {s}",
-                        "probs": [], "mode": "sample", "model": "m", "seed": 0} for i, s in enumerate(scores)], "judgments")
+    return rows.frame(
+        [
+            {
+                "id": f"j{i}",
+                "response_id": f"r{i}",
+                "prompt_id": f"p{i % 3}",
+                "grade": 0,
+                "score": s,
+                "raw": f"Score: {s}",
+                "probs": [],
+                "mode": "sample",
+                "model": "m",
+                "seed": 0,
+            }
+            for i, s in enumerate(scores)
+        ],
+        "judgments",
+    )
 
 
 def test_known_score_shift(in_tmp):
@@ -134,8 +170,10 @@ def test_diff_across_two_commits(tmp_path, monkeypatch):
     path = "data/iter1/preferences.parquet"
     for version, data in (("v1", A_ROWS), ("v2", B_ROWS)):
         rows.write(rows.frame(data, "preferences"), path, "preferences")
-        rows.write_json({"format": lineage.FORMAT, "params": {"pairs": {"min_margin": 0.0 if version == "v1" else 0.5}}},
-                        lineage.path_for(path))
+        rows.write_json(
+            {"format": lineage.FORMAT, "params": {"pairs": {"min_margin": 0.0 if version == "v1" else 0.5}}},
+            lineage.path_for(path),
+        )
         repo.add([path])
         git(tmp_path, "add", "-A")
         git(tmp_path, "commit", "-qm", version)

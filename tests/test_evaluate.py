@@ -35,8 +35,13 @@ class ScriptedJudge:
 
 
 def groups_frame(n=6):
-    return pl.DataFrame([{"group": f"g{i}", "instruction": f"question {i}", "response": text, "rank": rank}
-                         for i in range(n) for text, rank in ((f"GOOD answer {i}", 0), (f"weak answer {i}", 1))])
+    return pl.DataFrame(
+        [
+            {"group": f"g{i}", "instruction": f"question {i}", "response": text, "rank": rank}
+            for i in range(n)
+            for text, rank in ((f"GOOD answer {i}", 0), (f"weak answer {i}", 1))
+        ]
+    )
 
 
 def test_every_pair_is_judged_in_both_orders(tmp_path):
@@ -56,24 +61,40 @@ def test_every_pair_is_judged_in_both_orders(tmp_path):
 
 
 def test_rank_pairs_file_becomes_ranked_groups(tmp_path):
-    lines = [{"prompt": "q", "chosen": "a", "rejected": "b", "chosen_rank": 0, "rejected_rank": 1, "first_turn": True},
-             {"prompt": "q", "chosen": "a", "rejected": "c", "chosen_rank": 0, "rejected_rank": 2, "first_turn": True},
-             {"prompt": "q", "chosen": "b", "rejected": "c", "chosen_rank": 1, "rejected_rank": 2, "first_turn": True},
-             {"prompt": "later", "chosen": "x", "rejected": "y", "chosen_rank": 0, "rejected_rank": 1, "first_turn": False}]
+    lines = [
+        {"prompt": "q", "chosen": "a", "rejected": "b", "chosen_rank": 0, "rejected_rank": 1, "first_turn": True},
+        {"prompt": "q", "chosen": "a", "rejected": "c", "chosen_rank": 0, "rejected_rank": 2, "first_turn": True},
+        {"prompt": "q", "chosen": "b", "rejected": "c", "chosen_rank": 1, "rejected_rank": 2, "first_turn": True},
+        {"prompt": "later", "chosen": "x", "rejected": "y", "chosen_rank": 0, "rejected_rank": 1, "first_turn": False},
+    ]
     path = tmp_path / "pairs.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in lines))
     cfg = knobs("evaluate", human=params.Source(path=str(path), format="rank_pairs"))
     g = evaluate.load_groups(cfg)
     assert sorted(zip(g["response"], g["rank"])) == [("a", 0), ("b", 1), ("c", 2)]  # multi-turn pair left out
-    assert evaluate.load_groups(knobs("evaluate", human=params.Source(path=str(tmp_path / "absent.jsonl"),
-                                                                     format="rank_pairs", optional=True))) is None
+    assert (
+        evaluate.load_groups(
+            knobs(
+                "evaluate",
+                human=params.Source(path=str(tmp_path / "absent.jsonl"), format="rank_pairs", optional=True),
+            )
+        )
+        is None
+    )
 
 
 @pytest.mark.skipif(not SHARED_DATA.exists(), reason="../shared/data not present")
 def test_real_validation_pairs_load():
-    g = evaluate.load_groups(knobs("evaluate", human=params.Source(
-        path=str(SHARED_DATA / "oasst1_en_validation/oasst1_en_validation_rank_pairs.jsonl"), format="rank_pairs"),
-        max_prompts=None))
+    g = evaluate.load_groups(
+        knobs(
+            "evaluate",
+            human=params.Source(
+                path=str(SHARED_DATA / "oasst1_en_validation/oasst1_en_validation_rank_pairs.jsonl"),
+                format="rank_pairs",
+            ),
+            max_prompts=None,
+        )
+    )
     assert g["group"].n_unique() == 186  # first-turn prompts with at least two ranked answers
     pairs = sum(1 for _, grp in g.group_by("group") for _ in evaluate._ordered_pairs(grp))
     assert pairs == 529  # the 531 first-turn pairs of the file less 2 whose answers have identical text
@@ -82,24 +103,66 @@ def test_real_validation_pairs_load():
 @pytest.mark.parametrize("mode", ["sample", "logprob"])
 def test_stage_on_tiny_model(tmp_path, tiny_model, mode):
     pairs = tmp_path / "pairs.jsonl"
-    pairs.write_text("".join(json.dumps({"prompt": f"q{i}", "chosen": f"good {i}", "rejected": f"bad {i}", "chosen_rank": 0,
-                                         "rejected_rank": 1}) + "\n" for i in range(2)))
+    pairs.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "prompt": f"q{i}",
+                    "chosen": f"good {i}",
+                    "rejected": f"bad {i}",
+                    "chosen_rank": 0,
+                    "rejected_rank": 1,
+                }
+            )
+            + "\n"
+            for i in range(2)
+        )
+    )
     prompts = tmp_path / "q.jsonl"
     prompts.write_text("".join(json.dumps({"question_id": i, "turns": [f"Say {i}"]}) + "\n" for i in range(3)))
-    cfg = write_params(tmp_path / "params.yaml", f"""
+    cfg = write_params(
+        tmp_path / "params.yaml",
+        f"""
 judge: {{mode: {mode}, k: 2, max_new_tokens: 4, batch_size: 4}}
 evaluate: {{human: {{path: {pairs}, format: rank_pairs}}, prompts: {{path: {prompts}}}, judge: {tiny_model},
            generation: {{max_new_tokens: 6, batch_size: 4}}}}
-""")
+""",
+    )
     common = ["--model", str(tiny_model), "--params", str(cfg)]
-    evaluate.main(["--iteration", "0", *common, "--heldout", str(tmp_path / "h0.parquet"), "--out", str(tmp_path / "e0.json"),
-                   "--plots", str(tmp_path / "p0.json")])
-    evaluate.main(["--iteration", "1", *common, "--heldout", str(tmp_path / "h1.parquet"), "--out", str(tmp_path / "e1.json"),
-                   "--vs", str(tmp_path / "h0.parquet"), "--vs-m0", str(tmp_path / "h0.parquet")])
+    evaluate.main(
+        [
+            "--iteration",
+            "0",
+            *common,
+            "--heldout",
+            str(tmp_path / "h0.parquet"),
+            "--out",
+            str(tmp_path / "e0.json"),
+            "--plots",
+            str(tmp_path / "p0.json"),
+        ]
+    )
+    evaluate.main(
+        [
+            "--iteration",
+            "1",
+            *common,
+            "--heldout",
+            str(tmp_path / "h1.parquet"),
+            "--out",
+            str(tmp_path / "e1.json"),
+            "--vs",
+            str(tmp_path / "h0.parquet"),
+            "--vs-m0",
+            str(tmp_path / "h0.parquet"),
+        ]
+    )
     m = json.loads((tmp_path / "e1.json").read_text())
     h = m["human"]
     assert h["mode"] == mode and h["prompts"] == 2 and h["pairs"] == 2 and h["responses"] == 4
-    assert 0 <= h["parse_rate"] <= 1 and h["ab_pairs"] == 2 and h["longer_wins_accuracy"] == 1.0  # "good i" is longer than "bad i"
+    assert (
+        0 <= h["parse_rate"] <= 1 and h["ab_pairs"] == 2 and h["longer_wins_accuracy"] == 1.0
+    )  # "good i" is longer than "bad i"
     if mode == "logprob":
         assert h["parse_rate"] == 1.0  # no parse failures by construction
     assert len(rows.read(tmp_path / "h1.parquet", "responses")) == 3 and m["heldout"]["prompts"] == 3

@@ -16,13 +16,24 @@ from stages.stats import wilson_interval
 from .conftest import SHARED_DATA
 
 # Three real rows of ../shared/data/ifeval/input_data.jsonl, copied so the tests need no shared data.
-NO_COMMA = {"key": 3615, "prompt": "Write a riddle about Camilla that doesn't use commas.",
-            "instruction_id_list": ["punctuation:no_comma"], "kwargs": [{}]}
-LOWERCASE = {"key": 1593, "prompt": "Compose a poem all in lowercase letters about my friend Barnet.",
-             "instruction_id_list": ["change_case:english_lowercase"], "kwargs": [{}]}
-UNDER_300_WORDS = {"key": 1092, "prompt": "Write a short blog post about a trip to Japan using less than 300 words.",
-                   "instruction_id_list": ["length_constraints:number_words"],
-                   "kwargs": [{"relation": "less than", "num_words": 300}]}
+NO_COMMA = {
+    "key": 3615,
+    "prompt": "Write a riddle about Camilla that doesn't use commas.",
+    "instruction_id_list": ["punctuation:no_comma"],
+    "kwargs": [{}],
+}
+LOWERCASE = {
+    "key": 1593,
+    "prompt": "Compose a poem all in lowercase letters about my friend Barnet.",
+    "instruction_id_list": ["change_case:english_lowercase"],
+    "kwargs": [{}],
+}
+UNDER_300_WORDS = {
+    "key": 1092,
+    "prompt": "Write a short blog post about a trip to Japan using less than 300 words.",
+    "instruction_id_list": ["length_constraints:number_words"],
+    "kwargs": [{"relation": "less than", "num_words": 300}],
+}
 
 
 def row(iid: str, key: int = 1, **kwargs) -> dict:
@@ -52,8 +63,11 @@ CASES = [
     (row("detectable_format:number_bullet_lists", num_bullets=3), "* tea\n* rice", FAIL),
     (row("startend:end_checker", end_phrase="Any other questions?"), "Done. Any other questions?", PASS),
     (row("startend:end_checker", end_phrase="Any other questions?"), "Any other questions? Done.", FAIL),
-    (row("keywords:existence", keywords=["correlated", "experiencing"]),
-     "People experiencing stress report correlated symptoms.", PASS),
+    (
+        row("keywords:existence", keywords=["correlated", "experiencing"]),
+        "People experiencing stress report correlated symptoms.",
+        PASS,
+    ),
     (row("keywords:existence", keywords=["correlated", "experiencing"]), "People report correlated symptoms.", FAIL),
     # strict fails, loose passes: a sign-off line after the end phrase, a preamble before a list, markdown bold
     (row("startend:end_checker", end_phrase="Any other questions?"), "Done. Any other questions?\nCheers", LOOSE_ONLY),
@@ -90,8 +104,12 @@ def test_language_check_is_deterministic():
 
 
 def test_empty_answer_fails_every_instruction():
-    r = {"key": 2, "prompt": "p", "instruction_id_list": ["punctuation:no_comma", "keywords:forbidden_words"],
-         "kwargs": [{}, {"forbidden_words": ["rock"]}]}  # both would pass on any non-empty answer without them
+    r = {
+        "key": 2,
+        "prompt": "p",
+        "instruction_id_list": ["punctuation:no_comma", "keywords:forbidden_words"],
+        "kwargs": [{}, {"forbidden_words": ["rock"]}],
+    }  # both would pass on any non-empty answer without them
     for answer in ("", "  \n ", None):
         assert [(v["strict"], v["loose"]) for v in ifeval.check_answer(r, answer)] == [FAIL, FAIL]
     s = ifeval.score([r, r], ["", "no rocks here"])
@@ -108,11 +126,18 @@ def test_unknown_instruction_counts_as_failure():
 
 
 def test_score_levels_intervals_and_flags():
-    two = {"key": 4, "prompt": "p", "instruction_id_list": ["punctuation:no_comma", "change_case:english_lowercase"],
-           "kwargs": [{}, {}]}
+    two = {
+        "key": 4,
+        "prompt": "p",
+        "instruction_id_list": ["punctuation:no_comma", "change_case:english_lowercase"],
+        "kwargs": [{}, {}],
+    }
     rows = [two, two, NO_COMMA]
-    answers = ["this answer is written in lowercase and it has no commas at all",
-               "This answer is written with capitals and it has no commas at all", "Sure,\nno commas here"]
+    answers = [
+        "this answer is written in lowercase and it has no commas at all",
+        "This answer is written with capitals and it has no commas at all",
+        "Sure,\nno commas here",
+    ]
     s = ifeval.score(rows, answers, cap_hit=[True, False, False], loops=[False, False, False])
     # strict: prompt 1 passes both, prompt 2 fails lowercase, prompt 3 fails the comma check
     assert (s["prompt_level_strict_acc"]["k"], s["prompt_level_strict_acc"]["n"]) == (1, 3)
@@ -122,7 +147,13 @@ def test_score_levels_intervals_and_flags():
     assert s["inst_level_strict_acc"]["acc"] == 0.6
     assert s["inst_level_strict_acc"]["ci95"] == [round(x, 4) for x in wilson_interval(3, 5)]
     assert s["by_instruction"]["punctuation:no_comma"] == {
-        "n": 3, "strict_k": 2, "loose_k": 3, "unscored": 0, "strict": 0.6667, "loose": 1.0}
+        "n": 3,
+        "strict_k": 2,
+        "loose_k": 3,
+        "unscored": 0,
+        "strict": 0.6667,
+        "loose": 1.0,
+    }
     assert s["cap_hit"] == {"count": 1, "share": 0.3333}
     assert s["loops"] == {"count": 0, "share": 0.0}
     assert ifeval.score(rows, answers)["cap_hit"] is None
@@ -154,14 +185,17 @@ def test_install_punkt_tab_is_reproducible(tmp_path):
     assert "dr" in (a / "abbrev_types.txt").read_text().split("\n")
 
 
-@pytest.mark.parametrize(("k", "n", "lo", "hi"), [
-    # by hand: centre = (p + z²/2n) / (1 + z²/n), half = z / (1 + z²/n) * sqrt(p(1-p)/n + z²/4n²), z = 1.96
-    (5, 10, 0.2366, 0.7634),
-    (0, 10, 0.0, 0.2775),
-    (10, 10, 0.7225, 1.0),
-    (80, 100, 0.7112, 0.8666),
-    (0, 0, 0.0, 1.0),
-])
+@pytest.mark.parametrize(
+    ("k", "n", "lo", "hi"),
+    [
+        # by hand: centre = (p + z²/2n) / (1 + z²/n), half = z / (1 + z²/n) * sqrt(p(1-p)/n + z²/4n²), z = 1.96
+        (5, 10, 0.2366, 0.7634),
+        (0, 10, 0.0, 0.2775),
+        (10, 10, 0.7225, 1.0),
+        (80, 100, 0.7112, 0.8666),
+        (0, 0, 0.0, 1.0),
+    ],
+)
 def test_wilson_interval(k, n, lo, hi):
     assert wilson_interval(k, n) == pytest.approx((lo, hi), abs=1e-4)
 

@@ -1,5 +1,3 @@
-import polars as pl
-
 from stages import rows
 from stages.judge import score_summary
 from stages.pairs import pair_metrics, select_pairs
@@ -7,17 +5,48 @@ from stages.pairs import pair_metrics, select_pairs
 
 def make(responses, grades):
     """responses: {rid: (prompt_id, text)}, grades: {rid: [score or None, ...]}"""
-    r = rows.frame([{"id": rid, "prompt_id": pid, "prompt": f"prompt {pid}", "response": text, "sample": 0,
-                     "n_tokens": len(text), "model": "m", "seed": 0} for rid, (pid, text) in responses.items()], "responses")
-    j = rows.frame([{"id": f"{rid}-{g}", "response_id": rid, "prompt_id": responses[rid][0], "grade": g, "score": s,
-                     "raw": "" if s is None else f"Score: {s}", "probs": [], "mode": "sample", "model": "m", "seed": 0}
-                    for rid, ss in grades.items() for g, s in enumerate(ss)], "judgments")
+    r = rows.frame(
+        [
+            {
+                "id": rid,
+                "prompt_id": pid,
+                "prompt": f"prompt {pid}",
+                "response": text,
+                "sample": 0,
+                "n_tokens": len(text),
+                "model": "m",
+                "seed": 0,
+            }
+            for rid, (pid, text) in responses.items()
+        ],
+        "responses",
+    )
+    j = rows.frame(
+        [
+            {
+                "id": f"{rid}-{g}",
+                "response_id": rid,
+                "prompt_id": responses[rid][0],
+                "grade": g,
+                "score": s,
+                "raw": "" if s is None else f"Score: {s}",
+                "probs": [],
+                "mode": "sample",
+                "model": "m",
+                "seed": 0,
+            }
+            for rid, ss in grades.items()
+            for g, s in enumerate(ss)
+        ],
+        "judgments",
+    )
     return r, j
 
 
 def test_highest_vs_lowest_mean_and_missing_grades_skipped():
-    r, j = make({"a": ("p", "A"), "b": ("p", "BB"), "c": ("p", "CCC")},
-                {"a": [5, None, 4], "b": [1, 2, None], "c": [3, 3, 3]})
+    r, j = make(
+        {"a": ("p", "A"), "b": ("p", "BB"), "c": ("p", "CCC")}, {"a": [5, None, 4], "b": [1, 2, None], "c": [3, 3, 3]}
+    )
     prefs, counts = select_pairs(r, j, 0.0, 1)
     assert len(prefs) == 1
     row = prefs.row(0, named=True)
@@ -29,8 +58,10 @@ def test_highest_vs_lowest_mean_and_missing_grades_skipped():
 
 
 def test_ties_and_unscored_prompts_are_dropped():
-    r, j = make({"a": ("tie", "A"), "b": ("tie", "B"), "c": ("one", "C"), "d": ("one", "D"), "e": ("none", "E")},
-                {"a": [3, 3], "b": [3, 3], "c": [4], "d": [None], "e": [None]})
+    r, j = make(
+        {"a": ("tie", "A"), "b": ("tie", "B"), "c": ("one", "C"), "d": ("one", "D"), "e": ("none", "E")},
+        {"a": [3, 3], "b": [3, 3], "c": [4], "d": [None], "e": [None]},
+    )
     prefs, counts = select_pairs(r, j, 0.0, 1)
     assert prefs.is_empty()
     assert counts == {"prompts": 3, "too_few_scored": 2, "ties": 1}
@@ -65,8 +96,10 @@ def test_score_summary_counts_parse_rate_and_histogram():
 
 
 def test_length_rules_are_off_by_default_and_prefer_shorter_among_equal():
-    r, j = make({"a": ("p", "A" * 900), "b": ("p", "B" * 30), "c": ("p", "C" * 50), "d": ("p", "D" * 10)},
-                {"a": [5], "b": [5], "c": [1], "d": [1]})
+    r, j = make(
+        {"a": ("p", "A" * 900), "b": ("p", "B" * 30), "c": ("p", "C" * 50), "d": ("p", "D" * 10)},
+        {"a": [5], "b": [5], "c": [1], "d": [1]},
+    )
     row = select_pairs(r, j, 0.0, 1)[0].row(0, named=True)
     assert (row["chosen_id"], row["rejected_id"]) == ("a", "c")  # by id: length plays no part
     row = select_pairs(r, j, 0.0, 1, prefer_shorter=True)[0].row(0, named=True)
@@ -74,8 +107,10 @@ def test_length_rules_are_off_by_default_and_prefer_shorter_among_equal():
 
 
 def test_length_penalty_can_turn_a_pair_and_keeps_judge_scores():
-    r, j = make({"long": ("p", "L" * 3000), "short": ("p", "S" * 100), "bad": ("p", "X" * 100)},
-                {"long": [5], "short": [4], "bad": [1]})
+    r, j = make(
+        {"long": ("p", "L" * 3000), "short": ("p", "S" * 100), "bad": ("p", "X" * 100)},
+        {"long": [5], "short": [4], "bad": [1]},
+    )
     assert select_pairs(r, j, 0.0, 1)[0]["chosen_id"].to_list() == ["long"]
     prefs, _ = select_pairs(r, j, 0.0, 1, length_penalty=0.5)  # long: 5 - 1.5 = 3.5 < short: 4 - 0.05
     row = prefs.row(0, named=True)
@@ -87,7 +122,9 @@ def test_length_penalty_can_turn_a_pair_and_keeps_judge_scores():
 
 
 def test_length_bias_metrics():
-    r, j = make({"a": ("p", "AAAA"), "b": ("p", "BB"), "c": ("q", "C"), "d": ("q", "DDDD")},
-                {"a": [5], "b": [1], "c": [5], "d": [1]})
+    r, j = make(
+        {"a": ("p", "AAAA"), "b": ("p", "BB"), "c": ("q", "C"), "d": ("q", "DDDD")},
+        {"a": [5], "b": [1], "c": [5], "d": [1]},
+    )
     m = pair_metrics(*select_pairs(r, j, 0.0, 1))
     assert m["chosen_longer_rate"] == 0.5 and m["length_ratio_median"] == (2.0 + 0.25) / 2

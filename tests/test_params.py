@@ -1,8 +1,8 @@
 import pytest
 import yaml
 
-from stages.errors import SrlmError
 from stages import params as P
+from stages.errors import SrlmError
 
 from .conftest import ROOT
 
@@ -26,13 +26,16 @@ def test_unknown_key_is_an_error_naming_it(tmp_path):
         load_text(tmp_path, yaml.safe_dump(raw))
 
 
-@pytest.mark.parametrize("section,key,value,msg", [
-    ("judge", "k", 0, r"judge\.k: Input should be greater than or equal to 1"),
-    ("responses", "n", 1, r"responses\.n"),
-    ("responses", "top_p", 1.5, r"responses\.top_p"),
-    ("judge", "mode", "vote", r"judge\.mode"),
-    ("prompts", "max_similarity", 70, r"prompts\.max_similarity"),
-])
+@pytest.mark.parametrize(
+    "section,key,value,msg",
+    [
+        ("judge", "k", 0, r"judge\.k: Input should be greater than or equal to 1"),
+        ("responses", "n", 1, r"responses\.n"),
+        ("responses", "top_p", 1.5, r"responses\.top_p"),
+        ("judge", "mode", "vote", r"judge\.mode"),
+        ("prompts", "max_similarity", 70, r"prompts\.max_similarity"),
+    ],
+)
 def test_out_of_range_values_name_the_key(tmp_path, section, key, value, msg):
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
     raw[section][key] = value
@@ -77,16 +80,21 @@ def _knob_classes(cls=P.Params, seen=None):
         return seen
     seen.add(cls)
     for f in cls.model_fields.values():
-        for t in [f.annotation, *typing.get_args(f.annotation)] + [a for x in typing.get_args(f.annotation)
-                                                                   for a in typing.get_args(x)]:
+        for t in [f.annotation, *typing.get_args(f.annotation)] + [
+            a for x in typing.get_args(f.annotation) for a in typing.get_args(x)
+        ]:
             if isinstance(t, type) and issubclass(t, P.Strict):
                 _knob_classes(t, seen)
     return seen
 
 
 def test_the_schema_holds_no_default_so_params_yaml_is_the_one_source(tmp_path):
-    optional = [f"{cls.__name__}.{name}" for cls in _knob_classes() for name, f in cls.model_fields.items()
-                if not f.is_required()]
+    optional = [
+        f"{cls.__name__}.{name}"
+        for cls in _knob_classes()
+        for name, f in cls.model_fields.items()
+        if not f.is_required()
+    ]
     assert not optional, f"defaults in stages/params.py (put the value in params.yaml instead): {optional}"
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
     del raw["pairs"]["prefer_shorter"]

@@ -4,17 +4,20 @@ from stages.prompting import JUSTIFICATIONS, judge_messages, judgment_text, pars
 from stages.scoring import parse_score
 
 
-@pytest.mark.parametrize("text,score", [
-    ("Relevant and clear.\nScore: 4", 4.0),
-    ("score:3", 3.0),
-    ("**Score:** 5", 5.0),  # markdown bold around the label
-    ("Score: 2/5", 2.0),
-    ("First Score: 1 then corrected. Score: 3", 3.0),
-    ("Score: 4.5", 4.5),
-    ("Score: 7", None),
-    ("I would give it a four.", None),
-    ("", None),
-])
+@pytest.mark.parametrize(
+    "text,score",
+    [
+        ("Relevant and clear.\nScore: 4", 4.0),
+        ("score:3", 3.0),
+        ("**Score:** 5", 5.0),  # markdown bold around the label
+        ("Score: 2/5", 2.0),
+        ("First Score: 1 then corrected. Score: 3", 3.0),
+        ("Score: 4.5", 4.5),
+        ("Score: 7", None),
+        ("I would give it a four.", None),
+        ("", None),
+    ],
+)
 def test_parse_score(text, score):
     assert parse_score(text) == score
 
@@ -41,13 +44,16 @@ def test_judge_prompt_carries_question_answer_and_rubric():
     assert "Score: N" in msg["content"] and "Expert" in msg["content"]
 
 
-@pytest.mark.parametrize("raw,want", [
-    ("Write a haiku about rain.", "Write a haiku about rain."),
-    ('"Explain photosynthesis simply."', "Explain photosynthesis simply."),
-    ("9. Plan a trip to Rome.\n\nSure! Here is more.", "Plan a trip to Rome."),
-    ("Request: Summarise this paragraph.", "Summarise this paragraph."),
-    ("   ", ""),
-])
+@pytest.mark.parametrize(
+    "raw,want",
+    [
+        ("Write a haiku about rain.", "Write a haiku about rain."),
+        ('"Explain photosynthesis simply."', "Explain photosynthesis simply."),
+        ("9. Plan a trip to Rome.\n\nSure! Here is more.", "Plan a trip to Rome."),
+        ("Request: Summarise this paragraph.", "Summarise this paragraph."),
+        ("   ", ""),
+    ],
+)
 def test_parse_instruction(raw, want):
     assert parse_instruction(raw) == want
 

@@ -3,7 +3,6 @@ client against tests/hub_standin.py (a local stand-in for the Hub API, not the H
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from pathlib import Path
@@ -40,16 +39,35 @@ stages:
         - metrics/iter${key}/validate.json:
             cache: false
 """
-VALIDATION = {"passed": True, "overridden": False, "failed": 0, "evaluated": 12, "failures": [], "skipped": [],
-              "warnings": [], "observed": {"preferences": {"pairs": 6}}}
+VALIDATION = {
+    "passed": True,
+    "overridden": False,
+    "failed": 0,
+    "evaluated": 12,
+    "failures": [],
+    "skipped": [],
+    "warnings": [],
+    "observed": {"preferences": {"pairs": 6}},
+}
 
 
 def pairs(n: int = 6) -> list[dict]:
     msg = lambda role, text: [{"role": role, "content": text}]
-    return [{"id": f"pair{i}", "prompt_id": f"p{i}", "prompt": msg("user", f"Question {i}?"),
-             "chosen": msg("assistant", f"A careful answer {i}."), "rejected": msg("assistant", f"meh {i}"),
-             "chosen_id": f"c{i}", "rejected_id": f"r{i}", "score_chosen": 4.5, "score_rejected": 1.0 + i / 10,
-             "iteration": 1} for i in range(n)]
+    return [
+        {
+            "id": f"pair{i}",
+            "prompt_id": f"p{i}",
+            "prompt": msg("user", f"Question {i}?"),
+            "chosen": msg("assistant", f"A careful answer {i}."),
+            "rejected": msg("assistant", f"meh {i}"),
+            "chosen_id": f"c{i}",
+            "rejected_id": f"r{i}",
+            "score_chosen": 4.5,
+            "score_rejected": 1.0 + i / 10,
+            "iteration": 1,
+        }
+        for i in range(n)
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -101,10 +119,16 @@ def test_dry_run_folder_loads_with_datasets_and_card(project, tmp_path):
     from huggingface_hub import DatasetCard
 
     write_params(project / "params.yaml", "release: {test_fraction: 0.5, license: cc-by-4.0}")
-    rows.write_json({"judge_agreement": {"spearman": 0.41, "pairs": 30}, "head_to_head": {"win_rate": 0.62}},
-                    project / "metrics/iter1/eval.json")
-    record = {"format": "srlm-lineage/1", "stage": "pairs@1", "params_hash": "4f1e0a9c2d3b5e6f",
-              "dataset": {"path": "data/iter1/preferences.parquet", "kind": "preferences", "md5": "9b2cfeed", "rows": 6}}
+    rows.write_json(
+        {"judge_agreement": {"spearman": 0.41, "pairs": 30}, "head_to_head": {"win_rate": 0.62}},
+        project / "metrics/iter1/eval.json",
+    )
+    record = {
+        "format": "srlm-lineage/1",
+        "stage": "pairs@1",
+        "params_hash": "4f1e0a9c2d3b5e6f",
+        "dataset": {"path": "data/iter1/preferences.parquet", "kind": "preferences", "md5": "9b2cfeed", "rows": 6},
+    }
     rows.write_json(record, project / "data/iter1/preferences.lineage.json")  # docs/versioning.md (issue 5)
     out = tmp_path / "release"
     r = release(1, REPO, load(project), project, dry_run=out)
@@ -124,8 +148,19 @@ def test_dry_run_folder_loads_with_datasets_and_card(project, tmp_path):
     lock = (project / "dvc.lock").read_text()
     md5 = lock.split("data/iter1/preferences.parquet")[1].split("md5: ")[1].split()[0]
     text = card.text
-    for needle in ("## Lineage", md5, "**passed**", "spearman", "0.62", "datasets", "min_margin", "4f1e0a9c2d3b5e6f", "9b2cfeed",
-                   str(rows.derive_seed(0, "responses", 1)), f'load_dataset("{REPO}", revision="iter-1")'):
+    for needle in (
+        "## Lineage",
+        md5,
+        "**passed**",
+        "spearman",
+        "0.62",
+        "datasets",
+        "min_margin",
+        "4f1e0a9c2d3b5e6f",
+        "9b2cfeed",
+        str(rows.derive_seed(0, "responses", 1)),
+        f'load_dataset("{REPO}", revision="iter-1")',
+    ):
         assert needle in text, needle
 
 
@@ -136,16 +171,26 @@ def test_same_iteration_gives_identical_folder(project, tmp_path):
     assert files(a["folder"]) == files(b["folder"])
 
 
-@pytest.mark.parametrize("case, needle", [
-    ("failed", "failed validation"), ("missing_validation", "has not passed validation"),
-    ("stale", "stale against dvc.lock"), ("stale_params", "stale against dvc.lock"),
-    ("no_iteration", "does not exist"), ("bad_repo", "invalid --repo-id"), ("no_namespace", "must be ORG/NAME"),
-    ("not_empty", "holds other files")])
+@pytest.mark.parametrize(
+    "case, needle",
+    [
+        ("failed", "failed validation"),
+        ("missing_validation", "has not passed validation"),
+        ("stale", "stale against dvc.lock"),
+        ("stale_params", "stale against dvc.lock"),
+        ("no_iteration", "does not exist"),
+        ("bad_repo", "invalid --repo-id"),
+        ("no_namespace", "must be ORG/NAME"),
+        ("not_empty", "holds other files"),
+    ],
+)
 def test_refusals_exit_nonzero_with_a_clear_message(project, tmp_path, case, needle):
     args = ["release", "--iteration", "1", "--repo-id", REPO, "--dry-run", str(tmp_path / "out")]
     if case == "failed":
-        rows.write_json({**VALIDATION, "passed": False, "failed": 1, "failures": ["preferences.min_pairs"]},
-                        project / "metrics/iter1/validate.json")
+        rows.write_json(
+            {**VALIDATION, "passed": False, "failed": 1, "failures": ["preferences.min_pairs"]},
+            project / "metrics/iter1/validate.json",
+        )
     elif case == "missing_validation":
         (project / "metrics/iter1/validate.json").unlink()
     elif case == "stale":
@@ -169,8 +214,10 @@ def test_refusals_exit_nonzero_with_a_clear_message(project, tmp_path, case, nee
 
 
 def test_overridden_validation_is_released_and_recorded(project, tmp_path):
-    rows.write_json({**VALIDATION, "passed": False, "overridden": True, "failed": 1, "failures": ["prompts.x"]},
-                    project / "metrics/iter1/validate.json")
+    rows.write_json(
+        {**VALIDATION, "passed": False, "overridden": True, "failed": 1, "failures": ["prompts.x"]},
+        project / "metrics/iter1/validate.json",
+    )
     dvc_commit(project, "validate@1")  # the override run is what dvc.lock records
     out = tmp_path / "out"
     release(1, REPO, load(project), project, dry_run=out)

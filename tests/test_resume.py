@@ -40,14 +40,29 @@ def one_thread():
 def prompts_file(tmp_path_factory):
     d = tmp_path_factory.mktemp("prompts")
     texts = [f"Question {i}: " + " ".join(["explain"] * (i % 7 + 1)) for i in range(N_PROMPTS)]
-    df = rows.frame([{"id": rows.content_id(t), "prompt": t, "fewshot_ids": [], "iteration": 1, "model": "hand", "seed": 0}
-                     for t in texts], "prompts")
+    df = rows.frame(
+        [
+            {"id": rows.content_id(t), "prompt": t, "fewshot_ids": [], "iteration": 1, "model": "hand", "seed": 0}
+            for t in texts
+        ],
+        "prompts",
+    )
     return rows.write(df, d / "prompts.parquet", "prompts") is not None and d / "prompts.parquet"
 
 
 def argv(d, model, prompts, out="out.parquet"):
-    return ["--iteration", "1", "--model", str(model), "--prompts", str(prompts), "--out", str(d / out),
-            "--params", str(d / "params.yaml")]
+    return [
+        "--iteration",
+        "1",
+        "--model",
+        str(model),
+        "--prompts",
+        str(prompts),
+        "--out",
+        str(d / out),
+        "--params",
+        str(d / "params.yaml"),
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -67,8 +82,13 @@ def reference(tmp_path_factory, tiny_model, prompts_file):
 
 def start_and_stop(d, model, prompts, sig):
     """Run the stage as a process; `sig` it as soon as a shard is committed, before the last one."""
-    proc = subprocess.Popen([sys.executable, "-m", "stages.responses", *argv(d, model, prompts)], cwd=d,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)}, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "stages.responses", *argv(d, model, prompts)],
+        cwd=d,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     work = d / ".srlm" / "work" / "responses@1"
     while proc.poll() is None and not list(work.rglob("part-*.parquet")):
         time.sleep(0.01)
@@ -87,7 +107,9 @@ def resume(d, model, prompts, monkeypatch, capsys):
 
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "SIGINT"])
-def test_interrupted_run_resumes_to_identical_rows(sig, reference, tiny_model, prompts_file, tmp_path, monkeypatch, capsys):
+def test_interrupted_run_resumes_to_identical_rows(
+    sig, reference, tiny_model, prompts_file, tmp_path, monkeypatch, capsys
+):
     write_params(tmp_path / "params.yaml", SMALL)
     rc, err, kept = start_and_stop(tmp_path, tiny_model, prompts_file, sig)
     if sig == signal.SIGINT:
@@ -128,8 +150,13 @@ def test_prompt_longer_than_the_context_is_cut_and_counted(tiny_model, tmp_path,
     monkeypatch.chdir(tmp_path)
     write_params(tmp_path / "params.yaml", SMALL)
     long = "word " * 3000  # about 3000 tokens; the tiny model's context is 2048
-    df = rows.frame([{"id": rows.content_id(t), "prompt": t, "fewshot_ids": [], "iteration": 1, "model": "hand", "seed": 0}
-                     for t in (long, "short question")], "prompts")
+    df = rows.frame(
+        [
+            {"id": rows.content_id(t), "prompt": t, "fewshot_ids": [], "iteration": 1, "model": "hand", "seed": 0}
+            for t in (long, "short question")
+        ],
+        "prompts",
+    )
     rows.write(df, tmp_path / "prompts.parquet", "prompts")
     responses.main([*argv(tmp_path, tiny_model, tmp_path / "prompts.parquet"), "--metrics", str(tmp_path / "m.json")])
     metrics = json.loads((tmp_path / "m.json").read_text())

@@ -5,8 +5,17 @@ from stages import rows
 
 
 def prompt_rows(n=3):
-    return [{"id": rows.content_id(f"p{i}"), "prompt": f"p{i}", "fewshot_ids": ["a", "b"], "iteration": 1,
-             "model": "m", "seed": 7} for i in range(n)]
+    return [
+        {
+            "id": rows.content_id(f"p{i}"),
+            "prompt": f"p{i}",
+            "fewshot_ids": ["a", "b"],
+            "iteration": 1,
+            "model": "m",
+            "seed": 7,
+        }
+        for i in range(n)
+    ]
 
 
 def test_content_id_is_stable_and_order_sensitive():

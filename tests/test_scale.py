@@ -5,9 +5,9 @@ import json
 
 import pytest
 
-from stages.errors import SrlmError
 from stages import backend as B
-from stages import dpo, params, rows, training
+from stages import dpo, rows, training
+from stages.errors import SrlmError
 
 from .conftest import knobs, write_params
 
@@ -49,10 +49,20 @@ def _prefs(n: int) -> list[dict]:
     for i in range(n):
         q = f"Question {i}: name a colour{'!' * i}"
         good, bad = f"Blue is a colour, number {i}.", "no" * (i + 1)
-        out.append({"id": rows.content_id(q, good, bad), "prompt_id": rows.content_id(q),
-                    "prompt": [{"role": "user", "content": q}], "chosen": [{"role": "assistant", "content": good}],
-                    "rejected": [{"role": "assistant", "content": bad}], "chosen_id": rows.content_id(good),
-                    "rejected_id": rows.content_id(bad), "score_chosen": 4.0, "score_rejected": 1.0, "iteration": 1})
+        out.append(
+            {
+                "id": rows.content_id(q, good, bad),
+                "prompt_id": rows.content_id(q),
+                "prompt": [{"role": "user", "content": q}],
+                "chosen": [{"role": "assistant", "content": good}],
+                "rejected": [{"role": "assistant", "content": bad}],
+                "chosen_id": rows.content_id(good),
+                "rejected_id": rows.content_id(bad),
+                "score_chosen": 4.0,
+                "score_rejected": 1.0,
+                "iteration": 1,
+            }
+        )
     return out
 
 
@@ -64,11 +74,30 @@ def test_two_process_dpo_matches_one_process(tiny_model, tmp_path):
     (tmp_path / "v.json").write_text(json.dumps({"passed": True, "overridden": False}))
     curves = {}
     for procs, batch in ((1, 2), (2, 1)):
-        cfg = write_params(tmp_path / f"p{procs}.yaml", "dpo: {max_steps: 3, batch_size: %d, grad_accum: 1, max_length: 64, "
-                           "lora: true, lora_r: 4, lora_alpha: 8, learning_rate: 0.01, num_processes: %d}" % (batch, procs))
+        cfg = write_params(
+            tmp_path / f"p{procs}.yaml",
+            "dpo: {max_steps: 3, batch_size: %d, grad_accum: 1, max_length: 64, "
+            "lora: true, lora_r: 4, lora_alpha: 8, learning_rate: 0.01, num_processes: %d}" % (batch, procs),
+        )
         metrics = tmp_path / f"dpo{procs}.json"
-        dpo.main(["--iteration", "1", "--params", str(cfg), "--model", str(tiny_model), "--preferences", str(tmp_path / "prefs.parquet"),
-                  "--validation", str(tmp_path / "v.json"), "--out", str(tmp_path / f"M{procs}"), "--metrics", str(metrics)])
+        dpo.main(
+            [
+                "--iteration",
+                "1",
+                "--params",
+                str(cfg),
+                "--model",
+                str(tiny_model),
+                "--preferences",
+                str(tmp_path / "prefs.parquet"),
+                "--validation",
+                str(tmp_path / "v.json"),
+                "--out",
+                str(tmp_path / f"M{procs}"),
+                "--metrics",
+                str(metrics),
+            ]
+        )
         m = json.loads(metrics.read_text())
         assert m["processes"] == procs and m["steps"] == 3 and (tmp_path / f"M{procs}" / "config.json").exists()
         curves[procs] = m["loss_curve"]

@@ -3,9 +3,9 @@ import json
 import polars as pl
 import pytest
 
-from stages.errors import SrlmError
 from stages import params as P
 from stages import rows, seed
+from stages.errors import SrlmError
 from stages.scoring import parse_score
 
 from .conftest import ROOT, SHARED_DATA
@@ -16,7 +16,7 @@ def src(path, fmt="jsonl", **kw):
 
 
 def write_lines(path, lines):
-    path.write_bytes(b"\n".join(l if isinstance(l, bytes) else l.encode() for l in lines) + b"\n")
+    path.write_bytes(b"\n".join(line if isinstance(line, bytes) else line.encode() for line in lines) + b"\n")
     return path
 
 
@@ -37,7 +37,9 @@ def test_invalid_json_names_file_and_line(tmp_path):
 
 
 def test_non_utf8_names_file_and_line(tmp_path):
-    path = write_lines(tmp_path / "latin.jsonl", ['{"instruction": "a", "response": "b"}', b'{"instruction": "caf\xe9"}'])
+    path = write_lines(
+        tmp_path / "latin.jsonl", ['{"instruction": "a", "response": "b"}', b'{"instruction": "caf\xe9"}']
+    )
     with pytest.raises(SrlmError, match=r"latin.jsonl:2: not UTF-8"):
         seed.build([src(path)], "ift")
 
@@ -64,7 +66,11 @@ def test_eft_score_out_of_range(tmp_path):
 
 
 def test_ranked_answers_map_best_to_5_and_worst_to_1(tmp_path):
-    lines = [json.dumps({"question": q, "answer": f"{q}{r}", "rank": r}) for q, n in (("q1", 3), ("q2", 2), ("q3", 1)) for r in range(n)]
+    lines = [
+        json.dumps({"question": q, "answer": f"{q}{r}", "rank": r})
+        for q, n in (("q1", 3), ("q2", 2), ("q3", 1))
+        for r in range(n)
+    ]
     # a gap in ranks (0, 2) is re-counted within the answers present
     lines.append(json.dumps({"question": "q4", "answer": "x", "rank": 0}))
     lines.append(json.dumps({"question": "q4", "answer": "y", "rank": 2}))
@@ -78,7 +84,9 @@ def test_ranked_answers_map_best_to_5_and_worst_to_1(tmp_path):
 
 
 def test_quality_labels_map_to_0_5(tmp_path):
-    lines = [json.dumps({"prompt_text": "p", "response_text": f"r{q}", "quality_score": q}) for q in (0.0, 0.5, 1.0, None)]
+    lines = [
+        json.dumps({"prompt_text": "p", "response_text": f"r{q}", "quality_score": q}) for q in (0.0, 0.5, 1.0, None)
+    ]
     eft = seed.build([src(write_lines(tmp_path / "q.jsonl", lines), "quality")], "eft")
     # an unlabelled answer (null quality) is dropped, never given a made-up grade
     assert dict(zip(eft["response"], eft["score"])) == {"r0.0": 0, "r0.5": 2, "r1.0": 5}
@@ -104,8 +112,12 @@ def test_oasst_tree_converter_on_real_oasst1_validation():
     assert 0 < len(ift) <= len(roots)
     assert set(ift["instruction"]) <= set(roots["text"])
     # IFT keeps the best-ranked English reply to each root prompt
-    replies = msgs.filter((pl.col("role") == "assistant") & pl.col("rank").is_not_null() & (pl.col("lang") == "en")
-                          & pl.col("parent_id").is_in(roots["message_id"].implode()))
+    replies = msgs.filter(
+        (pl.col("role") == "assistant")
+        & pl.col("rank").is_not_null()
+        & (pl.col("lang") == "en")
+        & pl.col("parent_id").is_in(roots["message_id"].implode())
+    )
     best = replies.sort("rank").group_by("parent_id", maintain_order=True).first()["text"]
     assert set(ift["response"]) == set(best)
     assert len(eft) > len(ift) and set(eft["score"].unique()) >= {1, 5}
@@ -113,8 +125,13 @@ def test_oasst_tree_converter_on_real_oasst1_validation():
 
 @needs_shared
 def test_real_ranked_and_quality_files_convert():
-    eft = seed.build([src(SHARED_DATA / "oasst2_en/andriswillow_oasst2_en_firstturn_ranked.jsonl", "ranked", limit=300),
-                      src(SHARED_DATA / "oasst2_en/raulc0399_oasst2_en_firstturn_quality.jsonl", "quality", limit=300)], "eft")
+    eft = seed.build(
+        [
+            src(SHARED_DATA / "oasst2_en/andriswillow_oasst2_en_firstturn_ranked.jsonl", "ranked", limit=300),
+            src(SHARED_DATA / "oasst2_en/raulc0399_oasst2_en_firstturn_quality.jsonl", "quality", limit=300),
+        ],
+        "eft",
+    )
     assert 300 < len(eft) <= 600
     assert eft["score"].min() >= 0 and eft["score"].max() <= 5
     ift = seed.build([src(SHARED_DATA / "oasst2_en/ift_oasst2_en_top1.jsonl", limit=50)], "ift")

@@ -5,11 +5,13 @@ import polars as pl
 from stages import sft
 from stages.prompting import judgment_text
 
-EFT = pl.DataFrame({
-    "instruction": ["q1", "q1", "q1", "q2", "q2", "q3"],
-    "response": ["best", "mid", "worst", "tie-a", "tie-b", "alone"],
-    "score": [5, 3, 1, 2, 2, 4],
-}).with_columns(pl.col("score").map_elements(judgment_text, return_dtype=pl.String).alias("judgment"))
+EFT = pl.DataFrame(
+    {
+        "instruction": ["q1", "q1", "q1", "q2", "q2", "q3"],
+        "response": ["best", "mid", "worst", "tie-a", "tie-b", "alone"],
+        "score": [5, 3, 1, 2, 2, 4],
+    }
+).with_columns(pl.col("score").map_elements(judgment_text, return_dtype=pl.String).alias("judgment"))
 IFT = pl.DataFrame({"instruction": ["say hi"], "response": ["hi"]})
 
 
@@ -29,7 +31,9 @@ def test_compare_pairs_come_from_one_question_with_different_scores_in_both_orde
     for first, second, target in got:
         assert target == ("Better answer: 1" if rank[first] < rank[second] else "Better answer: 2")
     assert sorted(t for *_, t in got) == ["Better answer: 1"] * 3 + ["Better answer: 2"] * 3
-    assert {frozenset((a, b)) for a, b, _ in got} == {frozenset(p) for p in [("best", "mid"), ("best", "worst"), ("mid", "worst")]}
+    assert {frozenset((a, b)) for a, b, _ in got} == {
+        frozenset(p) for p in [("best", "mid"), ("best", "worst"), ("mid", "worst")]
+    }
 
 
 def test_compare_pairs_are_capped_and_seeded():

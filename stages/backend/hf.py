@@ -44,8 +44,14 @@ class HFBackend:
     def _encode(self, texts: list[str], room: int):
         # Over-long prompts keep their end (where the question and the instruction are).
         self.tok.truncation_side = "left"
-        enc = self.tok(texts, return_tensors="pt", padding=True, truncation=True,
-                       max_length=max(self.max_positions - room, 8), add_special_tokens=False)
+        enc = self.tok(
+            texts,
+            return_tensors="pt",
+            padding=True,
+            truncation=True,
+            max_length=max(self.max_positions - room, 8),
+            add_special_tokens=False,
+        )
         return {k: v.to(self.device) for k, v in enc.items()}
 
     def _by_length(self, texts: list[str], room: int) -> list[int]:
@@ -66,10 +72,15 @@ class HFBackend:
             torch.manual_seed(derive_seed(seed, b))  # a batch's samples do not depend on earlier batches
             sample = sampling.temperature > 0
             gen = self.model.generate(
-                **enc, max_new_tokens=sampling.max_new_tokens, num_return_sequences=n,
-                do_sample=sample, temperature=sampling.temperature if sample else None,
-                top_p=sampling.top_p if sample else None, top_k=None,
-                pad_token_id=self.tok.pad_token_id, eos_token_id=eos,
+                **enc,
+                max_new_tokens=sampling.max_new_tokens,
+                num_return_sequences=n,
+                do_sample=sample,
+                temperature=sampling.temperature if sample else None,
+                top_p=sampling.top_p if sample else None,
+                top_k=None,
+                pad_token_id=self.tok.pad_token_id,
+                eos_token_id=eos,
             )
             new = gen[:, enc["input_ids"].shape[1] :].cpu()
             for row, ids in enumerate(new.tolist()):

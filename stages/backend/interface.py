@@ -1,9 +1,9 @@
 """The one small interface every stage generates and scores through (implemented by hf.py and vllm.py).
 
-    backend = make_backend(params.backend, "models/M0")
-    texts = [backend.chat(messages) for messages in conversations]
-    outs = backend.generate(texts, n=4, sampling=params.responses, seed=7)   # [[Completion]*4 per text]
-    probs = backend.next_token_probs(texts, ["0", "1", "2"], batch_size=16)  # [[p0, p1, p2] per text]
+backend = make_backend(params.backend, "models/M0")
+texts = [backend.chat(messages) for messages in conversations]
+outs = backend.generate(texts, n=4, sampling=params.responses, seed=7)   # [[Completion]*4 per text]
+probs = backend.next_token_probs(texts, ["0", "1", "2"], batch_size=16)  # [[p0, p1, p2] per text]
 """
 
 from __future__ import annotations
@@ -27,10 +27,14 @@ class Backend(Protocol):
     def chat(self, messages: list[dict], prefill: str = "") -> str:
         """Render a conversation with the model's chat template, opening the assistant turn."""
 
-    def generate(self, texts: list[str], n: int, sampling: Sampling, seed: int, desc: str = "generate") -> list[list[Completion]]:
+    def generate(
+        self, texts: list[str], n: int, sampling: Sampling, seed: int, desc: str = "generate"
+    ) -> list[list[Completion]]:
         """`n` sampled completions per rendered prompt; same inputs and seed give the same outputs."""
 
-    def next_token_probs(self, texts: list[str], candidates: list[str], batch_size: int, desc: str = "score") -> list[list[float]]:
+    def next_token_probs(
+        self, texts: list[str], candidates: list[str], batch_size: int, desc: str = "score"
+    ) -> list[list[float]]:
         """P(next token = candidate) renormalised over `candidates`, one forward pass per text."""
 
     def close(self) -> None: ...

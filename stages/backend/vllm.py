@@ -1,7 +1,7 @@
 """vLLM implementation of the Backend interface (one or more GPUs; `pip install 'srlm[vllm]'`).
 
 One engine per stage process, built in __init__ and shut down in close(). Prompts are
-rendered and tokenised by the same transformers tokenizer as backend_hf, and completions
+rendered and tokenised by the same transformers tokenizer as backend/hf.py, and completions
 are decoded by it, so both backends produce rows of the same shape from the same texts.
 
 - generate: one SamplingParams(n=N, seed=...) per prompt. The seed hashes the stage seed
@@ -10,7 +10,7 @@ are decoded by it, so both backends produce rows of the same shape from the same
   children seed+i.
 - next_token_probs: one greedy step with `logprob_token_ids` = the candidate tokens, which
   returns the exact log-probabilities of those ids (not a top-k cut), then renormalised
-  over the candidates: the same quantity as backend_hf's softmax over the candidate logits.
+  over the candidates: the same quantity as backend/hf.py's softmax over the candidate logits.
   A candidate absent from the returned dict would count as probability 0 before
   renormalising; with `logprob_token_ids` vLLM returns all of them.
 - Prefix caching is on: the judge rubric and the self-instruct template are long shared
@@ -37,8 +37,10 @@ def import_vllm():
     try:
         import vllm
     except ImportError as e:
-        raise SrlmError(f"error: backend.name is vllm but vllm cannot be imported ({e}); {INSTALL_HINT}, "
-                         "or set backend.name: transformers") from None
+        raise SrlmError(
+            f"error: backend.name is vllm but vllm cannot be imported ({e}); {INSTALL_HINT}, "
+            "or set backend.name: transformers"
+        ) from None
     return vllm
 
 
@@ -49,11 +51,15 @@ class VLLMBackend:
         self.model_name = model_path.as_posix()
         self.tok = load_tokenizer(model_path, cfg.trust_remote_code)
         kwargs = dict(
-            model=str(model_path), tokenizer=str(model_path),
-            # the stage folders hold float32 weights; "auto" means bfloat16 on the GPU, as in backend_hf
+            model=str(model_path),
+            tokenizer=str(model_path),
+            # the stage folders hold float32 weights; "auto" means bfloat16 on the GPU, as in backend/hf.py
             dtype="bfloat16" if cfg.dtype == "auto" else cfg.dtype,
-            tensor_parallel_size=cfg.tensor_parallel_size, gpu_memory_utilization=cfg.gpu_memory_utilization,
-            trust_remote_code=cfg.trust_remote_code, enable_prefix_caching=True, seed=0,
+            tensor_parallel_size=cfg.tensor_parallel_size,
+            gpu_memory_utilization=cfg.gpu_memory_utilization,
+            trust_remote_code=cfg.trust_remote_code,
+            enable_prefix_caching=True,
+            seed=0,
         )
         kwargs.update(engine_kwargs)
         self.llm = vllm.LLM(**kwargs)
@@ -64,7 +70,7 @@ class VLLMBackend:
         return self.tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True) + prefill
 
     def _prompts(self, texts: list[str], room: int) -> list[dict]:
-        # As backend_hf: no special tokens added (the chat template has them); over-long prompts keep their end.
+        # As backend/hf.py: no special tokens added (the chat template has them); over-long prompts keep their end.
         keep = max(self.max_model_len - room, 8)
         encoded = self.tok(texts, add_special_tokens=False)["input_ids"]
         self.truncated_prompts += sum(len(ids) > keep for ids in encoded)
@@ -81,12 +87,19 @@ class VLLMBackend:
         from vllm import SamplingParams
 
         sample = sampling.temperature > 0
-        params = [SamplingParams(
-            n=n, temperature=sampling.temperature if sample else 0.0, top_p=sampling.top_p if sample else 1.0,
-            max_tokens=sampling.max_new_tokens, seed=derive_seed(seed, text), detokenize=False,
-        ) for text in texts]
+        params = [
+            SamplingParams(
+                n=n,
+                temperature=sampling.temperature if sample else 0.0,
+                top_p=sampling.top_p if sample else 1.0,
+                max_tokens=sampling.max_new_tokens,
+                seed=derive_seed(seed, text),
+                detokenize=False,
+            )
+            for text in texts
+        ]
         outs = self.llm.generate(self._prompts(texts, sampling.max_new_tokens), params, use_tqdm=self._progress(desc))
-        # vLLM keeps the end-of-turn token in token_ids, as backend_hf counts it; decoding skips it
+        # vLLM keeps the end-of-turn token in token_ids, as backend/hf.py counts it; decoding skips it
         ids = [list(c.token_ids) for o in outs for c in o.outputs]
         decoded = iter(self.tok.batch_decode(ids, skip_special_tokens=True))
         return [[Completion(next(decoded).strip(), len(c.token_ids)) for c in o.outputs] for o in outs]
