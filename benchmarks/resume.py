@@ -83,6 +83,8 @@ def main() -> None:
                 "response": g["text"],
                 "sample": k,
                 "n_tokens": g["n_tokens"],
+                "truncated": g["truncated"],
+                "loops": False,
                 "model": "tiny",
                 "seed": 0,
             }
@@ -95,7 +97,10 @@ def main() -> None:
         outs = backend.generate(
             [backend.chat(m) for _, m in items], n=sampling.n, sampling=sampling, seed=0, desc="one-shot"
         )
-        gens = {i: [{"text": c.text, "n_tokens": c.n_tokens} for c in o] for (i, _), o in zip(items, outs)}
+        gens = {
+            i: [{"text": c.text, "n_tokens": c.n_tokens, "truncated": c.truncated} for c in o]
+            for (i, _), o in zip(items, outs)
+        }
         rows.write(rows.frame(records(gens), "responses"), tmp / "one.parquet", "responses")
 
     def sharded(size: int):

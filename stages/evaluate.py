@@ -28,6 +28,7 @@ from .errors import entry
 from .prompting import COMPARE_CHOICES, COMPARE_PREFILL, compare_messages, judge_messages
 from .scoring import judge_logprob, judge_sample, score_summary
 from .sources import SourceError, load_source, ranked_groups
+from .text import loops
 
 
 def load_groups(cfg: P.Evaluate) -> pl.DataFrame | None:
@@ -146,6 +147,8 @@ def answer_heldout(backend: Backend, prompts: list[str], cfg: P.Evaluate, seed: 
             "response": o[0].text,
             "sample": 0,
             "n_tokens": o[0].n_tokens,
+            "truncated": o[0].truncated,
+            "loops": loops(o[0].text),
             "model": backend.model_name,
             "seed": seed,
         }

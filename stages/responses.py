@@ -18,6 +18,7 @@ from . import lineage, rows
 from . import params as P
 from .errors import entry
 from .shards import Task, Work
+from .text import loops
 
 
 @entry
@@ -68,6 +69,8 @@ def main(argv: list[str] | None = None) -> None:
                         "response": c["text"],
                         "sample": k,
                         "n_tokens": c["n_tokens"],
+                        "truncated": c["truncated"],
+                        "loops": loops(c["text"]),
                         "model": model,
                         "seed": seed,
                     }
@@ -90,7 +93,10 @@ def main(argv: list[str] | None = None) -> None:
         "duplicates": dup,
         "mean_tokens": round(float(tokens.mean() or 0), 1),
         "max_tokens": int(tokens.max() or 0),
-        "truncated": int((tokens >= cfg.max_new_tokens).sum()),
+        "truncated": int(df["truncated"].sum()),  # stopped at max_new_tokens
+        "truncated_share": round(float(df["truncated"].mean() or 0), 4),
+        "loops": int(df["loops"].sum()),  # repeat a span of themselves (stages/text.py)
+        "loops_share": round(float(df["loops"].mean() or 0), 4),
         "prompts_cut_to_context": work.truncated_prompts,
     }
     if args.metrics:

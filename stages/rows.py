@@ -52,6 +52,8 @@ SCHEMAS: dict[str, dict[str, pl.DataType]] = {
         "response": pl.String,
         "sample": pl.Int32,
         "n_tokens": pl.Int32,
+        "truncated": pl.Boolean,  # stopped at responses.max_new_tokens, not at the end of the turn
+        "loops": pl.Boolean,  # repeats a span of itself (stages/text.py: loops)
         "model": pl.String,
         "seed": pl.Int64,
     },
@@ -86,6 +88,7 @@ SCHEMAS: dict[str, dict[str, pl.DataType]] = {
         "sample": pl.Int32,
         "text": pl.String,
         "n_tokens": pl.Int32,
+        "truncated": pl.Boolean,  # stopped at max_new_tokens (finish reason "length")
         "probs": pl.List(pl.Float64),
     },
 }

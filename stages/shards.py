@@ -54,10 +54,13 @@ def _run_shard(backend, task: Task, items: list[tuple[str, list[dict]]], seed: i
     texts = [backend.chat(messages, task.prefill) for _, messages in items]
     if task.n == 0:
         probs = backend.next_token_probs(texts, list(task.candidates), task.sampling.batch_size, desc)
-        return [{"item": i, "sample": 0, "text": "", "n_tokens": 0, "probs": p} for (i, _), p in zip(items, probs)]
+        return [
+            {"item": i, "sample": 0, "text": "", "n_tokens": 0, "truncated": False, "probs": p}
+            for (i, _), p in zip(items, probs)
+        ]
     outs = backend.generate(texts, n=task.n, sampling=task.sampling, seed=seed, desc=desc)
     return [
-        {"item": i, "sample": k, "text": c.text, "n_tokens": c.n_tokens, "probs": []}
+        {"item": i, "sample": k, "text": c.text, "n_tokens": c.n_tokens, "truncated": c.truncated, "probs": []}
         for (i, _), o in zip(items, outs)
         for k, c in enumerate(o)
     ]
@@ -226,7 +229,7 @@ class Work:
             self.truncated_prompts += meta["truncated_prompts"]
             for r in part.sort("item", "sample", maintain_order=True).iter_rows(named=True):
                 out.setdefault(r["item"], []).append(
-                    {"text": r["text"], "n_tokens": r["n_tokens"], "probs": r["probs"]}
+                    {"text": r["text"], "n_tokens": r["n_tokens"], "truncated": r["truncated"], "probs": r["probs"]}
                 )
         return out
 

@@ -1,8 +1,13 @@
-"""Near-duplicate text, defined once: the prompts@t filter, `srlm diff` novelty and the validation gate
-all call these, so "near-duplicate" means the same thing wherever it is counted.
+"""Text properties defined once, so they mean the same thing wherever they are counted.
 
-Similarity is the word-level LCS similarity (ROUGE-L-like, 0..1; Self-Instruct filters at 0.7) of the
-lowercased `\\w+` words of two texts, punctuation ignored.
+Near-duplicate (the prompts@t filter, `srlm diff` novelty, the validation gate): the word-level LCS
+similarity (ROUGE-L-like, 0..1; Self-Instruct filters at 0.7) of the lowercased `\\w+` words of two texts,
+punctuation ignored.
+
+Looping (responses@t, IFEval, the pair rules): a text loops when some run of LOOP_SPAN consecutive words
+occurs LOOP_TIMES times or more: the degenerate repetition of a model that writes the same sentence or
+list item again and again until the token cap. Natural prose, even a list with a shared lead-in, almost
+never repeats 8 words verbatim 3 times.
 """
 
 from __future__ import annotations
@@ -12,6 +17,8 @@ import re
 import numpy as np
 
 _WORD = re.compile(r"\w+")
+LOOP_SPAN = 8
+LOOP_TIMES = 3
 
 
 def words(text: str | None) -> list[str]:
@@ -46,3 +53,15 @@ def max_similarity(queries: list[str], choices: list[str], exclude_self: bool) -
     if exclude_self:
         np.fill_diagonal(m, -1.0)
     return m.max(axis=1).astype(np.float64)
+
+
+def loops(text: str | None, span: int = LOOP_SPAN, times: int = LOOP_TIMES) -> bool:
+    """Does some run of `span` consecutive words occur `times` times or more (overlaps allowed)?"""
+    w = words(text)
+    seen: dict[tuple[str, ...], int] = {}
+    for i in range(len(w) - span + 1):
+        gram = tuple(w[i : i + span])
+        seen[gram] = seen.get(gram, 0) + 1
+        if seen[gram] >= times:
+            return True
+    return False

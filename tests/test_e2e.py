@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from .conftest import ROOT
+from .conftest import ROOT, merged
 
 pytestmark = pytest.mark.slow
 
@@ -58,9 +58,7 @@ def repo(tmp_path_factory):
         if (ROOT / f).is_file() and f != "dvc.lock" and not f.startswith(("data/iter", "metrics/")):
             (dst / f).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / f, dst / f)
-    params = yaml.safe_load((dst / "params.yaml").read_text())
-    for section, values in TINY.items():
-        params[section].update(values)
+    params = merged(yaml.safe_load((dst / "params.yaml").read_text()), TINY)
     params["validate"]["allow_failure"] = True  # the gate's own thresholds are tested in test_validate.py
     (dst / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     env = {

@@ -14,6 +14,8 @@ def make(responses, grades):
                 "response": text,
                 "sample": 0,
                 "n_tokens": len(text),
+                "truncated": False,
+                "loops": False,
                 "model": "m",
                 "seed": 0,
             }

@@ -75,3 +75,14 @@ def test_read_errors_name_the_file(tmp_path):
 def test_empty_frames_keep_the_schema():
     df = rows.frame([], "preferences")
     assert df.is_empty() and df.schema == pl.Schema(rows.SCHEMAS["preferences"])
+
+
+def test_loops_flags_degenerate_repetition_only():
+    from stages.text import loops
+
+    sentence = "the cat sat on the mat and looked out of the window"
+    assert loops(" ".join([sentence] * 3))  # the same sentence three times: a loop
+    assert loops("1. Item one is here now. " + "2. Buy more milk from the corner shop today. " * 4)
+    assert not loops(" ".join([sentence] * 2))  # said twice is not a loop
+    assert not loops("Step 1: open the box. Step 2: take out the parts. Step 3: read the manual first.")
+    assert not loops("") and not loops(None)

@@ -69,6 +69,8 @@ def make_data(prompts=TOPICS, n_resp=4, grades=lambda i, j: [3 + (j % 2), 3 + (j
                     "response": resp,
                     "sample": j,
                     "n_tokens": 30,
+                    "truncated": False,
+                    "loops": False,
                     "model": "m",
                     "seed": 0,
                 }

@@ -150,6 +150,8 @@ def test_lineage_record_of_pairs(in_tmp):
                 "response": f"a{i}",
                 "sample": i,
                 "n_tokens": 2,
+                "truncated": False,
+                "loops": False,
                 "model": "m",
                 "seed": 1,
             }

@@ -84,10 +84,11 @@ class HFBackend:
             )
             new = gen[:, enc["input_ids"].shape[1] :].cpu()
             for row, ids in enumerate(new.tolist()):
-                if eos in ids:  # count up to and including the end-of-turn token
+                stopped = eos in ids
+                if stopped:  # count up to and including the end-of-turn token
                     ids = ids[: ids.index(eos) + 1]
                 text = self.tok.decode(ids, skip_special_tokens=True).strip()
-                out[idx[row // n]].append(Completion(text, len(ids)))
+                out[idx[row // n]].append(Completion(text, len(ids), truncated=not stopped))
         return out
 
     @torch.inference_mode()

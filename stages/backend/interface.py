@@ -18,6 +18,7 @@ from ..params import Sampling
 class Completion:
     text: str
     n_tokens: int
+    truncated: bool = False  # stopped at max_new_tokens, not at the end-of-turn token (finish reason "length")
 
 
 class Backend(Protocol):

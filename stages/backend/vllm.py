@@ -102,7 +102,13 @@ class VLLMBackend:
         # vLLM keeps the end-of-turn token in token_ids, as backend/hf.py counts it; decoding skips it
         ids = [list(c.token_ids) for o in outs for c in o.outputs]
         decoded = iter(self.tok.batch_decode(ids, skip_special_tokens=True))
-        return [[Completion(next(decoded).strip(), len(c.token_ids)) for c in o.outputs] for o in outs]
+        return [
+            [
+                Completion(next(decoded).strip(), len(c.token_ids), truncated=c.finish_reason == "length")
+                for c in o.outputs
+            ]
+            for o in outs
+        ]
 
     def next_token_probs(self, texts, candidates, batch_size, desc="score"):
         """`batch_size` is unused: vLLM schedules its own batches."""
