@@ -4,12 +4,16 @@ rank_agreement: pointwise judge scores vs human ranks (the paper's Table 4).
 ab_agreement:   comparative "which answer is better" judging, each pair shown in a seeded shuffled
                 order and again swapped, so position bias is measured rather than hidden.
 head_to_head:   model X vs model Y on the same prompts, judged in both orders.
+sliced:         any per-pair accuracy over all pairs and split by whether the human-preferred answer is the
+                shorter or the longer one, with 95% intervals: the view in which a length detector fails.
 """
 
 from __future__ import annotations
 
 import math
 from itertools import combinations
+
+from .stats import wilson_interval
 
 TIE = 0.5
 
@@ -70,6 +74,37 @@ def rank_agreement(groups: list[list[tuple[int, float | None]]]) -> dict:
     }
 
 
+def pair_outcomes(groups: list[list[tuple[int, float | None, int]]]) -> list[tuple[float, bool | None]]:
+    """Per human pair (answers of one prompt with different ranks): the judge's outcome (1, 0, or 0.5 for a tie
+    or a missing score) and whether the human-preferred answer is the longer one (None: equal lengths).
+    `groups`: per prompt, (human rank with 0 = best, judge score or None, answer length) for each answer."""
+    out = []
+    for answers in groups:
+        for a, b in combinations(answers, 2):
+            if a[0] == b[0]:
+                continue
+            better, worse = (a, b) if a[0] < b[0] else (b, a)
+            out.append((_outcome(better[1], worse[1]), None if better[2] == worse[2] else better[2] > worse[2]))
+    return out
+
+
+def sliced(outcomes: list[float], better_longer: list[bool | None]) -> dict:
+    """Accuracy over all pairs, and over the pairs whose human-preferred answer is the shorter or the longer
+    one (equal lengths are in neither slice), each with its 95% Wilson interval; a tie counts half. A judge
+    that reads length scores near 0 on the first slice and near 1 on the second."""
+
+    def acc(values: list[float]) -> dict:
+        n, k = len(values), sum(values)
+        lo, hi = wilson_interval(k, n)
+        return {"acc": _rate(k, n), "n": n, "ci95": [round(lo, 4), round(hi, 4)]}
+
+    return {
+        "all": acc(outcomes),
+        "shorter_preferred": acc([o for o, longer in zip(outcomes, better_longer) if longer is False]),
+        "longer_preferred": acc([o for o, longer in zip(outcomes, better_longer) if longer]),
+    }
+
+
 def _picks_first(p_first: float) -> float:
     return 1.0 if p_first > 0.5 else 0.0 if p_first < 0.5 else TIE
 
@@ -80,10 +115,7 @@ def ab_agreement(chosen_first: list[bool], p_first_shuffled: list[float], p_firs
     p_first_* = the judge's P(answer 1 is better) in that presentation.
     """
     n = len(chosen_first)
-    if not (n == len(p_first_shuffled) == len(p_first_swapped)):
-        raise ValueError("ab_agreement: inputs differ in length")
-    correct_shuf = [_picks_first(p) if cf else 1 - _picks_first(p) for cf, p in zip(chosen_first, p_first_shuffled)]
-    correct_swap = [1 - _picks_first(p) if cf else _picks_first(p) for cf, p in zip(chosen_first, p_first_swapped)]
+    correct_shuf, correct_swap = _ab_correct(chosen_first, p_first_shuffled, p_first_swapped)
     firsts = [_picks_first(p) for p in p_first_shuffled + p_first_swapped]
     consistent = sum(a == b and a != TIE for a, b in zip(correct_shuf, correct_swap))
     acc_shuf, acc_swap = _rate(sum(correct_shuf), n), _rate(sum(correct_swap), n)
@@ -95,6 +127,20 @@ def ab_agreement(chosen_first: list[bool], p_first_shuffled: list[float], p_firs
         "ab_first_rate": _rate(sum(firsts), 2 * n),  # 0.5 = no position bias
         "ab_consistency": _rate(consistent, n),  # same answer picked in both orders
     }
+
+
+def _ab_correct(chosen_first: list[bool], p_first_shuffled: list[float], p_first_swapped: list[float]):
+    if not (len(chosen_first) == len(p_first_shuffled) == len(p_first_swapped)):
+        raise ValueError("ab_agreement: inputs differ in length")
+    shuf = [_picks_first(p) if cf else 1 - _picks_first(p) for cf, p in zip(chosen_first, p_first_shuffled)]
+    swap = [1 - _picks_first(p) if cf else _picks_first(p) for cf, p in zip(chosen_first, p_first_swapped)]
+    return shuf, swap
+
+
+def ab_outcomes(chosen_first: list[bool], p_first_shuffled: list[float], p_first_swapped: list[float]) -> list[float]:
+    """Per pair, the comparative judge's accuracy averaged over the two orders (1, 0.5 or 0)."""
+    shuf, swap = _ab_correct(chosen_first, p_first_shuffled, p_first_swapped)
+    return [(a + b) / 2 for a, b in zip(shuf, swap)]
 
 
 def head_to_head(p_x_first: list[float], p_y_first: list[float]) -> dict:

@@ -85,6 +85,10 @@ def human_agreement(backend: Backend, groups: pl.DataFrame, p: P.Params, seed: i
     scores5 = [all(g["score"] is not None and round(g["score"]) == 5 for g in gs) for gs in grades]
     scored = groups.with_columns(pl.Series("score", scores, dtype=pl.Float64))
     by_group = [list(zip(g["rank"], g["score"])) for _, g in scored.group_by("group", maintain_order=True)]
+    with_length = [
+        list(zip(g["rank"], g["score"], g["response"].str.len_chars()))
+        for _, g in scored.group_by("group", maintain_order=True)
+    ]
     summary = score_summary(flat)
     out = {
         **agreement.rank_agreement(by_group),
@@ -96,7 +100,14 @@ def human_agreement(backend: Backend, groups: pl.DataFrame, p: P.Params, seed: i
         "score_hist": summary["score_hist"],
         "all5_rate": round(sum(scores5) / len(scores5), 4) if scores5 else None,
     }
-    return out | ab_test(backend, groups, seed, p.evaluate.compare_batch_size, f"{desc} A/B")
+    ab = ab_test(backend, groups, seed, p.evaluate.compare_batch_size, f"{desc} A/B")
+    pointwise = agreement.pair_outcomes(with_length)
+    out["length_slices"] = {  # the same pairs in the same order for all three
+        "pointwise": agreement.sliced([o for o, _ in pointwise], [lg for _, lg in pointwise]),
+        "ab": agreement.sliced(ab.pop("outcomes"), [lg for _, lg in pointwise]),
+        "longer_wins": agreement.sliced(ab.pop("longer_wins_outcomes"), [lg for _, lg in pointwise]),
+    }
+    return out | ab
 
 
 def ab_test(backend: Backend, groups: pl.DataFrame, seed: int, batch_size: int, desc: str) -> dict:
@@ -119,9 +130,13 @@ def ab_test(backend: Backend, groups: pl.DataFrame, seed: int, batch_size: int, 
         batch_size,
         desc,
     )
+    lengths = [(la, lb) for *_, la, lb in pairs]
     return {
         **agreement.ab_agreement(chosen_first, both[: len(pairs)], both[len(pairs) :]),
-        "longer_wins_accuracy": agreement.longer_wins_accuracy([(la, lb) for *_, la, lb in pairs]),
+        "longer_wins_accuracy": agreement.longer_wins_accuracy(lengths),
+        # per pair, for the length slices (popped by human_agreement)
+        "outcomes": agreement.ab_outcomes(chosen_first, both[: len(pairs)], both[len(pairs) :]),
+        "longer_wins_outcomes": [agreement.longer_wins_accuracy([pair]) for pair in lengths],
     }
 
 

@@ -76,3 +76,20 @@ def test_head_to_head_counts_inconsistent_orders_as_ties():
 def test_longer_wins_baseline():
     assert longer_wins_accuracy([(10, 5), (5, 10), (7, 7)]) == 0.5
     assert longer_wins_accuracy([]) is None
+
+
+def test_length_slices_split_pairs_by_the_longer_answer_being_preferred():
+    from stages.agreement import pair_outcomes, sliced
+
+    # one prompt, ranks 0 < 1 < 2: the best answer is the shortest, the worst the longest
+    groups = [[(0, 5.0, 10), (1, 3.0, 50), (2, 1.0, 90)], [(0, 2.0, 80), (1, 4.0, 20)]]
+    outcomes = pair_outcomes(groups)
+    assert outcomes == [(1.0, False), (1.0, False), (1.0, False), (0.0, True)]
+    s = sliced([o for o, _ in outcomes], [lg for _, lg in outcomes])
+    assert s["all"]["acc"] == 0.75 and s["all"]["n"] == 4
+    assert s["shorter_preferred"] == {"acc": 1.0, "n": 3, "ci95": [0.4385, 1.0]}  # Wilson, k = n = 3
+    assert s["longer_preferred"]["acc"] == 0.0 and s["longer_preferred"]["n"] == 1
+    # a length detector fails exactly the slice where humans preferred the shorter answer
+    longer = [1.0 if lg else 0.0 for _, lg in outcomes]
+    assert sliced(longer, [lg for _, lg in outcomes])["shorter_preferred"]["acc"] == 0.0
+    assert sliced([], [])["all"] == {"acc": None, "n": 0, "ci95": [0.0, 1.0]}

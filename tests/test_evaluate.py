@@ -51,6 +51,10 @@ def test_every_pair_is_judged_in_both_orders(tmp_path):
     assert m["pairwise_accuracy"] == 1.0 and m["spearman"] == 1.0 and m["five_best"] == 1.0 and m["parse_rate"] == 1.0
     assert m["ab_accuracy"] == 1.0 and m["ab_first_rate"] == 0.5 and m["ab_consistency"] == 1.0
     assert len(judge.compared) == 12
+    sl = m["length_slices"]
+    assert sl["pointwise"]["all"]["acc"] == sl["ab"]["all"]["acc"] == 1.0 and sl["ab"]["all"]["n"] == 6
+    assert sl["longer_wins"]["all"]["acc"] == 0.5  # equal lengths: the baseline ties, and no pair is in a slice
+    assert sl["pointwise"]["shorter_preferred"]["n"] == sl["pointwise"]["longer_preferred"]["n"] == 0
     shuffled, swapped = judge.compared[:6], judge.compared[6:]
     # the swap shows each pair the other way round; the seeded shuffle put the better answer first in some but not all
     assert [not a for a, _ in shuffled] == [a for a, _ in swapped]
