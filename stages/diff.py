@@ -32,7 +32,7 @@ from pathlib import Path
 import polars as pl
 
 from . import lineage, rows
-from .errors import SrlmError
+from .errors import SrlmError, brief
 from .rows import KINDS
 from .text import near_duplicate, words
 
@@ -72,7 +72,7 @@ def load(side: Side, kind: str, repo: str | None = None) -> pl.DataFrame:
         with dvc.api.open(path, repo=repo, rev=side.rev, mode="rb") as f:
             data = f.read()
     except Exception as e:  # unknown revision, path not tracked there, object missing from cache and remote
-        raise SrlmError(f"error: {side.spec}: cannot read {path} at revision {side.rev!r}: {e}") from None
+        raise SrlmError(f"error: {side.spec}: cannot read {path} at revision {side.rev!r}: {brief(e)}") from None
     return rows.conform(pl.read_parquet(io.BytesIO(data)), kind, f"{path} at {side.rev}")
 
 

@@ -4,12 +4,18 @@ Library code raises `SrlmError("error: ...")` (or a subclass) with the whole mes
 read; it never exits. Every stage's and command's `main` is wrapped in `@entry`, which prints that
 message as the process's one line on stderr and exits with `exit_code` (1, or 130 for an interrupt):
 no traceback for bad input, and callers in the same process (tests, benchmarks) can still catch it.
+
+`@entry` also ends what library code started for the run with `on_finish` (rows.all_or_none: a stage's
+outputs appear together only when main returns; stages/shards.py: committed shards are dropped only then).
 """
 
 from __future__ import annotations
 
 import functools
 import sys
+from typing import Callable
+
+_finish: list[Callable[[bool], None]] | None = None  # callbacks of the running @entry main, in order
 
 
 class SrlmError(Exception):
@@ -24,17 +30,58 @@ class Interrupted(SrlmError):
     exit_code = 130
 
 
+def brief(e: BaseException) -> str:
+    """Another library's exception as one line: its type and the first line of its message (polars and
+    transformers add paragraphs of context that would break the one-line error)."""
+    first = next((line.strip() for line in str(e).splitlines() if line.strip()), "")
+    return f"{type(e).__name__}: {first}" if first else type(e).__name__
+
+
+def running() -> bool:
+    """True inside an @entry main (so `on_finish` callbacks will run)."""
+    return _finish is not None
+
+
+def on_finish(callback: Callable[[bool], None]) -> None:
+    """Run `callback(ok)` when the running @entry main ends: ok is True when it returned and every earlier
+    callback succeeded, False when it raised (an earlier callback that raises turns the later ones to False)."""
+    if _finish is None:
+        raise RuntimeError("on_finish needs a main decorated with @entry")
+    _finish.append(callback)
+
+
+def _settle(callbacks: list[Callable[[bool], None]], ok: bool) -> None:
+    failure = None
+    for cb in callbacks:
+        try:
+            cb(ok and failure is None)
+        except BaseException as e:  # the rest still run (with ok=False), so nothing is left half done
+            failure = failure or e
+    if failure is not None:
+        raise failure
+
+
 def entry(main):
     """Decorate a `main(argv=None)`: an SrlmError ends the process with its message and exit code."""
 
     @functools.wraps(main)
     def run(argv: list[str] | None = None):
+        global _finish
+        outer, _finish = _finish, []
         try:
-            return main(argv)
+            try:
+                result = main(argv)
+            except BaseException:
+                _settle(_finish, False)
+                raise
+            _settle(_finish, True)
+            return result
         except SrlmError as e:
             if e.exit_code == 1:
                 raise SystemExit(str(e)) from None  # the interpreter prints it to stderr and exits 1
             print(e, file=sys.stderr)
             raise SystemExit(e.exit_code) from None
+        finally:
+            _finish = outer
 
     return run

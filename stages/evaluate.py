@@ -196,6 +196,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--params", default="params.yaml")
     args = ap.parse_args(argv)
     p = P.load(args.params)
+    rows.all_or_none(args.heldout, args.out, args.plots)
     cfg, t0, desc = p.evaluate, time.time(), f"evaluate@{args.iteration}"
     seed = rows.derive_seed(p.seed, "evaluate", args.iteration)
     groups, prompts = load_groups(cfg), load_prompts(cfg)

@@ -112,13 +112,14 @@ def record(
 
     dataset = Path(dataset)
     used = params_subset(params, sections)
+    written = rows.current(dataset)  # its temporary name until the stage's outputs are renamed in together
     return {
         "format": FORMAT,
         "dataset": {
             "path": dataset.as_posix(),
             "kind": kind,
-            "md5": md5(dataset),
-            "rows": pl.scan_parquet(dataset).select(pl.len()).collect().item(),
+            "md5": md5(written),
+            "rows": pl.scan_parquet(written).select(pl.len()).collect().item(),
         },
         "stage": stage,
         "inputs": {name: {"path": Path(p).as_posix(), "md5": md5(p)} for name, p in inputs.items()},

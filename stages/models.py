@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .errors import SrlmError
+from .errors import SrlmError, brief
 from .rows import atomic_dir
 
 
@@ -26,6 +26,20 @@ def load_tokenizer(path: str | Path, trust_remote_code: bool = False):
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     return tok
+
+
+def load_model(path: str | Path, trust_remote_code: bool = False, **kwargs):
+    """(tokenizer, model) of a model folder for training; a corrupt folder (a truncated model.safetensors, a
+    broken config) is one error naming it, as the generation backends report it."""
+    check_model_dir(path)
+    from transformers import AutoModelForCausalLM
+
+    try:
+        tok = load_tokenizer(path, trust_remote_code)
+        model = AutoModelForCausalLM.from_pretrained(str(path), trust_remote_code=trust_remote_code, **kwargs)
+    except Exception as e:  # transformers, safetensors and tokenizers raise many types for a damaged file
+        raise SrlmError(f"error: could not load the model in {path}: {brief(e)}") from None
+    return tok, model
 
 
 def save_model(model, tokenizer, out: Path) -> None:

@@ -16,9 +16,7 @@ tie/parse rates); `dvc plots show` renders the workspace, `dvc plots diff main` 
 from __future__ import annotations
 
 import argparse
-import os
 import re
-import tempfile
 from pathlib import Path
 
 import polars as pl
@@ -57,14 +55,6 @@ def tables(metrics: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
     return pl.DataFrame(hist, schema=hist_schema), pl.DataFrame(per_iter, schema=iter_schema)
 
 
-def write_csv(df: pl.DataFrame, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    df.write_csv(tmp)
-    os.replace(tmp, path)
-
-
 @entry
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -72,8 +62,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", type=Path, default=Path("plots"))
     args = ap.parse_args(argv)
     hist, per_iter = tables(args.metrics)
-    write_csv(hist, args.out / "scores.csv")
-    write_csv(per_iter, args.out / "iterations.csv")
+    rows.all_or_none(args.out / "scores.csv", args.out / "iterations.csv")
+    rows.write_text(hist.write_csv(), args.out / "scores.csv")
+    rows.write_text(per_iter.write_csv(), args.out / "iterations.csv")
     print(f"plots: {len(per_iter)} iterations -> {args.out}/scores.csv, {args.out}/iterations.csv")
 
 

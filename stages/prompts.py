@@ -60,6 +60,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--workers", type=int, help="processes sharing the shards (default: shards.workers)")
     args = ap.parse_args(argv)
     p = P.load(args.params)
+    rows.all_or_none(args.out, lineage.path_for(args.out), args.metrics)
     cfg = p.prompts
     pool = rows.read(args.pool, "ift")
     if len(pool) < cfg.fewshot:

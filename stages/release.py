@@ -25,7 +25,7 @@ from pathlib import Path
 
 from . import params as P
 from . import rows
-from .errors import SrlmError
+from .errors import SrlmError, brief
 from .lineage import ITERATION_STAGES, lock_stages
 
 KEEP_REMOTE = (".gitattributes",)
@@ -249,7 +249,7 @@ def upload(
     except Exception as e:
         raise ReleaseError(
             f"release: commit {info.oid[:10]} is on {repo_id} but tagging it {tag} failed "
-            f"({type(e).__name__}: {e}); rerun the same command to tag it (no new commit is made)"
+            f"({brief(e)}); rerun the same command to tag it (no new commit is made)"
         ) from None
     return {"url": str(url), "commit": info.oid, "new_commit": info.oid != head.sha, "tagged": True}
 
@@ -291,7 +291,7 @@ def release(
         except ReleaseError as e:
             raise ReleaseError(scrub(str(e), token)) from None
         except Exception as e:  # the client's own errors: keep type and text, never the token
-            raise ReleaseError(scrub(f"release: upload to {repo_id} failed: {type(e).__name__}: {e}", token)) from None
+            raise ReleaseError(scrub(f"release: upload to {repo_id} failed: {brief(e)}", token)) from None
         return result
     finally:
         if dry_run is None:

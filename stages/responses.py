@@ -33,6 +33,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--workers", type=int, help="processes sharing the shards (default: shards.workers)")
     args = ap.parse_args(argv)
     p = P.load(args.params)
+    rows.all_or_none(args.out, lineage.path_for(args.out), args.metrics)
     cfg = p.responses
     prompts = rows.read(args.prompts, "prompts")
     seed = rows.derive_seed(p.seed, "responses", args.iteration)

@@ -9,15 +9,18 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
+import io
 import json
+import math
 import os
+import secrets
 import shutil
-import tempfile
 from pathlib import Path
 
 import polars as pl
 
-from .errors import SrlmError
+from . import errors
+from .errors import SrlmError, brief
 
 # the datasets one iteration makes, in pipeline order (data/iter<t>/<kind>.parquet)
 KINDS = ("prompts", "responses", "judgments", "preferences")
@@ -107,7 +110,9 @@ class WriteError(SrlmError):
 
 
 def _write_failed(path: Path, e: OSError) -> WriteError:
-    hint = " (disk full)" if e.errno == errno.ENOSPC else ""
+    if e.errno in (errno.EEXIST, errno.ENOTDIR) and not path.parent.is_dir():  # from mkdir of the folder
+        return WriteError(f"error: could not write {path}: {path.parent} is not a folder (a file is in the way)")
+    hint = " (disk full)" if e.errno in (errno.ENOSPC, errno.EDQUOT) else ""
     return WriteError(f"error: could not write {path}: {e.strerror or e}{hint}")
 
 
@@ -133,7 +138,7 @@ def conform(df: pl.DataFrame, kind: str, where: str = "") -> pl.DataFrame:
     try:
         return df.select([pl.col(c).cast(t, strict=True) for c, t in schema.items()])
     except (pl.exceptions.InvalidOperationError, pl.exceptions.ComputeError) as e:
-        raise SchemaError(f"{kind}{where}: a column has the wrong type: {e}") from None
+        raise SchemaError(f"{kind}{where}: a column has the wrong type: {brief(e)}") from None
 
 
 def empty(kind: str) -> pl.DataFrame:
@@ -144,23 +149,40 @@ def frame(rows: list[dict], kind: str) -> pl.DataFrame:
     return conform(pl.DataFrame(rows, schema=SCHEMAS[kind]) if rows else empty(kind), kind)
 
 
+def _write_bytes(data: bytes, path: Path) -> None:
+    """Write `data` to a new `.<name>.<random>.tmp` beside `path`, then rename it into place (or hand it to
+    all_or_none). OSError on failure, and no file is left. The file gets 0666 less the umask, as any file
+    `open()` makes (mkstemp would give 0600)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            f = open(tmp, "xb")
+            break
+        except FileExistsError:
+            continue
+    try:
+        with f:
+            f.write(data)
+        _place(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def write(df: pl.DataFrame, path: str | Path, kind: str) -> pl.DataFrame:
     """Conform and write atomically: a crash never leaves a partial file at `path`."""
     df = conform(df, kind)
     path = Path(path)
-    tmp = None
+    # serialised in memory, then written by Python: a full disk or a read-only folder is a plain OSError
+    # (polars' own writer reports it as a ComputeError, e.g. "Invalid thrift: transport error").
+    # Statistics off and one row group: the bytes depend only on the rows.
+    buf = io.BytesIO()
+    df.write_parquet(buf, compression="zstd", statistics=False, row_group_size=max(len(df), 1))
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        os.close(fd)
-        # statistics off and one row group: bytes depend only on the rows
-        df.write_parquet(tmp, compression="zstd", statistics=False, row_group_size=max(len(df), 1))
-        os.replace(tmp, path)
+        _write_bytes(buf.getvalue(), path)
     except OSError as e:
         raise _write_failed(path, e) from None
-    finally:
-        if tmp and os.path.exists(tmp):
-            os.unlink(tmp)
     return df
 
 
@@ -171,34 +193,42 @@ def read(path: str | Path, kind: str) -> pl.DataFrame:
     try:
         df = pl.read_parquet(path)
     except Exception as e:  # polars raises several types for a corrupt file
-        raise SchemaError(f"{kind}: {path} is not a readable parquet file: {e}") from None
+        raise SchemaError(f"{kind}: {path} is not a readable parquet file: {brief(e)}") from None
     return conform(df, kind, str(path))
 
 
 def write_text(text: str, path: str | Path) -> None:
     """Atomic text write (metrics, reports)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
     try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
+        _write_bytes(text.encode("utf-8"), path)
     except OSError as e:
         raise _write_failed(path, e) from None
-    finally:
-        tmp.unlink(missing_ok=True)
+
+
+def _finite(obj):
+    """NaN and infinities as null: JSON has no such numbers (json.dumps would write `NaN`, which no JSON
+    parser outside Python reads)."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
 
 
 def write_json(obj: dict, path: str | Path) -> None:
-    """Atomic JSON write (metrics, reports)."""
-    write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n", path)
+    """Atomic JSON write (metrics, reports, lineage); a non-finite number is written as null."""
+    write_text(json.dumps(_finite(obj), indent=2, sort_keys=True, allow_nan=False) + "\n", path)
 
 
 def read_json(
     path: str | Path, rev: str | None = None, repo: str | None = None, missing_ok: bool = True
 ) -> dict | None:
-    """A small JSON file (metrics, lineage, validation verdict) in the workspace, or at a git revision through
-    DVC; None when absent (unless missing_ok is false); invalid JSON is an error naming the file."""
+    """A small JSON object (metrics, lineage, validation verdict) in the workspace, or at a git revision through
+    DVC; None when absent (unless missing_ok is false); invalid JSON or another value than an object is an
+    error naming the file."""
     try:
         if rev is None:
             text = (Path(repo or ".") / path).read_text(encoding="utf-8")
@@ -217,9 +247,111 @@ def read_json(
     except UnicodeDecodeError:
         raise SrlmError(f"error: {path}: not UTF-8 text") from None
     try:
-        return json.loads(text)
+        obj = json.loads(text)
     except json.JSONDecodeError as e:
         raise SrlmError(f"error: {path}: not valid JSON ({e})") from None
+    if not isinstance(obj, dict):  # every JSON file srlm reads is an object; `[]` must not end in a traceback
+        raise SrlmError(f"error: {path}: expected a JSON object ({{...}}), got {type(obj).__name__}")
+    return obj
+
+
+def _new_dir_beside(path: Path) -> Path:
+    """A new empty folder `.<name>.<random>` beside `path`, 0777 less the umask (mkdtemp would give 0700)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
+        try:
+            tmp.mkdir()
+            return tmp
+        except FileExistsError:
+            continue
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def _swap(tmp: Path, out: Path) -> None:
+    """Rename `tmp` to `out`; a folder already at `out` is moved aside first and deleted only once the new
+    one is in place, so a failed swap leaves the old folder whole."""
+    if not tmp.is_dir() or not out.exists():
+        os.replace(tmp, out)
+        return
+    old = out.with_name(f".{out.name}.{secrets.token_hex(4)}.old")
+    os.rename(out, old)
+    try:
+        os.rename(tmp, out)
+    except OSError:
+        os.rename(old, out)
+        raise
+    _remove(old)
+
+
+class _Outputs:
+    """A stage's outputs, written to temporary names and renamed into place together (all_or_none)."""
+
+    def __init__(self, paths: list[Path]):
+        self.held: dict[Path, Path | None] = {p: None for p in paths}  # absolute target -> its temporary
+
+    def hold(self, tmp: Path, target: Path) -> None:
+        old = self.held[target]
+        if old is not None:  # written twice: the last one counts
+            _remove(old)
+        self.held[target] = tmp
+
+    def settle(self, ok: bool) -> None:
+        _open.remove(self)
+        pending = [(tmp, target) for target, tmp in self.held.items() if tmp is not None]
+        done = 0
+        try:
+            for tmp, target in pending if ok else []:
+                try:
+                    _swap(tmp, target)
+                except OSError as e:
+                    raise _write_failed(target, e) from None
+                done += 1
+        finally:
+            for tmp, _ in pending[done:]:
+                _remove(tmp)
+
+
+_open: list[_Outputs] = []  # all_or_none sets of the running stage mains
+
+
+def all_or_none(*paths: str | Path | None) -> None:
+    """Make the running stage's outputs appear together: from now on `write`, `write_json`, `write_text` and
+    `atomic_dir` to any of `paths` (None is skipped) write a temporary file beside it, and all of them are
+    renamed into place only when the stage's @entry main returns. If it raises, they are deleted, and the
+    previous files (if any) are left as they were: never a new ift.parquet beside an old or missing
+    eft.parquet. (The renames themselves are one system call each, not one for all.)"""
+    batch = _Outputs([Path(p).absolute() for p in paths if p is not None])
+    errors.on_finish(batch.settle)
+    _open.append(batch)
+
+
+def _batch(path: Path) -> _Outputs | None:
+    target = path.absolute()
+    return next((b for b in _open if target in b.held), None)
+
+
+def _place(tmp: Path, path: Path) -> None:
+    """Put a finished temporary at `path` now, or hand it to the all_or_none set that holds `path`."""
+    batch = _batch(path)
+    if batch is None:
+        _swap(tmp, path)
+    else:
+        batch.hold(tmp, path.absolute())
+
+
+def current(path: str | Path) -> Path:
+    """Where the bytes of `path` are right now: its temporary while all_or_none holds it back (the lineage
+    record hashes a dataset before it is renamed into place), else `path`."""
+    batch = _batch(Path(path))
+    tmp = batch.held[Path(path).absolute()] if batch else None
+    return tmp if tmp is not None else Path(path)
 
 
 @contextlib.contextmanager
@@ -229,14 +361,12 @@ def atomic_dir(out: str | Path):
     out = Path(out)
     tmp = None
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
+        tmp = _new_dir_beside(out)
         yield tmp
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
+        _place(tmp, out)
+        tmp = None
     except OSError as e:
         raise _write_failed(out, e) from None
     finally:
         if tmp is not None:
-            shutil.rmtree(tmp, ignore_errors=True)
+            _remove(tmp)

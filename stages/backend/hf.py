@@ -8,7 +8,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import AutoModelForCausalLM
 
-from ..errors import SrlmError
+from ..errors import SrlmError, brief
 from ..models import load_tokenizer
 from ..params import Backend as BackendParams
 from ..params import Sampling
@@ -32,7 +32,7 @@ class HFBackend:
                 str(model_path), dtype=torch_dtype(cfg.dtype, self.device), trust_remote_code=cfg.trust_remote_code
             ).to(self.device)
         except Exception as e:  # a corrupt config, tokenizer or weights file: transformers raises many types
-            raise SrlmError(f"error: could not load the model in {model_path}: {type(e).__name__}: {e}") from None
+            raise SrlmError(f"error: could not load the model in {model_path}: {brief(e)}") from None
         self.tok.padding_side = "left"  # generation continues from the right edge
         self.truncated_prompts = 0
         self.model.eval()
