@@ -8,6 +8,7 @@ out-of-range values are errors that name the key.
 from __future__ import annotations
 
 import sys
+import typing
 from pathlib import Path
 from typing import Literal
 
@@ -17,8 +18,25 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from .errors import SrlmError
 
 
+def _numeric(annotation) -> bool:
+    """Is a field's type int or float (or one of them or None), not bool?"""
+    types = typing.get_args(annotation) or (annotation,)
+    return bool({int, float} & set(types)) and bool not in types
+
+
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # No NaN or infinity anywhere: `temperature: .inf` is not a temperature, and JSON (the lineage record,
+    # metrics) cannot hold one. Numbers written as strings stay allowed: YAML reads `1e-4` as the string
+    # "1e-4" (it wants `1.0e-4`), and pydantic turns it into 0.0001.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_numbers(cls, value, info):
+        # pydantic takes true as 1 for an int or a float; `judge.k: true` is a mistake, not K=1
+        if isinstance(value, bool) and _numeric(cls.model_fields[info.field_name].annotation):
+            raise ValueError("must be a number, not true/false")
+        return value
 
 
 class Backend(Strict):
@@ -263,17 +281,33 @@ def load(path: str | Path = "params.yaml") -> Params:
         raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except FileNotFoundError:
         raise ParamsError(f"error: {path} not found (run from the repo root)") from None
+    except IsADirectoryError:
+        raise ParamsError(f"error: {path} is a folder, not a params file") from None
+    except OSError as e:
+        raise ParamsError(f"error: could not read {path}: {e.strerror or e}") from None
+    except UnicodeDecodeError as e:
+        line = path.read_bytes()[: e.start].count(b"\n") + 1
+        raise ParamsError(f"error: {path}:{line}: not UTF-8 text") from None
     except yaml.YAMLError as e:
-        raise ParamsError(f"error: {path} is not valid YAML: {e}") from None
+        raise ParamsError(f"error: {path} is not valid YAML: {' '.join(str(e).split())}") from None
+    if not isinstance(raw, dict):
+        raise ParamsError(
+            f"error: {path} must be a mapping of sections (seed, backend, ...), got {type(raw).__name__}"
+        )
     try:
         return Params.model_validate(raw)
     except ValidationError as e:
-        lines = [f"error: {path} is invalid:"]
+        lines = []
         for err in e.errors():
-            key = ".".join(str(p) for p in err["loc"]) or "<root>"
+            key = ".".join(str(p) for p in err["loc"])
+            msg = err["msg"].removeprefix("Value error, ")
+            if key and not msg.startswith(f"{key.split('.')[0]}."):  # our own checks name their keys
+                msg = f"{key}: {msg}"
             got = err.get("input")  # a whole section or file is no help on one line
-            lines.append(f"  {key}: {err['msg']}" + ("" if isinstance(got, (dict, list)) else f" (got {got!r})"))
-        raise ParamsError("\n".join(lines)) from None
+            lines.append(msg + ("" if isinstance(got, (dict, list)) else f" (got {got!r})"))
+        if len(lines) == 1:  # the usual case: one line naming the key
+            raise ParamsError(f"error: {path} is invalid: {lines[0]}") from None
+        raise ParamsError("\n  ".join([f"error: {path} is invalid ({len(lines)} keys):", *lines])) from None
 
 
 def dump(p: Params) -> str:
