@@ -18,7 +18,7 @@ from pathlib import Path
 from . import params as P
 from . import rows
 from .errors import SrlmError, entry
-from .models import check_model_dir, load_tokenizer, save_model
+from .models import check_model_dir, load_model, save_model
 from .training import is_main_process, lora_config, loss_summary, relaunch, trainer_args
 
 
@@ -34,10 +34,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--params", default="params.yaml")
     args = ap.parse_args(argv)
     p = P.load(args.params)
+    rows.all_or_none(args.out, args.metrics)
     check_model_dir(args.model)
     verdict = rows.read_json(args.validation)
     if verdict is None:
         raise SrlmError(f"error: {args.validation} is missing: run validate@{args.iteration} first")
+    if not isinstance(verdict, dict) or not isinstance(verdict.get("passed"), bool):
+        raise SrlmError(f"error: {args.validation} is not a validate@{args.iteration} result (no passed: true/false)")
     if not (verdict.get("passed") or verdict.get("overridden")):
         raise SrlmError(f"error: validation of iteration {args.iteration} failed; not training")
     prefs = rows.read(args.preferences, "preferences")
@@ -47,12 +50,10 @@ def main(argv: list[str] | None = None) -> None:
         return
 
     from datasets import Dataset
-    from transformers import AutoModelForCausalLM
     from trl import DPOConfig, DPOTrainer
 
     t0 = time.time()
-    tok = load_tokenizer(args.model, p.backend.trust_remote_code)
-    model = AutoModelForCausalLM.from_pretrained(str(args.model), trust_remote_code=p.backend.trust_remote_code)
+    tok, model = load_model(args.model, p.backend.trust_remote_code)
     data = Dataset.from_list(prefs.select("prompt", "chosen", "rejected").to_dicts())
     with tempfile.TemporaryDirectory() as work:
         trainer = DPOTrainer(

@@ -25,7 +25,7 @@ import polars as pl
 from . import lineage, rows
 from . import params as P
 from .errors import entry
-from .scoring import response_scores
+from .scoring import check_judged, response_scores
 
 
 def select_pairs(
@@ -103,9 +103,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--params", default="params.yaml")
     args = ap.parse_args(argv)
     p = P.load(args.params)
+    rows.all_or_none(args.out, lineage.path_for(args.out), args.metrics)
+    responses, judgments = rows.read(args.responses, "responses"), rows.read(args.judgments, "judgments")
+    check_judged(responses, judgments, args.responses, args.judgments)
     prefs, counts = select_pairs(
-        rows.read(args.responses, "responses"),
-        rows.read(args.judgments, "judgments"),
+        responses,
+        judgments,
         p.pairs.min_margin,
         args.iteration,
         p.pairs.length_penalty,

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import polars as pl
 
 from . import params as P
+from .errors import SrlmError
 
 if TYPE_CHECKING:  # pairs scores without an engine: no backend import at run time
     from .backend import Backend
@@ -74,3 +75,18 @@ def response_scores(judgments: pl.DataFrame) -> pl.DataFrame:
     return judgments.group_by("response_id").agg(
         pl.col("score").mean().alias("score"), pl.col("score").count().alias("parsed")
     )
+
+
+def check_judged(responses: pl.DataFrame, judgments: pl.DataFrame, responses_path, judgments_path) -> None:
+    """pairs' inputs must come from one run: responses to pair, and judgments of exactly those responses
+    (judgments of other responses would silently give 0 pairs)."""
+    if responses.is_empty():
+        raise SrlmError(f"error: {responses_path} has no responses to pair")
+    if judgments.is_empty():
+        raise SrlmError(f"error: {judgments_path} has no judgments; run judge on {responses_path}")
+    unknown = judgments.filter(~pl.col("response_id").is_in(responses["id"].implode()))
+    if len(unknown):
+        raise SrlmError(
+            f"error: {len(unknown)} of {len(judgments)} judgments in {judgments_path} grade no response in "
+            f"{responses_path}; were they judged from another responses file? rerun judge on it"
+        )

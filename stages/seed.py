@@ -22,34 +22,46 @@ import polars as pl
 
 from . import params as P
 from . import rows
-from .errors import entry
+from .errors import brief, entry
 from .prompting import judgment_text
 from .sources import SourceError, convert, load_source
 
 
-def build(sources: list[P.Source], kind: str) -> pl.DataFrame:
-    parts = []
+def build(sources: list[P.Source], kind: str, counts: dict | None = None) -> pl.DataFrame:
+    """The rows of `sources` as one `kind` (ift/eft) frame. Rows with a blank instruction or response are
+    dropped and so are repeated rows; `counts`, if given, gets how many of each ({"blank", "duplicates"})."""
+    parts, blank = [], 0
     for src in sources:
         df = load_source(src)
         if df is None:
             continue
         if df.is_empty():
             raise SourceError(f"error: seed source {src.path} is empty")
-        df = convert(df, src, kind)
+        try:
+            df = convert(df, src, kind)
+        except pl.exceptions.PolarsError as e:  # a value of the wrong type in a format without its own check
+            raise SourceError(f"error: {src.path} ({src.format}): {brief(e)}") from None
         nested = [c for c in ("instruction", "response") if df.schema[c].is_nested()]
         if nested:  # polars would happily turn a list or an object into its text
             raise SourceError(
                 f"error: {src.path}: columns instruction and response must be text "
                 f"(got {df.schema['instruction']}, {df.schema['response']})"
             )
+        n = len(df)
         df = df.filter(
             pl.col("instruction").str.strip_chars().str.len_chars() > 0,
             pl.col("response").str.strip_chars().str.len_chars() > 0,
         )
+        if df.is_empty():
+            why = f"all {n} rows have a blank instruction or response" if n else f"it gives no {kind.upper()} rows"
+            raise SourceError(f"error: seed source {src.path} ({src.format}): {why}")
+        blank += n - len(df)
         if src.limit:
             df = df.head(src.limit)
         parts.append(df.with_columns(pl.lit(src.path).alias("source")))
     if not parts:
+        if counts is not None:
+            counts.update(blank=0, duplicates=0)
         return rows.empty(kind)
     df = pl.concat(parts, how="diagonal_relaxed")
     if kind == "ift":
@@ -68,7 +80,10 @@ def build(sources: list[P.Source], kind: str) -> pl.DataFrame:
             .alias("id"),
             pl.col("score").map_elements(judgment_text, return_dtype=pl.String).alias("judgment"),
         )
-    return rows.conform(df.unique("id", keep="first", maintain_order=True), kind)
+    unique = df.unique("id", keep="first", maintain_order=True)
+    if counts is not None:
+        counts.update(blank=blank, duplicates=len(df) - len(unique))
+    return rows.conform(unique, kind)
 
 
 @entry
@@ -80,20 +95,31 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--params", default="params.yaml")
     args = ap.parse_args(argv)
     p = P.load(args.params)
-    ift = build(p.seed_data.ift, "ift")
+    rows.all_or_none(args.ift, args.eft, args.metrics)  # never a new ift.parquet beside an old or no eft.parquet
+    ift_counts, eft_counts = {}, {}
+    ift = build(p.seed_data.ift, "ift", ift_counts)
     if ift.is_empty():
         raise SourceError("error: seed_data.ift produced no rows")
-    eft = build(p.seed_data.eft, "eft")
+    eft = build(p.seed_data.eft, "eft", eft_counts)
     if p.seed_data.eft_max and len(eft) > p.seed_data.eft_max:
         keep = sorted(random.Random(p.seed).sample(range(len(eft)), p.seed_data.eft_max))
         eft = eft[keep]
     rows.write(ift, args.ift, "ift")
     rows.write(eft, args.eft, "eft")
     hist = {str(s): int(c) for s, c in eft.group_by("score").len().sort("score").iter_rows()}
-    metrics = {"ift_rows": len(ift), "eft_rows": len(eft), "eft_score_hist": hist}
+    metrics = {
+        "ift_rows": len(ift),
+        "eft_rows": len(eft),
+        "eft_score_hist": hist,
+        **{f"{k}_{c}": n for k, counts in (("ift", ift_counts), ("eft", eft_counts)) for c, n in counts.items()},
+    }
     if args.metrics:
         rows.write_json(metrics, args.metrics)
-    print(f"seed: {len(ift)} IFT rows, {len(eft)} EFT rows (scores {hist})")
+    print(
+        f"seed: {len(ift)} IFT rows, {len(eft)} EFT rows (scores {hist}; dropped: blank "
+        f"{metrics['ift_blank']} IFT / {metrics['eft_blank']} EFT, duplicates {metrics['ift_duplicates']} IFT / "
+        f"{metrics['eft_duplicates']} EFT)"
+    )
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from pathlib import Path
 from . import params as P
 from . import rows
 from .errors import entry
-from .models import check_model_dir, load_tokenizer, save_model
+from .models import check_model_dir, load_model, save_model
 from .prompting import COMPARE_PREFILL, compare_messages, judge_messages
 from .training import is_main_process, lora_config, loss_summary, relaunch, trainer_args
 
@@ -81,18 +81,17 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--params", default="params.yaml")
     args = ap.parse_args(argv)
     p = P.load(args.params)
+    rows.all_or_none(args.out, args.metrics)
     check_model_dir(args.base)
     ift, eft = rows.read(args.ift, "ift"), rows.read(args.eft, "eft")
     if relaunch(p.sft, "stages.sft", argv):  # sft.num_processes > 1: the same stage, one process per device
         return
 
     from datasets import Dataset
-    from transformers import AutoModelForCausalLM
     from trl import SFTConfig, SFTTrainer
 
     t0 = time.time()
-    tok = load_tokenizer(args.base, p.backend.trust_remote_code)
-    model = AutoModelForCausalLM.from_pretrained(str(args.base), trust_remote_code=p.backend.trust_remote_code)
+    tok, model = load_model(args.base, p.backend.trust_remote_code)
     data = Dataset.from_list(sft_examples(ift, eft, p.sft.max_length, p.sft.compare_pairs, p.seed)).shuffle(
         seed=p.seed
     )

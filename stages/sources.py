@@ -18,20 +18,32 @@ from pathlib import Path
 import polars as pl
 
 from . import params as P
-from .errors import SrlmError
+from .errors import SrlmError, brief
 
 
 class SourceError(SrlmError):
     """A seed or evaluation source that cannot be read as its format says."""
 
 
+LINE = "_srlm_line"  # the JSONL line of each row (read_jsonl), so a bad value can be named by file and line
+
+
 def _shape(value: object) -> str | None:
+    """What a JSON value is, in the words of an error; None for null. Numbers are one shape (1 and 2.5 mix),
+    but text, numbers and true/false do not: polars would quietly turn 5 and "five" into the text "5"."""
     if value is None:
         return None
-    return "a list" if isinstance(value, list) else "an object" if isinstance(value, dict) else "a scalar"
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "text"
+    return "a list" if isinstance(value, list) else "an object"
 
 
 def read_jsonl(path: Path) -> pl.DataFrame:
+    """The file's objects as rows (columns: the union of their keys, plus LINE)."""
     records, shapes = [], {}
     with path.open("rb") as f:
         for lineno, raw in enumerate(f, 1):
@@ -54,7 +66,7 @@ def read_jsonl(path: Path) -> pl.DataFrame:
                         f"error: {path}:{lineno}: key {key!r} is {shape} here but "
                         f"{shapes[key][0]} on line {shapes[key][1]}"
                     )
-            records.append(rec)
+            records.append({**rec, LINE: lineno})
     return pl.DataFrame(records, infer_schema_length=None) if records else pl.DataFrame()
 
 
@@ -73,14 +85,55 @@ def load_source(src: P.Source) -> pl.DataFrame | None:
         try:
             return pl.read_parquet(path)
         except Exception as e:  # polars raises several types for a corrupt file
-            raise SourceError(f"error: {path} is not a readable parquet file: {e}") from None
+            raise SourceError(f"error: {path} is not a readable parquet file: {brief(e)}") from None
     return read_jsonl(path)
 
 
 def need(df: pl.DataFrame, cols: list[str], src: P.Source) -> None:
     missing = [c for c in cols if c not in df.columns]
     if missing:
-        raise SourceError(f"error: {src.path} ({src.format}): missing column(s) {missing}; has {df.columns}")
+        has = [c for c in df.columns if c != LINE]
+        raise SourceError(f"error: {src.path} ({src.format}): missing column(s) {missing}; has {has}")
+
+
+def where(df: pl.DataFrame, i: int, src: P.Source) -> str:
+    """Row i of a source as a user finds it: `file:line` for JSONL, `file row N` otherwise."""
+    return f"{src.path}:{df[LINE][i]}" if LINE in df.columns else f"{src.path} row {i + 1}"
+
+
+def _first(mask: pl.Series) -> int | None:
+    hits = mask.arg_true()
+    return int(hits[0]) if len(hits) else None
+
+
+def check_plain(df: pl.DataFrame, src: P.Source, kind: str) -> None:
+    """jsonl/parquet rows: instruction and response are text on every row, and an EFT score is an integer
+    0..5 on every row (3.7 is not silently 3, "five" is not a crash). The error names the first bad row."""
+    for col in ("instruction", "response"):
+        dtype = df.schema[col]
+        if dtype.is_nested():  # polars would happily turn a list or an object into its text
+            raise SourceError(
+                f"error: {src.path}: columns instruction and response must be text "
+                f"(got {df.schema['instruction']}, {df.schema['response']})"
+            )
+        if dtype not in (pl.String, pl.Null):
+            i = _first(df[col].is_not_null())
+            raise SourceError(f"error: {where(df, i, src)}: {col} must be text, got {df[col][i]!r}")
+        i = _first(df[col].is_null())
+        if i is not None:
+            keys = [k for k, v in df.row(i, named=True).items() if v is not None and k != LINE]
+            raise SourceError(f"error: {where(df, i, src)}: no {col!r} (this row has {keys})")
+    if kind != "eft":
+        return
+    score = df["score"]
+    if score.dtype.is_numeric():
+        x = score.cast(pl.Float64)
+        i = _first(x.is_null() | ~x.is_between(0, 5) | (x != x.round(0)))
+    else:  # text or true/false on every row (read_jsonl refuses a mix)
+        i = 0
+    if i is not None:
+        got = "it has none" if score[i] is None else f"got {score[i]!r}"
+        raise SourceError(f"error: {where(df, i, src)}: score must be an integer 0..5, {got}")
 
 
 def oasst_first_turn(df: pl.DataFrame) -> pl.DataFrame:
@@ -144,12 +197,9 @@ def convert(df: pl.DataFrame, src: P.Source, kind: str) -> pl.DataFrame:
         return df if kind == "eft" else df.select("instruction", "response")
     cols = ["instruction", "response"] + (["score"] if kind == "eft" else [])
     need(df, cols, src)
+    check_plain(df, src, kind)
     df = df.select(cols)
-    if kind == "eft":
-        bad = df.filter(pl.col("score").is_null() | ~pl.col("score").cast(pl.Int64, strict=False).is_between(0, 5))
-        if len(bad):
-            raise SourceError(f"error: {src.path}: score must be an integer 0..5 (first bad row: {bad.row(0)})")
-    return df
+    return df.with_columns(pl.col("score").cast(pl.Int64)) if kind == "eft" else df
 
 
 def ranked_groups(df: pl.DataFrame, src: P.Source, first_turn_only: bool) -> pl.DataFrame:
