@@ -13,10 +13,16 @@ seed, the shard size, the backend params and the model files, so changed inputs 
 parts. A rerun skips committed shards; `shards.workers` processes take shards w, w+N, ...; the rows
 are the same for any number of workers or interruptions. Ctrl-C keeps what is committed and exits
 130 with one line.
+
+One run of a stage at a time: a Work holds an exclusive lock, <shards.work_dir>/<stage>.lock, from its
+start until the stage's main ends, and a second run of the same stage is refused at once (without the lock
+it would delete the first run's shards as stale). A work folder deleted during the run is reported as
+such, not as a missing part after everything else was generated.
 """
 
 from __future__ import annotations
 
+import fcntl
 import multiprocessing as mp
 import os
 import shutil
@@ -25,8 +31,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import errors, rows
 from . import params as P
-from . import rows
 from .errors import Interrupted, SrlmError
 from .models import check_model_dir
 
@@ -48,6 +54,51 @@ def _fingerprint(model: Path) -> list:
     # names, sizes and mtimes: cheap for a 70B folder; a rewritten model always changes them
     files = sorted(f for f in model.rglob("*") if f.is_file())
     return [[f.relative_to(model).as_posix(), f.stat().st_size, f.stat().st_mtime_ns] for f in files]
+
+
+_locks: dict[Path, list] = {}  # lock file -> [open file, Works of this process holding it]
+
+
+def _lock(path: Path, stage: str) -> None:
+    """Take the stage's lock, or refuse at once if another process holds it. Re-entrant within a process."""
+    if path in _locks:
+        _locks[path][1] += 1
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        f = open(path, "a+")
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released by the kernel when the process dies
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "?"
+            f.close()
+            raise SrlmError(
+                f"error: {stage} is already running (process {holder} holds {path}); wait for it to finish, "
+                f"or stop it and rerun to resume"
+            ) from None
+        try:  # the previous holder may have deleted the file between our open and our lock: lock the new one
+            same = os.fstat(f.fileno()).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            f.truncate(0)
+            f.write(f"{os.getpid()}\n")
+            f.flush()
+            _locks[path] = [f, 1]
+            return
+        f.close()
+
+
+def _unlock(path: Path) -> None:
+    held = _locks.get(path)
+    if held is None:
+        return
+    held[1] -= 1
+    if held[1] == 0:
+        path.unlink(missing_ok=True)  # while still locked, so no one locks a file about to vanish
+        held[0].close()
+        del _locks[path]
 
 
 def _run_shard(backend, task: Task, items: list[tuple[str, list[dict]]], seed: int, desc: str) -> list[dict]:
@@ -92,6 +143,7 @@ def _worker(
             recs = _run_shard(
                 backend, work.task, shard, work.shard_seed(s), f"{work.stage} shard {s + 1}/{len(work.shards)}"
             )
+            work.check_dir()  # before the commit would make the folder again
             meta = {"model": backend.model_name, "truncated_prompts": backend.truncated_prompts - before}
             rows.write_json(meta, work.part(s).with_suffix(".json"))
             rows.write(rows.frame(recs, "generations"), work.part(s), "generations")  # the parquet commits the shard
@@ -144,13 +196,30 @@ class Work:
         if not root.is_relative_to(Path.cwd().resolve()):  # a symlink out of the repo
             raise SrlmError(f"error: shards.work_dir {cfg.work_dir} resolves outside the repo ({root})")
         self.dir = root / stage.replace("/", "_") / key
-        for stale in self.dir.parent.iterdir() if self.dir.parent.exists() else []:
-            if stale != self.dir:  # parts of a run with other inputs or params can never be used
-                shutil.rmtree(stale, ignore_errors=True)
-        self.dir.mkdir(parents=True, exist_ok=True)
+        self.lock = root / f"{self.dir.parent.name}.lock"
+        try:
+            _lock(self.lock, stage)
+            for stale in self.dir.parent.iterdir() if self.dir.parent.exists() else []:
+                if stale != self.dir:  # parts of a run with other inputs or params can never be used
+                    shutil.rmtree(stale, ignore_errors=True)
+            self.dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            _unlock(self.lock)
+            raise SrlmError(f"error: {stage}: could not make the work folder {self.dir}: {e.strerror or e}") from None
+        except BaseException:
+            _unlock(self.lock)
+            raise
+        self.closing = False
+        if errors.running():  # the stage's main decides when: after its outputs are in place
+            errors.on_finish(self._finish)
         self.model_name = ""
         self.truncated_prompts = 0
         self.resumed = 0
+
+    def check_dir(self) -> None:
+        """The work folder must still be there: deleted mid-run, the shards committed so far are gone."""
+        if not self.dir.is_dir():
+            raise SrlmError(f"error: {self.stage}: work folder {self.dir} removed; rerun to resume")
 
     def shard_seed(self, s: int) -> int:
         return rows.derive_seed(self.seed, [i for i, _ in self.shards[s]])
@@ -211,6 +280,7 @@ class Work:
         failed = [p.name for p in procs if p.exitcode not in (0, None)]
         if any(p.exitcode == INTERRUPTED for p in procs):
             raise KeyboardInterrupt
+        self.check_dir()  # say why the workers failed
         if failed:
             raise SrlmError(
                 f"error: {self.stage}: worker(s) {failed} failed; {len(self.done())} of {len(self.shards)} "
@@ -218,6 +288,13 @@ class Work:
             )
 
     def _assemble(self) -> dict[str, list[dict]]:
+        self.check_dir()
+        missing = [s for s in range(len(self.shards)) if not self.part(s).exists()]
+        if missing:  # the folder was deleted and made again by a later shard's commit
+            raise SrlmError(
+                f"error: {self.stage}: work folder {self.dir} removed during the run ({len(missing)} committed "
+                f"shards gone); rerun to resume"
+            )
         out: dict[str, list[dict]] = {}
         for s, shard in enumerate(self.shards):
             part = rows.read(self.part(s), "generations")
@@ -234,10 +311,21 @@ class Work:
         return out
 
     def close(self) -> None:
-        """The stage's output is written: the committed shards are no longer needed."""
-        shutil.rmtree(self.dir, ignore_errors=True)
-        for d in (self.dir.parent, self.dir.parent.parent):
+        """The stage's output is written: the committed shards are no longer needed. Inside a stage's @entry
+        main they are deleted when it returns, after its outputs are renamed into place (rows.all_or_none)."""
+        self.closing = True
+        if not errors.running():
+            self._finish(True)
+
+    def _finish(self, ok: bool) -> None:
+        if ok and self.closing:
+            shutil.rmtree(self.dir, ignore_errors=True)
             try:
-                d.rmdir()  # only when empty: other stages may have work in flight
+                self.dir.parent.rmdir()  # only when empty
             except OSError:
                 pass
+        _unlock(self.lock)
+        try:
+            self.dir.parent.parent.rmdir()  # only when empty: other stages may have work in flight
+        except OSError:
+            pass
