@@ -280,6 +280,8 @@ def _swap(tmp: Path, out: Path) -> None:
     if not tmp.is_dir() or not out.exists():
         os.replace(tmp, out)
         return
+    if not out.is_dir():  # never replace a user's file with a folder
+        raise NotADirectoryError(errno.ENOTDIR, f"{out} is a file, not a folder")
     old = out.with_name(f".{out.name}.{secrets.token_hex(4)}.old")
     os.rename(out, old)
     try:

@@ -75,18 +75,26 @@ def load_source(src: P.Source) -> pl.DataFrame | None:
     if src.format == "hub":
         from datasets import load_dataset
 
-        return pl.from_arrow(load_dataset(src.path, split=src.split).data.table)
+        try:
+            return pl.from_arrow(load_dataset(src.path, split=src.split).data.table)
+        except Exception as e:  # offline, no such dataset or split: datasets raises many types
+            raise SourceError(f"error: {src.path} (hub): could not load the dataset: {brief(e)}") from None
     if not path.exists():
         if src.optional:
             print(f"skipping optional source {path} (not found)")
             return None
         raise SourceError(f"error: seed source {path} does not exist")
+    if path.is_dir():
+        raise SourceError(f"error: seed source {path} is a folder, not a file")
     if src.format == "parquet" or path.suffix == ".parquet":
         try:
             return pl.read_parquet(path)
         except Exception as e:  # polars raises several types for a corrupt file
             raise SourceError(f"error: {path} is not a readable parquet file: {brief(e)}") from None
-    return read_jsonl(path)
+    try:
+        return read_jsonl(path)
+    except OSError as e:
+        raise SourceError(f"error: could not read seed source {path}: {e.strerror or e}") from None
 
 
 def need(df: pl.DataFrame, cols: list[str], src: P.Source) -> None:

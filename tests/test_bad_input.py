@@ -258,6 +258,13 @@ CASES = [
     ),
     ("empty source", jsonl(b""), SEED_FROM_SRC, seed_run, r"src.jsonl is empty"),
     (
+        "source is a folder",
+        lambda d: (d / "src.jsonl").mkdir(),
+        SEED_FROM_SRC,
+        seed_run,
+        r"src.jsonl is a folder, not a file",
+    ),
+    (
         "IFT rows all blank",
         jsonl(b'{"instruction": " ", "response": "b"}\n{"instruction": "a", "response": ""}\n'),
         SEED_FROM_SRC,
@@ -735,6 +742,16 @@ def test_release_dry_run_into_a_read_only_folder(project, tmp_path):  # noqa: F8
             assert "\n" not in str(e.value)
         assert list(ro.iterdir()) == []
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".ro")]
+
+
+def test_release_dry_run_never_replaces_a_file(project, tmp_path):  # noqa: F811
+    from stages import cli
+
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(SystemExit, match=r"could not write .*notes.txt: .*notes.txt is a file, not a folder$"):
+        cli.main(["release", "--iteration", "1", "--repo-id", "org/name", "--dry-run", str(tmp_path / "notes.txt")])
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt", "project"]
 
 
 # ---- one run of a generation stage at a time; the work folder vanishing ----
