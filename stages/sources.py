@@ -212,6 +212,13 @@ def convert(df: pl.DataFrame, src: P.Source, kind: str) -> pl.DataFrame:
 
 def ranked_groups(df: pl.DataFrame, src: P.Source, first_turn_only: bool) -> pl.DataFrame:
     """Human rankings as (group, instruction, response, rank) rows, 0 = best, groups in file order."""
+    try:
+        return _ranked_groups(df, src, first_turn_only)
+    except pl.exceptions.PolarsError as e:  # e.g. a rank that is not a number
+        raise SourceError(f"error: {src.path} ({src.format}): {brief(e)}") from None
+
+
+def _ranked_groups(df: pl.DataFrame, src: P.Source, first_turn_only: bool) -> pl.DataFrame:
     fmt = "oasst_tree" if src.format == "hub" and "message_id" in df.columns else src.format
     if fmt == "rank_pairs":
         need(df, ["prompt", "chosen", "rejected", "chosen_rank", "rejected_rank"], src)

@@ -577,6 +577,18 @@ def _env() -> dict:
 # ---- silently dropped rows are counted ----
 
 
+def test_held_out_rank_that_is_not_a_number_is_one_line():
+    from stages.sources import SourceError, ranked_groups
+
+    df = pl.DataFrame(
+        {"prompt": ["q"], "chosen": ["a"], "rejected": ["b"], "chosen_rank": ["first"], "rejected_rank": [1]}
+    )
+    with pytest.raises(
+        SourceError, match=r"^error: h.jsonl \(rank_pairs\): InvalidOperationError: .*'chosen_rank'[^\n]*$"
+    ):
+        ranked_groups(df, P.Source(path="h.jsonl", format="rank_pairs"), True)
+
+
 def test_blank_and_repeated_rows_are_counted(tmp_path):
     blank = b'{"instruction": "  ", "response": "b"}\n'
     (tmp_path / "src.jsonl").write_bytes(GOOD + blank + GOOD + b'{"instruction": "c", "response": "d"}\n')
