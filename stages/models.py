@@ -46,6 +46,10 @@ def save_model(model, tokenizer, out: Path) -> None:
     """Merge LoRA (if any) into the weights and swap the folder in atomically."""
     if hasattr(model, "merge_and_unload"):
         model = model.merge_and_unload()
+    # TRL switches the KV cache off for training; saved that way, M0..M(t) would differ from the base model's
+    # config, and vLLM keys its compile cache by the config: the trained models keep the base's setting
+    if getattr(model.config, "use_cache", None) is False:
+        model.config.use_cache = True
     with atomic_dir(out) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)

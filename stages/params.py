@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 import typing
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -47,6 +47,13 @@ class Backend(Strict):
     trust_remote_code: bool
     gpu_memory_utilization: float = Field(gt=0, le=1)  # vllm only
     tensor_parallel_size: int = Field(ge=1)  # vllm only
+    # prompt + answer tokens; a longer prompt is cut from the left (both engines); None = the model's own limit
+    max_model_len: int | None = Field(ge=16)
+    # vllm only, per machine: a symlink every model is loaded through. vLLM keys its torch.compile cache by
+    # the model path string, so one path lets M0..M(t) of one architecture reuse one compiled graph
+    model_link: str | None
+    vllm_args: dict[str, Any]  # vllm only, per machine: more vllm.LLM keyword arguments, passed through
+    vllm_env: dict[str, str]  # vllm only, per machine: environment set before vllm is imported
 
 
 class Base(Strict):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .. import timing
 from ..models import check_model_dir
 from ..params import Backend as BackendParams
 from .interface import Backend, Completion
@@ -15,11 +16,20 @@ __all__ = ["Backend", "Completion", "make_backend"]
 
 
 def make_backend(cfg: BackendParams, model_path: str | Path) -> Backend:
+    """The engine `cfg.name` names, on `model_path`; its imports, model load and start are timed."""
     model_path = check_model_dir(model_path)
+    timing.mark("prep")
     if cfg.name == "vllm":
-        from .vllm import VLLMBackend
+        from .vllm import VLLMBackend, import_vllm
 
-        return VLLMBackend(cfg, model_path)
+        import_vllm(cfg)
+        timing.mark("imports")
+        backend = VLLMBackend(cfg, model_path)
+        timing.mark("engine")  # weights, torch.compile (or its cache), memory profiling, CUDA graph capture
+        return backend
     from .hf import HFBackend
 
-    return HFBackend(cfg, model_path)
+    timing.mark("imports")
+    backend = HFBackend(cfg, model_path)
+    timing.mark("load")
+    return backend

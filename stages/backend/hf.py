@@ -8,12 +8,13 @@ import torch
 from tqdm.auto import tqdm
 from transformers import AutoModelForCausalLM
 
+from .. import timing
 from ..errors import SrlmError, brief
 from ..models import load_tokenizer
 from ..params import Backend as BackendParams
 from ..params import Sampling
 from ..rows import derive_seed
-from .interface import Completion
+from .interface import Completion, prompt_budget
 
 
 def torch_dtype(name: str, device: str) -> torch.dtype:
@@ -36,7 +37,8 @@ class HFBackend:
         self.tok.padding_side = "left"  # generation continues from the right edge
         self.truncated_prompts = 0
         self.model.eval()
-        self.max_positions = getattr(self.model.config, "max_position_embeddings", 2048)
+        # the context both engines cut prompts to: backend.max_model_len, else the model's own
+        self.max_positions = cfg.max_model_len or getattr(self.model.config, "max_position_embeddings", 2048)
 
     def chat(self, messages: list[dict], prefill: str = "") -> str:
         return self.tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True) + prefill
@@ -49,7 +51,7 @@ class HFBackend:
             return_tensors="pt",
             padding=True,
             truncation=True,
-            max_length=max(self.max_positions - room, 8),
+            max_length=prompt_budget(self.max_positions, room),
             add_special_tokens=False,
         )
         return {k: v.to(self.device) for k, v in enc.items()}
@@ -57,11 +59,12 @@ class HFBackend:
     def _by_length(self, texts: list[str], room: int) -> list[int]:
         # Batching similar lengths together wastes less compute on padding; the order is deterministic.
         lengths = [len(ids) for ids in self.tok(texts, add_special_tokens=False)["input_ids"]]
-        self.truncated_prompts += sum(n > max(self.max_positions - room, 8) for n in lengths)  # cut by _encode
+        self.truncated_prompts += sum(n > prompt_budget(self.max_positions, room) for n in lengths)  # cut by _encode
         return sorted(range(len(texts)), key=lambda i: (-lengths[i], i))
 
     @torch.inference_mode()
     def generate(self, texts, n, sampling: Sampling, seed, desc="generate"):
+        timing.mark("prep")
         per_batch = max(1, sampling.batch_size // n)
         order = self._by_length(texts, sampling.max_new_tokens)
         out: list[list[Completion]] = [[] for _ in texts]
@@ -89,10 +92,12 @@ class HFBackend:
                     ids = ids[: ids.index(eos) + 1]
                 text = self.tok.decode(ids, skip_special_tokens=True).strip()
                 out[idx[row // n]].append(Completion(text, len(ids), truncated=not stopped))
+        timing.mark("generate")
         return out
 
     @torch.inference_mode()
     def next_token_probs(self, texts, candidates, batch_size, desc="score"):
+        timing.mark("prep")
         cand_ids = [self.tok.encode(c, add_special_tokens=False) for c in candidates]
         if any(len(c) != 1 for c in cand_ids):
             raise ValueError(f"each candidate must be one token for this tokenizer: {candidates}")
@@ -107,7 +112,10 @@ class HFBackend:
             probs = torch.softmax(logits[:, cand], dim=-1).cpu().tolist()
             for row, p in zip(idx, probs):
                 out[row] = p
+        timing.mark("score")
         return out
 
     def close(self) -> None:
+        timing.mark("rest")
         del self.model
+        timing.mark("close")

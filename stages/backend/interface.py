@@ -14,6 +14,13 @@ from typing import Protocol
 from ..params import Sampling
 
 
+def prompt_budget(context: int, room: int) -> int:
+    """Tokens of a prompt that fit a `context`-token window with `room` tokens left for the answer (at
+    least 8). Both engines cut a longer prompt to its last this-many tokens (the end holds the question
+    and the instruction) and count it in `truncated_prompts`."""
+    return max(context - room, 8)
+
+
 @dataclass(frozen=True)
 class Completion:
     text: str
