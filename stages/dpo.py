@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from . import params as P
-from . import rows
+from . import rows, timing
 from .errors import SrlmError, entry
 from .models import check_model_dir, load_model, save_model
 from .training import is_main_process, lora_config, loss_summary, relaunch, trainer_args
@@ -52,6 +52,7 @@ def main(argv: list[str] | None = None) -> None:
     from datasets import Dataset
     from trl import DPOConfig, DPOTrainer
 
+    timing.mark("imports")
     t0 = time.time()
     tok, model = load_model(args.model, p.backend.trust_remote_code)
     data = Dataset.from_list(prefs.select("prompt", "chosen", "rejected").to_dicts())
@@ -66,7 +67,9 @@ def main(argv: list[str] | None = None) -> None:
                 **trainer_args(p.dpo, rows.derive_seed(p.seed, "dpo", args.iteration), Path(work)), beta=p.dpo.beta
             ),
         )
+        timing.mark("load")  # weights, data, trainer (and LoRA) set up
         trainer.train()
+        timing.mark("train")
         if not is_main_process(trainer):
             return
         save_model(trainer.model, tok, args.out)

@@ -15,6 +15,8 @@ import functools
 import sys
 from typing import Callable
 
+from . import timing
+
 _finish: list[Callable[[bool], None]] | None = None  # callbacks of the running @entry main, in order
 
 
@@ -62,12 +64,15 @@ def _settle(callbacks: list[Callable[[bool], None]], ok: bool) -> None:
 
 
 def entry(main):
-    """Decorate a `main(argv=None)`: an SrlmError ends the process with its message and exit code."""
+    """Decorate a `main(argv=None)`: an SrlmError ends the process with its message and exit code.
+    A stage that DVC runs also records where its wall time went (stages/timing.py)."""
 
     @functools.wraps(main)
     def run(argv: list[str] | None = None):
         global _finish
         outer, _finish = _finish, []
+        clock = timing.begin(main.__module__)
+        status = "error"
         try:
             try:
                 result = main(argv)
@@ -75,13 +80,19 @@ def entry(main):
                 _settle(_finish, False)
                 raise
             _settle(_finish, True)
+            status = "ok"
             return result
         except SrlmError as e:
             if e.exit_code == 1:
                 raise SystemExit(str(e)) from None  # the interpreter prints it to stderr and exits 1
+            status = "interrupted"
             print(e, file=sys.stderr)
             raise SystemExit(e.exit_code) from None
+        except KeyboardInterrupt:
+            status = "interrupted"
+            raise
         finally:
             _finish = outer
+            timing.end(clock, status)
 
     return run

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from . import params as P
-from . import rows
+from . import rows, timing
 from .errors import entry
 from .models import check_model_dir, load_model, save_model
 from .prompting import COMPARE_PREFILL, compare_messages, judge_messages
@@ -90,6 +90,7 @@ def main(argv: list[str] | None = None) -> None:
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
+    timing.mark("imports")
     t0 = time.time()
     tok, model = load_model(args.base, p.backend.trust_remote_code)
     data = Dataset.from_list(sft_examples(ift, eft, p.sft.max_length, p.sft.compare_pairs, p.seed)).shuffle(
@@ -103,7 +104,9 @@ def main(argv: list[str] | None = None) -> None:
             peft_config=lora_config(p.sft),
             args=SFTConfig(**trainer_args(p.sft, p.seed, Path(work)), completion_only_loss=True),
         )
+        timing.mark("load")  # weights, data, trainer (and LoRA) set up
         trainer.train()
+        timing.mark("train")
         if not is_main_process(trainer):
             return
         save_model(trainer.model, tok, args.out)
