@@ -1,5 +1,6 @@
 # Fresh machine:  make run   (set up .venv, then build both iterations with dvc repro)
 #                 make test  (the test suite; .ci/run calls it)
+#    GPU box:     make run-gpu  (base -> M0 -> M1 -> M2 -> M3 on vLLM: profiles/gpu.yaml; docs/gpu.md)
 VENV ?= .venv
 PY := $(VENV)/bin/python
 # dvc runs each stage's `python -m stages.X` through the shell: the venv must come first on PATH
@@ -7,7 +8,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 # torch is pinned to the CPU build that this machine keeps on disk; on a GPU box install your own first
 TORCH ?= torch==2.13.0
 
-.PHONY: setup run test test-fast lint dag clean-runs
+.PHONY: setup setup-gpu run run-gpu run-gpu-hub test test-fast lint dag clean-runs
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
@@ -57,3 +58,19 @@ run-oasst-hub: setup
 	  -S 'seed_data.ift=[{path:OpenAssistant/oasst2,format:hub}]' \
 	  -S 'seed_data.eft=[{path:OpenAssistant/oasst2,format:hub}]' \
 	  -S 'evaluate.human={path:OpenAssistant/oasst1,format:hub,split:validation}'
+
+# The GPU profile (docs/gpu.md): base -> M0 -> M1 -> M2 -> M3 on vLLM with every model measured, as a DVC
+# experiment whose -S flags are profiles/gpu.yaml (stages/profile.py; params.yaml is untouched). Bring a CUDA
+# torch first (TORCH=...); vLLM pins the torch it needs. GPU_PROFILES adds overlays, e.g. profiles/gpu-dpo-lora.yaml.
+GPU_PROFILES ?= profiles/gpu.yaml
+setup-gpu: $(VENV)/.installed-vllm
+
+$(VENV)/.installed-vllm: $(VENV)/.installed
+	$(PY) -m pip install -q -e '.[vllm]'
+	touch $@
+
+run-gpu: setup-gpu
+	$(PY) -m stages.profile exp-run $(GPU_PROFILES) -- -n gpu
+
+run-gpu-hub: setup-gpu
+	$(PY) -m stages.profile exp-run $(GPU_PROFILES) profiles/gpu-hub.yaml -- -n gpu-hub

@@ -4,6 +4,7 @@ the judge's sample (K) vs logprob modes with prefix caching on and off. Results 
 Each part is its own process (one engine per process, as in the stages), writing JSON lines to --out:
 
     python3 -m benchmarks.vllm_gpu --part vllm      --model models/base --prompts P.jsonl --work W --out R.jsonl
+    python3 -m benchmarks.vllm_gpu --part vllm --no-judge --rounds 2 ...   # generation only (benchmarks/device.py)
     python3 -m benchmarks.vllm_gpu --part nocache   --model models/base --work W --out R.jsonl
     python3 -m benchmarks.vllm_gpu --part hf        --model models/base --work W --out R.jsonl
     python3 -m benchmarks.vllm_gpu --part report    --out R.jsonl
@@ -15,6 +16,8 @@ Each part is its own process (one engine per process, as in the stages), writing
 `hf`:      the transformers backend on a subset of the same prompts (it is ~10x slower), and its
            logprob-mode probabilities against vLLM's for the same judge texts (exactness check).
 Tokens/s counts generated tokens (end-of-turn included) over wall time of the generate call.
+The engine is built from `--params` (default: params.yaml of the current folder), so it has the run's
+backend settings (max_model_len, model_link, vllm_args): the same engine the stages use.
 """
 
 from __future__ import annotations
@@ -32,7 +35,6 @@ from stages.scoring import LOGPROB_PREFILL, judge_logprob, judge_sample
 
 GEN = P.Sampling(temperature=0.7, top_p=0.9, max_new_tokens=256, batch_size=256)
 JUDGE = P.Judge(mode="sample", k=3, temperature=0.7, top_p=0.9, max_new_tokens=48, batch_size=64)
-BACKEND = P.load(Path(__file__).resolve().parents[1] / "params.yaml").backend  # the repo's, with changes per run
 N = 4
 
 
@@ -84,7 +86,8 @@ def part_vllm(args, out: Path) -> None:
 
     from stages.backend.vllm import VLLMBackend
 
-    be = VLLMBackend(BACKEND.model_copy(update={"name": "vllm", "tensor_parallel_size": args.tp}), args.model)
+    cfg = P.load(args.params).backend.model_copy(update={"name": "vllm", "tensor_parallel_size": args.tp})
+    be = VLLMBackend(cfg, args.model)
     prompts = load_prompts(args.prompts, args.n_prompts)
     texts = [be.chat([{"role": "user", "content": q}]) for q in prompts]
     raw_params = SamplingParams(n=N, temperature=GEN.temperature, top_p=GEN.top_p, max_tokens=GEN.max_new_tokens)
@@ -128,7 +131,13 @@ def part_vllm(args, out: Path) -> None:
         raw_median=round(med["raw"]),
         srlm_median=round(med["srlm"]),
         ratio=round(med["srlm"] / med["raw"], 3),
+        max_model_len=be.max_model_len,
+        vllm_args=cfg.vllm_args,
+        model_link=cfg.model_link,
     )
+    if not args.judge:
+        be.close()
+        return
 
     # judge inputs: the srlm responses (N per prompt), saved so the other parts use the same texts
     outs = last["outs"]
@@ -144,7 +153,8 @@ def part_vllm(args, out: Path) -> None:
 def part_nocache(args, out: Path) -> None:
     from stages.backend.vllm import VLLMBackend
 
-    be = VLLMBackend(BACKEND.model_copy(update={"name": "vllm"}), args.model, enable_prefix_caching=False)
+    backend = P.load(args.params).backend.model_copy(update={"name": "vllm"})
+    be = VLLMBackend(backend, args.model, enable_prefix_caching=False)
     texts = json.loads((args.work / "judge_texts.json").read_text())
     be.llm.generate(texts[:64], use_tqdm=False)  # warm-up
     judge_runs(be, texts, out, "vllm", "off", lambda: None)
@@ -154,7 +164,7 @@ def part_nocache(args, out: Path) -> None:
 def part_hf(args, out: Path) -> None:
     from stages.backend.hf import HFBackend
 
-    be = HFBackend(BACKEND, args.model)
+    be = HFBackend(P.load(args.params).backend, args.model)
     texts = json.loads((args.work / "gen_texts.json").read_text())[: args.hf_prompts]
     be.generate(texts[:8], n=N, sampling=GEN.model_copy(update={"max_new_tokens": 16}), seed=0)  # warm-up
     t0 = time.perf_counter()
@@ -200,6 +210,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--check", type=int, default=256, help="judge texts compared between the backends")
     ap.add_argument("--tp", type=int, default=1)
+    ap.add_argument("--params", default="params.yaml", help="the backend settings of the engine")
+    ap.add_argument("--no-judge", dest="judge", action="store_false", help="part vllm: generation only")
     args = ap.parse_args()
     {"vllm": part_vllm, "nocache": part_nocache, "hf": part_hf, "report": part_report}[args.part](args, args.out)
 

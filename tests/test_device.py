@@ -1,0 +1,147 @@
+"""The device runner (benchmarks/device.py): what it copies, the data it packs, the extras it would run, and
+`dvc repro` stopped at the time limit and resumed by the next call, on a toy pipeline with the real runner.
+(The whole GPU profile through the runner on a CPU, with a tiny model: docs/gpu.md, "Trying the runner on
+a CPU"; minutes, so not in the suite.)"""
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+import yaml
+
+from benchmarks import device
+
+from .conftest import ROOT
+
+
+@pytest.mark.parametrize(
+    "path, skip",
+    [
+        ("stages/params.py", False),
+        ("data/seed/ift.jsonl", False),
+        ("data/seed/.gitignore", False),
+        (".dvc/config", False),
+        ("dvc.yaml", False),
+        ("dvc.lock", True),
+        ("metrics/iter1/eval.json", True),
+        ("data/iter1/prompts.parquet", True),
+        ("data/iter1/prompts.lineage.json", True),
+        ("models/M0/config.json", True),
+        (".git/HEAD", True),
+        (".carry/gpu/p1/x", True),
+        (".dvc/cache/files/md5/ab", True),
+        (".dvc/config.local", True),
+        ("stages/__pycache__/x.pyc", True),
+        ("srlm.egg-info/PKG-INFO", True),
+    ],
+)
+def test_the_copy_leaves_out_outputs_and_tools(path, skip):
+    assert device.skipped(Path(path)) is skip
+
+
+def test_pack_data_holds_exactly_what_the_profile_reads(tmp_path):
+    shared = tmp_path / "shared" / "data"
+    params = device.merged_params(device.PROFILES)
+    paths = device.shared_paths(params)
+    assert "../shared/data/oasst2_en/ift_oasst2_en_top1.jsonl" in paths
+    assert "../shared/data/oasst1_en_validation/oasst1_en_validation_rank_pairs.jsonl" in paths
+    for p in paths:
+        f = shared / p[len(device.SHARED) :]
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_text("{}\n")
+        (f.parent / "SOURCE.md").write_text("source\n")
+    out = tmp_path / "d.tar.xz"
+    names = device.pack_data(device.PROFILES, shared, out)
+    with tarfile.open(out) as tar:
+        assert sorted(tar.getnames()) == sorted(names)
+    assert {f"data/{p[len(device.SHARED) :]}" for p in paths} <= set(names)
+    assert all(n.startswith("data/") for n in names)
+
+
+def test_the_python_on_path_is_this_interpreter_with_its_packages(tmp_path):
+    env = device.env_for(tmp_path)
+    r = subprocess.run(
+        ["python", "-c", "import sys, yaml; print(sys.executable)"], env=env, capture_output=True, text=True
+    )
+    assert r.returncode == 0, r.stderr
+    assert env["HF_HUB_OFFLINE"] == "1" and env["VLLM_CACHE_ROOT"].startswith(str(tmp_path))
+
+
+def _params(tmp_path, over: dict) -> Path:
+    repo = tmp_path / "repo"
+    repo.mkdir(parents=True, exist_ok=True)
+    (repo / "params.yaml").write_text(yaml.safe_dump(device.merged_params(device.PROFILES) | over))
+    return repo
+
+
+def test_extras_commands_follow_the_run(tmp_path):
+    repo = _params(tmp_path, {})
+    (raw,) = device.extra_commands("raw", repo, tmp_path)
+    assert raw[0][2:4] == ["benchmarks.vllm_gpu", "--part"] and "models/M3" in raw[0] and "--no-judge" in raw[0]
+    ((before, env),) = device.extra_commands("before", repo, tmp_path)
+    assert env["SRLM_TIMING"] == "responses@1.before" and "vllm-before" in env["VLLM_CACHE_ROOT"]
+    vp = yaml.safe_load(Path(before[before.index("--params") + 1]).read_text())
+    assert vp["backend"]["model_link"] is None and vp["backend"]["vllm_args"] == {} and vp["backend"]["name"] == "vllm"
+    (train, _), (evaluate, _) = device.extra_commands("dpo", repo, tmp_path)
+    dp = yaml.safe_load(Path(train[train.index("--params") + 1]).read_text())
+    assert (
+        dp["dpo"]["lora"] is True
+        and evaluate[2] == "stages.evaluate"
+        and train[train.index("--out") + 1].endswith("M1-lora")
+    )
+    hf = _params(tmp_path / "hf", {"backend": {"name": "transformers"}})
+    assert device.extra_commands("raw", hf, tmp_path) == "the run's backend is not vllm"
+    lora = _params(tmp_path / "lora", {"dpo": {"lora": True}})
+    assert "already has dpo.lora" in device.extra_commands("dpo", lora, tmp_path)
+
+
+TOY = """stages:
+  fast:
+    cmd: python -c "open('a.txt', 'w').write('a')"
+    outs: [a.txt]
+  slow:
+    cmd: python -c "import os, time; time.sleep(float(os.environ['TOY_SLEEP'])); open('b.txt', 'w').write('b')"
+    deps: [a.txt]
+    outs: [b.txt]
+"""
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="dvc init needs no git, but the toy checkout is made here")
+def test_repro_stops_at_the_budget_and_the_next_call_resumes(tmp_path, monkeypatch):
+    src = tmp_path / "checkout"
+    src.mkdir()
+    shutil.copy(ROOT / "params.yaml", src / "params.yaml")
+    (src / "dvc.yaml").write_text(TOY)
+    subprocess.run([sys.executable, "-m", "dvc", "init", "--no-scm", "-q"], cwd=src, check=True)
+    monkeypatch.setattr(device, "RESERVE_S", 2)
+    monkeypatch.setattr(device, "GRACE_S", 5)
+    work, out = tmp_path / "work", tmp_path / "out"
+    args = argparse.Namespace(out=out, budget=12, work=work, data=None, profile=device.PROFILES, extras=[])
+
+    monkeypatch.setenv("TOY_SLEEP", "60")
+    device.run(args, src)
+    state = json.loads((work / "state.json").read_text())
+    assert state["calls"][0]["repro"] == "stopped" and not state["done"]
+    summary = (out / "summary.md").read_text()
+    assert "call 1 (fresh setup)" in summary and "still to build: slow" in summary and "NOT DONE" in summary
+    assert yaml.safe_load((work / "repo/params.yaml").read_text())["backend"]["name"] == "vllm"  # profile applied
+    assert "no_scm = true" in (work / "repo/.dvc/config.local").read_text()
+
+    monkeypatch.setenv("TOY_SLEEP", "0")
+    args.budget = 60
+    device.run(args, src)
+    state = json.loads((work / "state.json").read_text())
+    assert state["done"] and [c["repro"] for c in state["calls"]] == ["stopped", "done"]
+    log = (work / "logs/repro.log").read_text()
+    assert log.count("Running stage 'fast'") == 1 and log.count("Running stage 'slow'") == 2  # fast was kept
+    summary = (out / "summary.md").read_text()
+    assert "call 2 (resumed)" in summary and "stages built: 2 of 2" in summary and "pipeline: DONE" in summary
+    with tarfile.open(out / "results.tar.gz") as tar:
+        assert {"run/params.yaml", "run/dvc.lock", "state.json", "logs/repro.log"} <= set(tar.getnames())
+    assert len(os.listdir(out)) <= 8  # what a device call can bring back
