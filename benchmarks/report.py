@@ -115,8 +115,9 @@ def extras(res: Path, recs: list[dict]) -> dict:
         out["raw_vs_srlm"] = next((r for r in rows if r.get("part") == "generate_summary"), None)
     extra = timings.load(res / "timings-extra") if (res / "timings-extra").is_dir() else []
     by = {r["stage"]: r for r in recs + extra}
-    if "responses@1.before" in by and "responses@1" in by:
-        out["before_after"] = {k: by[k] for k in ("responses@1.before", "responses@1")}
+    starts = [k for k in ("prompts@1", "responses@1", "responses@1.before", "responses@1.nocompile") if k in by]
+    if any("." in k for k in starts):
+        out["start_up"] = {k: by[k] for k in starts}
     for tag in ("lora", "full"):
         if (res / f"dpo_{tag}.json").exists():
             dpo = _json(res / f"dpo_{tag}.json")
@@ -180,14 +181,25 @@ def markdown(data: dict) -> str:
             f"\nraw vLLM vs srlm (same engine, same {r.get('tp', 1)}-GPU settings, same prompts, median of rounds): "
             f"raw {r['raw_median']} tokens/s, srlm {r['srlm_median']} tokens/s, **srlm / raw = {r['ratio']}**."
         )
-    if ex.get("before_after"):
-        b, a = ex["before_after"]["responses@1.before"], ex["before_after"]["responses@1"]
-
-        def fixed(rec):
+    if ex.get("start_up"):
+        what = {
+            "prompts@1": "the run's first vLLM stage (compiles, cold cache)",
+            "responses@1": "the profile, compile cache warm (prompts@1 filled it)",
+            "responses@1.before": "vLLM's defaults, no model link, cold cache (before)",
+            "responses@1.nocompile": "no torch.compile, decode CUDA graphs only, cold",
+        }
+        lines += [
+            "",
+            "| stage | engine settings | wall s | imports | engine start | work | overhead |",
+            "|---|---|---:|---:|---:|---:|---:|",
+        ]
+        for k, rec in ex["start_up"].items():
             ph = rec["phases_s"]
-            return f"{rec['wall_s']:.1f} s wall, engine start {ph.get('engine', 0):.1f} s, overhead {rec['overhead_share']:.0%}"
-
-        lines.append(f"\nresponses@1 start-up: vLLM defaults, cold cache: {fixed(b)}; this profile: {fixed(a)}.")
+            work = sum(ph.get(w, 0) for w in timings.WORK)
+            lines.append(
+                f"| {k} | {what[k]} | {rec['wall_s']:.1f} | {ph.get('imports', 0):.1f} | {ph.get('engine', 0):.1f} | "
+                f"{work:.1f} | {rec['overhead_share']:.0%} |"
+            )
     if ex.get("dpo_variant"):
         v = ex["dpo_variant"]
         d, e = v["dpo"] or {}, v["eval"]

@@ -130,8 +130,10 @@ def main(argv: list[str] | None = None) -> None:
     f.add_argument("--json", action="store_true", help="a JSON list instead")
     e = sub.add_parser("exp-run", help="dvc exp run -S ... for the profiles; arguments after -- go to dvc")
     e.add_argument("profiles", nargs="+")
-    args, rest = ap.parse_known_args(argv)
-    if rest and (args.cmd != "exp-run" or rest[0] != "--"):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    rest = argv[argv.index("--") + 1 :] if "--" in argv else []  # for dvc, not for us
+    args = ap.parse_args(argv[: argv.index("--")] if "--" in argv else argv)
+    if rest and args.cmd != "exp-run":
         ap.error(f"unrecognised arguments: {' '.join(rest)}")
     if args.cmd == "apply":
         p = apply(args.params, args.profiles)
@@ -143,7 +145,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.cmd == "flags":
         print(json.dumps(sets) if args.json else "\n".join(sets))
         return
-    cmd = [sys.executable, "-m", "dvc", "exp", "run", *[x for s in sets for x in ("-S", s)], *rest[1:]]
+    cmd = [sys.executable, "-m", "dvc", "exp", "run", *[x for s in sets for x in ("-S", s)], *rest]
     print("running: dvc exp run with", len(sets), "params from", " + ".join(args.profiles), flush=True)
     raise SystemExit(subprocess.call(cmd))
 

@@ -88,6 +88,10 @@ def test_extras_commands_follow_the_run(tmp_path):
     assert env["SRLM_TIMING"] == "responses@1.before" and "vllm-before" in env["VLLM_CACHE_ROOT"]
     vp = yaml.safe_load(Path(before[before.index("--params") + 1]).read_text())
     assert vp["backend"]["model_link"] is None and vp["backend"]["vllm_args"] == {} and vp["backend"]["name"] == "vllm"
+    ((nocompile, env),) = device.extra_commands("nocompile", repo, tmp_path)
+    cc = yaml.safe_load(Path(nocompile[nocompile.index("--params") + 1]).read_text())["backend"]["vllm_args"]
+    assert cc["compilation_config"]["mode"] == 0 and cc["compilation_config"]["cudagraph_capture_sizes"][-1] == 1024
+    assert cc["kv_cache_memory_bytes"] and env["SRLM_TIMING"] == "responses@1.nocompile"
     (train, _), (evaluate, _) = device.extra_commands("dpo", repo, tmp_path)
     dp = yaml.safe_load(Path(train[train.index("--params") + 1]).read_text())
     assert (
@@ -122,8 +126,9 @@ def test_repro_stops_at_the_budget_and_the_next_call_resumes(tmp_path, monkeypat
     monkeypatch.setattr(device, "RESERVE_S", 2)
     monkeypatch.setattr(device, "GRACE_S", 5)
     work, out = tmp_path / "work", tmp_path / "out"
-    args = argparse.Namespace(out=out, budget=12, work=work, data=None, profile=device.PROFILES, extras=[])
+    args = argparse.Namespace(out=out, budget=12, until=None, work=work, data=None, profile=device.PROFILES, extras=[])
 
+    monkeypatch.setattr(device, "missing_packages", lambda backend: ([], []))  # vllm is not here
     monkeypatch.setenv("TOY_SLEEP", "60")
     device.run(args, src)
     state = json.loads((work / "state.json").read_text())
@@ -145,3 +150,12 @@ def test_repro_stops_at_the_budget_and_the_next_call_resumes(tmp_path, monkeypat
     with tarfile.open(out / "results.tar.gz") as tar:
         assert {"run/params.yaml", "run/dvc.lock", "state.json", "logs/repro.log"} <= set(tar.getnames())
     assert len(os.listdir(out)) <= 8  # what a device call can bring back
+
+
+def test_a_machine_without_the_packages_is_told_what_to_carry(tmp_path, monkeypatch):
+    monkeypatch.setattr(device, "missing_packages", lambda backend: (["vllm", "trl"], []))
+    args = argparse.Namespace(out=tmp_path / "out", budget=60, until=None, work=tmp_path / "w", data=None,
+                              profile=device.PROFILES, extras=[])  # fmt: skip
+    with pytest.raises(SystemExit, match="lacks vllm, trl"):
+        device.run(args)
+    assert "NOT RUN" in (tmp_path / "out/summary.md").read_text() and not (tmp_path / "w").exists()

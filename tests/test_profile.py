@@ -101,3 +101,13 @@ def test_cli_flags_and_apply(tmp_path, capsys):
     assert "++backend.name='vllm'" in capsys.readouterr().out.splitlines()
     profile.main(["apply", str(ROOT / "profiles/gpu.yaml"), "--params", str(params)])
     assert P.load(params).backend.name == "vllm"
+
+
+def test_exp_run_hands_the_flags_and_the_rest_to_dvc(monkeypatch):
+    seen = {}
+    monkeypatch.setattr(profile.subprocess, "call", lambda cmd: seen.setdefault("cmd", cmd) and 0)
+    with pytest.raises(SystemExit) as e:
+        profile.main(["exp-run", str(ROOT / "profiles/gpu.yaml"), "--", "-n", "gpu", "--dry"])
+    cmd = seen["cmd"]
+    assert e.value.code == 0 and cmd[1:5] == ["-m", "dvc", "exp", "run"] and cmd[-3:] == ["-n", "gpu", "--dry"]
+    assert cmd[cmd.index("++backend.name='vllm'") - 1] == "-S"

@@ -153,3 +153,30 @@ def test_report_reads_metrics_into_one_row_per_model(tmp_path):
 def test_table_scripts_run_on_an_empty_folder(tmp_path, capsys, name):
     (timings.main if name == "timings" else report.main)(["--dir" if name == "timings" else "--repo", str(tmp_path)])
     assert "|" in capsys.readouterr().out
+
+
+def test_report_extras_raw_start_up_and_dpo_variant(tmp_path):
+    res = tmp_path / "results"
+    (res / "timings-extra").mkdir(parents=True)
+    (res / "raw_vs_srlm.jsonl").write_text(
+        json.dumps({"part": "generate_summary", "tp": 1, "raw_median": 16000, "srlm_median": 15500, "ratio": 0.969})
+        + "\n"
+    )
+    (res / "timings-extra/r.json").write_text(
+        json.dumps(_rec("responses@1.before", 5.0, start=1.0, engine=40.0, generate=20.0))
+    )
+    (tmp_path / ".srlm/timings").mkdir(parents=True)
+    (tmp_path / ".srlm/timings/r.json").write_text(
+        json.dumps(_rec("responses@1", 1.0, start=1.0, engine=8.0, generate=20.0))
+    )
+    (res / "dpo_lora.json").write_text(json.dumps({"loss_first": 0.69, "loss_last": 0.6, "reward_accuracy_last": 0.7}))
+    (res / "eval_dpo_lora.json").write_text(
+        json.dumps({"human": {"length_slices": {"pointwise": {"all": _acc(0.6, 9)}}}})
+    )
+    md = report.markdown(report.collect(tmp_path, res))
+    assert "**srlm / raw = 0.969**" in md
+    assert (
+        "| responses@1.before | vLLM's defaults, no model link, cold cache (before) | 61.0 | 0.0 | 40.0 | 20.0 | 67% |"
+        in md
+    )
+    assert "| responses@1 | the profile" in md and "DPO variant (lora" in md and "judge acc 0.600" in md
