@@ -6,6 +6,7 @@ ab_agreement:   comparative "which answer is better" judging, each pair shown in
 head_to_head:   model X vs model Y on the same prompts, judged in both orders.
 sliced:         any per-pair accuracy over all pairs and split by whether the human-preferred answer is the
                 shorter or the longer one, with 95% intervals: the view in which a length detector fails.
+length_correlation: how closely the judge's scores on the loop's own answers follow their length.
 """
 
 from __future__ import annotations
@@ -164,3 +165,41 @@ def longer_wins_accuracy(pairs: list[tuple[int, int]]) -> float | None:
     """Pairwise accuracy of the "longer answer is better" rule on (chosen length, rejected length) pairs:
     the baseline a judge must beat to show it reads more than length."""
     return _rate(sum(_outcome(float(c), float(r)) for c, r in pairs), len(pairs))
+
+
+def _spearman(x: list[float], y: list[float]) -> float | None:
+    """Spearman's rho; None when x does not vary, 0 when only y is constant (scores that express no order)."""
+    from scipy.stats import spearmanr
+
+    if len(set(x)) < 2:
+        return None
+    if len(set(y)) < 2:
+        return 0.0
+    rho = spearmanr(x, y).statistic
+    return 0.0 if math.isnan(rho) else float(rho)
+
+
+def length_correlation(prompt_ids: list[str], scores: list[float | None], lengths: list[int]) -> dict:
+    """Spearman's rho between judge score and answer length (characters), one value per answer.
+
+    within: per prompt with >= 3 scored answers whose lengths are not all equal, rho between the answers' lengths
+    and scores (0 when the judge gave them all the same score), then the mean over those prompts (`prompts`
+    of them). Within a prompt the question is fixed, so this is length preference, not "long questions get long
+    good answers". pooled: rho over all scored answers of all prompts. A judge that ranks by length scores 1."""
+    by_prompt: dict[str, list[tuple[int, float]]] = {}
+    for pid, s, n in zip(prompt_ids, scores, lengths):
+        if s is not None:
+            by_prompt.setdefault(pid, []).append((n, s))
+    within = [
+        rho
+        for answers in by_prompt.values()
+        if len(answers) >= 3 and (rho := _spearman([n for n, _ in answers], [s for _, s in answers])) is not None
+    ]
+    scored = [a for answers in by_prompt.values() for a in answers]
+    pooled = _spearman([n for n, _ in scored], [s for _, s in scored]) if len(scored) >= 3 else None
+    return {
+        "within": _rate(sum(within), len(within)),
+        "prompts": len(within),
+        "pooled": None if pooled is None else round(pooled, 4),
+        "answers": len(scored),
+    }

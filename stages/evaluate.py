@@ -9,7 +9,12 @@
 2. Held-out prompts (`evaluate.prompts`): M(t) answers each once -> --heldout (responses schema).
 3. Head-to-head (with --vs / --vs-m0): the fixed judge `evaluate.judge` compares M(t)'s answers with
    the other model's in both orders: win/tie/loss and mean answer length.
-Absent optional data (../shared/data on a user's box) is skipped with a note, not an error.
+4. IFEval (`evaluate.ifeval`): M(t) answers the IFEval prompts zero-shot with its chat template; code checks
+   the instructions (stages/ifeval.py): prompt- and instruction-level accuracy, strict and loose, with 95%
+   intervals, per instruction type, and the shares of answers that hit the token cap or loop.
+`--iteration base` measures the base model from outside the loop: IFEval only (it was never trained to judge).
+Absent optional data (../shared/data on a user's box) and a missing IFEval checker are skipped with a note,
+not an error; eval.json lists what was skipped.
 """
 
 from __future__ import annotations
@@ -21,13 +26,14 @@ from pathlib import Path
 
 import polars as pl
 
-from . import agreement, rows
+from . import agreement, ifeval, rows
 from . import params as P
 from .backend import Backend, make_backend
+from .backend.interface import Completion
 from .errors import entry
 from .prompting import COMPARE_CHOICES, COMPARE_PREFILL, compare_messages, judge_messages
 from .scoring import judge_logprob, judge_sample, score_summary
-from .sources import SourceError, load_source, ranked_groups
+from .sources import SourceError, load_source, need, ranked_groups
 from .text import loops
 
 
@@ -56,6 +62,54 @@ def load_prompts(cfg: P.Evaluate) -> list[str] | None:
         )
     texts = df[col].list.first() if col == "turns" else df[col]
     return texts.drop_nulls().head(cfg.max_heldout_prompts or len(df)).to_list()
+
+
+def load_ifeval(cfg: P.IFEval) -> list[dict] | None:
+    """IFEval rows (key, prompt, instruction_id_list, kwargs), the source's first `max_prompts`; None when the
+    optional source is absent. Polars gives every kwargs dict all the keys of the file, None where unused,
+    which the checker drops (as with the Hub's parquet)."""
+    df = load_source(cfg.source)
+    if df is None:
+        return None
+    need(df, list(ifeval.REQUIRED_FIELDS), cfg.source)
+    return df.head(cfg.max_prompts or len(df)).select(ifeval.REQUIRED_FIELDS).to_dicts()
+
+
+def answer_ifeval(backend: Backend, prompts: list[dict], cfg: P.IFEval, seed: int, desc: str) -> list[Completion]:
+    """One answer per IFEval prompt: the prompt as the only user turn, no system prompt, no examples."""
+    texts = [backend.chat([{"role": "user", "content": r["prompt"]}]) for r in prompts]
+    return [o[0] for o in backend.generate(texts, n=1, sampling=cfg.generation, seed=seed, desc=desc)]
+
+
+def ifeval_metrics(prompts: list[dict], answers: list[Completion], cfg: P.IFEval) -> dict:
+    """stages/ifeval.py's scores with the cap hits (Completion.truncated) and loops (text.loops) of the answers."""
+    texts = [a.text for a in answers]
+    out = ifeval.score(prompts, texts, cap_hit=[a.truncated for a in answers], loops=[loops(t) for t in texts])
+    out["max_new_tokens"] = cfg.generation.max_new_tokens
+    out["tokens_mean"] = round(sum(a.n_tokens for a in answers) / len(answers), 1) if answers else None
+    return out
+
+
+def ifeval_rows(prompts: list[dict], answers: list[Completion], model: str, seed: int) -> pl.DataFrame:
+    """The IFEval answers in the responses schema, for reading what the model wrote."""
+    return rows.frame(
+        [
+            {
+                "id": rows.content_id(rows.content_id(r["prompt"]), a.text, model),
+                "prompt_id": rows.content_id(r["prompt"]),
+                "prompt": r["prompt"],
+                "response": a.text,
+                "sample": 0,
+                "n_tokens": a.n_tokens,
+                "truncated": a.truncated,
+                "loops": loops(a.text),
+                "model": model,
+                "seed": seed,
+            }
+            for r, a in zip(prompts, answers)
+        ],
+        "responses",
+    )
 
 
 def prefer_first(
@@ -183,52 +237,96 @@ def head2head(judge: Backend, mine: pl.DataFrame, theirs: pl.DataFrame, batch_si
     }
 
 
+def _iteration(value: str) -> int | str:
+    if value == "base":
+        return value
+    if value.isdigit():
+        return int(value)
+    raise argparse.ArgumentTypeError(f"expected t >= 0 (0 = M0) or 'base', got {value!r}")
+
+
+def _acc(m: dict | None) -> str:
+    """An accuracy block of eval.json as 'acc [lo, hi]' (n)."""
+    if not m or m.get("acc") is None:
+        return "-"
+    return f"{m['acc']:.3f} [{m['ci95'][0]:.3f}, {m['ci95'][1]:.3f}] (n={m['n']})"
+
+
 @entry
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--iteration", type=int, required=True, help="t of the model under test (0 = M0)")
+    ap.add_argument(
+        "--iteration", type=_iteration, required=True, help="t of the model under test (0 = M0), or base (IFEval only)"
+    )
     ap.add_argument("--model", type=Path, required=True, help="M(t), the model under test")
-    ap.add_argument("--heldout", type=Path, required=True, help="where M(t)'s held-out answers go (parquet)")
+    ap.add_argument("--heldout", type=Path, help="where M(t)'s held-out answers go (parquet; not with base)")
     ap.add_argument("--vs", type=Path, help="M(t-1)'s held-out answers, for the head-to-head")
     ap.add_argument("--vs-m0", type=Path, help="M0's held-out answers, for the head-to-head")
+    ap.add_argument("--ifeval-answers", type=Path, help="where the IFEval answers go (parquet, responses schema)")
     ap.add_argument("--out", type=Path, required=True, help="metrics JSON (metrics/iter<t>/eval.json)")
     ap.add_argument("--plots", type=Path, help="score histogram for dvc plots (metrics/iter<t>/eval_scores.json)")
     ap.add_argument("--params", default="params.yaml")
     args = ap.parse_args(argv)
+    base = args.iteration == "base"
+    if base and (args.heldout or args.vs or args.vs_m0 or args.plots):
+        ap.error("--iteration base runs IFEval only: no --heldout, --vs, --vs-m0 or --plots")
+    if not base and args.heldout is None:
+        ap.error("--heldout is required (except with --iteration base)")
     p = P.load(args.params)
-    rows.all_or_none(args.heldout, args.out, args.plots)
-    cfg, t0, desc = p.evaluate, time.time(), f"evaluate@{args.iteration}"
+    rows.all_or_none(args.heldout, args.ifeval_answers, args.out, args.plots)
+    cfg, t0, desc = p.evaluate, time.time(), "evaluate_base" if base else f"evaluate@{args.iteration}"
     seed = rows.derive_seed(p.seed, "evaluate", args.iteration)
-    groups, prompts = load_groups(cfg), load_prompts(cfg)
+    skipped = []  # what this run could not measure, and why: printed and kept in eval.json
+    groups = prompts = None
+    if not base:
+        groups, prompts = load_groups(cfg), load_prompts(cfg)
+        if groups is None:
+            skipped.append(f"human agreement ({cfg.human.path} not found)")
+        if prompts is None:
+            skipped.append(f"held-out answers and head-to-head ({cfg.prompts.path} not found)")
+    why = ifeval.missing()
+    if_prompts = None if why else load_ifeval(cfg.ifeval)
+    if why is None and if_prompts is None:
+        why = f"{cfg.ifeval.source.path} not found"
+    if why:
+        skipped.append(f"IFEval ({why})")
 
     backend = make_backend(p.backend, args.model)
     metrics: dict = {"iteration": args.iteration, "model": backend.model_name}
-    # one seed for the A/B coin across iterations, so every model sees the same presentation
-    metrics["human"] = (
-        None if groups is None else human_agreement(backend, groups, p, rows.derive_seed(p.seed, "ab"), desc)
-    )
-    heldout = answer_heldout(backend, prompts or [], cfg, seed, args.iteration)
+    if not base:
+        # one seed for the A/B coin across iterations, so every model sees the same presentation
+        metrics["human"] = (
+            None if groups is None else human_agreement(backend, groups, p, rows.derive_seed(p.seed, "ab"), desc)
+        )
+        heldout = answer_heldout(backend, prompts or [], cfg, seed, args.iteration)
+    t_if = time.time()
+    answers = answer_ifeval(backend, if_prompts, cfg.ifeval, seed, f"{desc} IFEval") if if_prompts else []
     backend.close()
-    rows.write(heldout, args.heldout, "responses")
-    metrics["heldout"] = {
-        "prompts": len(heldout),
-        "chars_mean": round(float(heldout["response"].str.len_chars().mean()), 1) if len(heldout) else None,
-        "tokens_mean": round(float(heldout["n_tokens"].mean()), 1) if len(heldout) else None,
-    }
-
-    versus = {k: v for k, v in (("vs_prev", args.vs), ("vs_m0", args.vs_m0)) if v is not None}
-    metrics["head2head"] = {}
-    if versus and len(heldout):
-        if Path(cfg.judge).resolve() == args.model.resolve():
-            print(f"{desc}: warning: the head-to-head judge {cfg.judge} is the model under test")
-        judge = make_backend(p.backend, cfg.judge)
-        for name, path in versus.items():
-            metrics["head2head"][name] = head2head(
-                judge, heldout, rows.read(path, "responses"), cfg.compare_batch_size, f"{desc} {name}"
-            )
-        judge.close()
-        metrics["head2head"]["judge"] = judge.model_name
-    metrics["seconds"] = round(time.time() - t0, 1)
+    metrics["ifeval"] = ifeval_metrics(if_prompts, answers, cfg.ifeval) if if_prompts else None
+    ifeval_seconds = time.time() - t_if  # printed, never in the metrics file
+    if args.ifeval_answers:
+        rows.write(ifeval_rows(if_prompts or [], answers, backend.model_name, seed), args.ifeval_answers, "responses")
+    if not base:
+        rows.write(heldout, args.heldout, "responses")
+        metrics["heldout"] = {
+            "prompts": len(heldout),
+            "chars_mean": round(float(heldout["response"].str.len_chars().mean()), 1) if len(heldout) else None,
+            "tokens_mean": round(float(heldout["n_tokens"].mean()), 1) if len(heldout) else None,
+        }
+        versus = {k: v for k, v in (("vs_prev", args.vs), ("vs_m0", args.vs_m0)) if v is not None}
+        metrics["head2head"] = {}
+        if versus and len(heldout):
+            if Path(cfg.judge).resolve() == args.model.resolve():
+                print(f"{desc}: warning: the head-to-head judge {cfg.judge} is the model under test")
+            judge = make_backend(p.backend, cfg.judge)
+            for name, path in versus.items():
+                metrics["head2head"][name] = head2head(
+                    judge, heldout, rows.read(path, "responses"), cfg.compare_batch_size, f"{desc} {name}"
+                )
+            judge.close()
+            metrics["head2head"]["judge"] = judge.model_name
+        metrics["seconds"] = round(time.time() - t0, 1)
+    metrics["skipped"] = skipped
     rows.write_json(metrics, args.out)
     if args.plots:
         hist = (metrics["human"] or {}).get("score_hist") or {}
@@ -236,11 +334,25 @@ def main(argv: list[str] | None = None) -> None:
         rows.write_json(
             {"scores": [{"score": int(k), "share": round(v / total, 4)} for k, v in hist.items()]}, args.plots
         )
+    for what in skipped:
+        print(f"{desc}: skipped {what}")
+    ife = metrics["ifeval"]
+    ife_line = (
+        f"IFEval prompt-strict {_acc(ife['prompt_level_strict_acc'])}, cap hit {ife['cap_hit']['count']}, "
+        f"loops {ife['loops']['count']} ({ifeval_seconds:.0f}s)"
+        if ife
+        else "IFEval skipped"
+    )
+    if base:
+        print(f"{desc}: {ife_line} -> {args.out}")
+        return
     h = metrics["human"] or {}
+    shorter = ((h.get("length_slices") or {}).get("pointwise") or {}).get("shorter_preferred")
     print(
         f"{desc}: pairwise acc {h.get('pairwise_accuracy')} (A/B {h.get('ab_accuracy')}, answer-1 rate "
-        f"{h.get('ab_first_rate')}), parse rate {h.get('parse_rate')}, "
-        f"head-to-head { ({k: v['win_minus_loss'] for k, v in metrics['head2head'].items() if k != 'judge'}) } -> {args.out}"
+        f"{h.get('ab_first_rate')}; shorter-preferred pairs {_acc(shorter)}), parse rate {h.get('parse_rate')}, "
+        f"head-to-head { ({k: v['win_minus_loss'] for k, v in metrics['head2head'].items() if k != 'judge'}) }, "
+        f"{ife_line} -> {args.out}"
     )
 
 

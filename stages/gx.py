@@ -1,8 +1,10 @@
 """Great Expectations plumbing for validate@t: the suites in validations/ run on the frames of stages/quality.py.
 
-Two custom expectations cover corpus-level aggregates GX lacks: `expect_column_distinct_n_to_be_between`
-(distinct-n on a seeded sample) and `expect_column_max_value_share_to_be_between` (share of the most common
-value). Thresholds reach the suites as GX suite parameters (`{"$PARAMETER": "min_pairs"}`).
+Three custom expectations cover corpus-level aggregates GX lacks: `expect_column_distinct_n_to_be_between`
+(distinct-n on a seeded sample), `expect_column_max_value_share_to_be_between` (share of the most common
+value) and `expect_column_true_share_lower_bound_to_be_between` (the lower end of the 95% Wilson interval of
+a share, so a rate threshold is not failed by chance on a few rows). Thresholds reach the suites as GX suite
+parameters (`{"$PARAMETER": "min_pairs"}`).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any, Optional, Union
 from . import rows
 from .errors import SrlmError
 from .quality import distinct_n, sample_index
+from .stats import wilson_interval
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
@@ -92,6 +95,35 @@ class ExpectColumnMaxValueShareToBeBetween(ColumnAggregateExpectation):
     def _validate(self, metrics, runtime_configuration=None, execution_engine=None):
         return self._validate_metric_value_between(
             metric_name="column.max_value_share",
+            metrics=metrics,
+            runtime_configuration=runtime_configuration,
+            execution_engine=execution_engine,
+        )
+
+
+class ColumnTrueShareLowerBound(ColumnAggregateMetricProvider):
+    metric_name = "column.true_share_lower_bound"
+
+    @column_aggregate_value(engine=PandasExecutionEngine)
+    def _pandas(cls, column, **kwargs):
+        values = column.dropna().astype(bool)
+        return round(wilson_interval(int(values.sum()), len(values))[0], 4) if len(values) else None
+
+
+class ExpectColumnTrueShareLowerBoundToBeBetween(ColumnAggregateExpectation):
+    """Expect the lower end of the 95% Wilson interval of the share of true values of a boolean column to be
+    between min and max: a maximum rate that only fails when the rows show it is exceeded beyond chance
+    (e.g. 6 of 6 pairs with the longer answer chosen: lower end 0.61; 317 of 360: 0.84)."""
+
+    min_value: Bound = None
+    max_value: Bound = None
+    metric_dependencies = ("column.true_share_lower_bound",)
+    success_keys = ("min_value", "max_value")
+    args_keys = ("column", "min_value", "max_value")
+
+    def _validate(self, metrics, runtime_configuration=None, execution_engine=None):
+        return self._validate_metric_value_between(
+            metric_name="column.true_share_lower_bound",
             metrics=metrics,
             runtime_configuration=runtime_configuration,
             execution_engine=execution_engine,

@@ -74,6 +74,15 @@ def load_prompts(path: str | Path, max_prompts: int | None = None) -> list[dict]
     return rows if max_prompts is None else rows[:max_prompts]
 
 
+def missing() -> str | None:
+    """Why IFEval cannot be scored in this environment (its checker package is absent), or None."""
+    import importlib.util
+
+    if importlib.util.find_spec("if_verifiable") is None:
+        return "if-verifiable is not installed: pip install -e '.[ifeval]' (Python >= 3.11)"
+    return None
+
+
 def punkt_tab_available() -> bool:
     import nltk
 

@@ -8,7 +8,8 @@ judge.mode = sample  (the paper's): K sampled grades per response; `Score: N` is
                      and its raw text, never as 0.
 judge.mode = logprob: one forward pass with the assistant turn opened at "Score: ";
                      the next-token distribution over 0..5 is stored, its mean is the score.
-Scoring is stages/scoring.py, which evaluate shares.
+Scoring is stages/scoring.py, which evaluate shares. The metrics also say how closely the scores follow
+answer length (agreement.length_correlation: Spearman within a prompt, and pooled).
 Work is committed in shards (stages/shards.py): an interrupted run resumes where it stopped.
 """
 
@@ -19,9 +20,10 @@ from pathlib import Path
 
 from . import lineage, rows
 from . import params as P
+from .agreement import length_correlation
 from .errors import entry
 from .prompting import judge_messages
-from .scoring import LOGPROB_PREFILL, SCORES, logprob_grades, sample_grades, score_summary
+from .scoring import LOGPROB_PREFILL, SCORES, logprob_grades, response_scores, sample_grades, score_summary
 from .shards import Task, Work
 
 
@@ -89,10 +91,18 @@ def main(argv: list[str] | None = None) -> None:
         sections=("seed", "backend", "judge"),
         seed=seed,
     )
+    scored = responses.join(response_scores(df), left_on="id", right_on="response_id", how="left")
+    length = length_correlation(
+        scored["prompt_id"].to_list(), scored["score"].to_list(), scored["response"].str.len_chars().to_list()
+    )
     metrics = {
         "mode": cfg.mode,
         "responses": len(responses),
         **score_summary(df),
+        # Spearman of score vs answer characters: within a prompt (mean over prompts) and over all answers
+        "length_spearman_within": length["within"],
+        "length_spearman_prompts": length["prompts"],
+        "length_spearman_pooled": length["pooled"],
         "prompts_cut_to_context": work.truncated_prompts,
     }
     if args.metrics:
@@ -100,7 +110,8 @@ def main(argv: list[str] | None = None) -> None:
     work.close()
     print(
         f"judge@{args.iteration} ({cfg.mode}): {metrics['grades']} grades, parse rate {metrics['parse_rate']:.0%}, "
-        f"mean {metrics['score_mean']}, histogram {metrics['score_hist']} -> {args.out}"
+        f"mean {metrics['score_mean']}, histogram {metrics['score_hist']}, score-length Spearman within a prompt "
+        f"{metrics['length_spearman_within']} ({length['prompts']} prompts) -> {args.out}"
     )
 
 

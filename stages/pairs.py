@@ -72,8 +72,17 @@ def select_pairs(
     return rows.frame(records, "preferences"), counts
 
 
-def pair_metrics(prefs: pl.DataFrame, counts: dict) -> dict:
+def pair_metrics(prefs: pl.DataFrame, counts: dict, responses: pl.DataFrame | None = None) -> dict:
+    """Counts, margins and length bias of the pairs; with `responses`, also how many chosen and rejected
+    answers stopped at the token cap (`truncated`) or loop (`loops`, stages/text.py)."""
     n = len(prefs)
+    flags = {}
+    if responses is not None:
+        by_id = responses.select("id", "truncated", "loops")
+        for side in ("chosen", "rejected"):
+            got = prefs.select(pl.col(f"{side}_id").alias("id")).join(by_id, on="id", how="left")
+            flags[f"{side}_truncated"] = int(got["truncated"].sum())
+            flags[f"{side}_loops"] = int(got["loops"].sum())
     if n:
         chosen_len = prefs["chosen"].list.first().struct.field("content").str.len_chars()
         rejected_len = prefs["rejected"].list.first().struct.field("content").str.len_chars()
@@ -89,6 +98,7 @@ def pair_metrics(prefs: pl.DataFrame, counts: dict) -> dict:
         # per-pair view of length bias: the typical ratio, and how often the longer answer was chosen
         "length_ratio_median": round(float((chosen_len / rejected_len.clip(1)).median()), 4) if n else None,
         "chosen_longer_rate": round(float((chosen_len > rejected_len).mean()), 4) if n else None,
+        **flags,
     }
 
 
@@ -123,12 +133,14 @@ def main(argv: list[str] | None = None) -> None:
         params=p,
         sections=("pairs",),
     )
-    metrics = pair_metrics(prefs, counts)
+    metrics = pair_metrics(prefs, counts, responses)
     if args.metrics:
         rows.write_json(metrics, args.metrics)
     print(
         f"pairs@{args.iteration}: {metrics['pairs']} pairs from {counts['prompts']} prompts "
-        f"(ties {counts['ties']}, too few scored {counts['too_few_scored']}) -> {args.out}"
+        f"(ties {counts['ties']}, too few scored {counts['too_few_scored']}; chosen longer "
+        f"{metrics['chosen_longer_rate']}, truncated chosen/rejected {metrics['chosen_truncated']}/"
+        f"{metrics['rejected_truncated']}, looping {metrics['chosen_loops']}/{metrics['rejected_loops']}) -> {args.out}"
     )
 
 

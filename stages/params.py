@@ -122,6 +122,9 @@ class Prompts(Sampling):
     # word-level LCS similarity (ROUGE-L-like, 0..1) at or above which a prompt is a near-duplicate;
     # 0.7 is Self-Instruct's ROUGE-L threshold
     max_similarity: float = Field(ge=0, le=1)
+    # a generation with several requests run together (stages/prompt_content.py): cut at the first
+    # continuation marker, or drop it
+    multi_request: Literal["cut", "drop"]
 
     @model_validator(mode="after")
     def _bounds(self):
@@ -147,8 +150,16 @@ class Pairs(Strict):
     prefer_shorter: bool
 
 
+class IFEval(Strict):
+    """IFEval in evaluate (stages/ifeval.py): the model answers zero-shot with its chat template, code checks it."""
+
+    source: Source  # rows (key, prompt, instruction_id_list, kwargs): a jsonl/parquet file or hub google/IFEval
+    max_prompts: int | None = Field(ge=1)  # the source's first N prompts; null = all (541)
+    generation: Sampling  # temperature 0 = greedy; an answer that reaches max_new_tokens counts as a cap hit
+
+
 class Evaluate(Strict):
-    """evaluate@t: judge agreement with held-out human rankings and head-to-head (docs/judge.md)."""
+    """evaluate@t: judge agreement with held-out human rankings, head-to-head and IFEval (docs/judge.md)."""
 
     human: Source
     first_turn_only: bool  # multi-turn pairs need the earlier turns, which the rubric prompt does not show
@@ -159,6 +170,7 @@ class Evaluate(Strict):
     judge: str  # the fixed head-to-head judge; not the model under test
     generation: Sampling
     compare_batch_size: int = Field(ge=1)
+    ifeval: IFEval
 
 
 class Validate(Strict):
@@ -172,6 +184,7 @@ class Validate(Strict):
     min_unique_prompts: float = Field(ge=0, le=1)  # share distinct after lowercasing, punctuation stripped
     near_dup_similarity: float = Field(gt=0, le=1)  # word-level LCS similarity that makes a near-duplicate
     max_near_dup_rate: float = Field(ge=0, le=1)  # share of prompts that have a near-duplicate
+    max_flawed_prompt_rate: float = Field(ge=0, le=1)  # several requests or scaffolding (stages/prompt_content.py)
     min_distinct_1: float = Field(ge=0, le=1)  # distinct words / words
     min_distinct_2: float = Field(ge=0, le=1)  # distinct bigrams / bigrams
     seed_similarity: float = Field(gt=0, le=1)  # LCS similarity to a seed instruction that counts as a copy
@@ -185,6 +198,7 @@ class Validate(Strict):
     min_multi_response_rate: float = Field(ge=0, le=1)  # share of prompts with 2..responses.n responses
     response_min_median_chars: int = Field(ge=0)
     response_max_median_chars: int = Field(ge=1)
+    max_truncated_rate: float = Field(ge=0, le=1)  # share of responses stopped at responses.max_new_tokens
     # judgments
     min_parse_rate: float = Field(ge=0, le=1)
     max_score_share: float = Field(gt=0, le=1)  # share of the most common (rounded) score
@@ -195,6 +209,8 @@ class Validate(Strict):
     min_margin: float = Field(ge=0)  # score_chosen - score_rejected must exceed this
     min_length_ratio: float = Field(ge=0)  # median chosen/rejected length (characters)
     max_length_ratio: float = Field(gt=0)
+    # share of pairs whose chosen answer is longer; checked on the lower end of its 95% Wilson interval
+    max_chosen_longer_rate: float = Field(ge=0, le=1)
     min_pair_prompt_unique: float = Field(ge=0, le=1)
     min_pair_distinct_2: float = Field(ge=0, le=1)
     allow_failure: bool  # explicit override: train anyway, recorded in metrics

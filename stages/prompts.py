@@ -4,10 +4,14 @@
         --out data/iter1/prompts.parquet --metrics metrics/iter1/prompts.json
 
 Each generation sees `prompts.fewshot` instructions drawn (seeded) from the IFT pool and is
-parsed into one new instruction. Dropped, and counted by reason: empty, too short or too
-long, and near-duplicates (word-level LCS similarity, as Self-Instruct's ROUGE-L filter)
-of the pool or of a prompt already kept. Generation is committed in shards of few-shot draws
-(stages/shards.py): an interrupted run resumes where it stopped.
+parsed into one new instruction. A small model often continues the numbered examples instead
+(stages/prompt_content.py): several requests run together are cut at the first continuation marker
+(`prompts.multi_request: cut`, chosen by measurement, BENCHMARKS.md "Prompt content") or dropped (`drop`).
+Dropped, and counted by reason: empty, too short or too long, scaffolding (no request: list markers
+only, a bare lead-in, the template's own words), multi_request (drop mode), and near-duplicates
+(word-level LCS similarity, as Self-Instruct's ROUGE-L filter) of the pool or of a prompt already
+kept. Generation is committed in shards of few-shot draws (stages/shards.py): an interrupted run
+resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from pathlib import Path
 from . import lineage, rows
 from . import params as P
 from .errors import SrlmError, entry
+from .prompt_content import classify, cut_at_continuation, numbered
 from .prompting import parse_instruction, self_instruct_messages
 from .shards import Task, Work
 from .text import near_duplicate, words
@@ -38,6 +43,8 @@ def filter_prompts(candidates: list[str], pool: list[str], cfg: P.Prompts) -> tu
             reasons["too_short"] += 1
         elif len(text) > cfg.max_chars:
             reasons["too_long"] += 1
+        elif (content := classify(text)) != "ok":
+            reasons[content] += 1
         elif near_duplicate(words(text), pool_words, cfg.max_similarity):
             reasons["near_duplicate_of_seed"] += 1
         elif near_duplicate(words(text), kept_words, cfg.max_similarity):
@@ -46,6 +53,15 @@ def filter_prompts(candidates: list[str], pool: list[str], cfg: P.Prompts) -> tu
             kept.append(i)
             kept_words.append(words(text))
     return kept, reasons
+
+
+def cut_multi_requests(texts: list[str], mode: str) -> tuple[list[str], int]:
+    """With mode "cut", each multi-request text up to its first continuation marker; and how many were cut.
+    With "drop" the texts stay whole and filter_prompts drops the multi-request ones."""
+    if mode != "cut":
+        return texts, 0
+    out = [cut_at_continuation(t) if classify(t) == "multi_request" else t for t in texts]
+    return out, sum(a != b for a, b in zip(texts, out))
 
 
 @entry
@@ -77,7 +93,10 @@ def main(argv: list[str] | None = None) -> None:
         f"prompts@{args.iteration}", items, Task(cfg, n=1), seed, args.model, p.backend, p.shards, args.workers
     )
     outs, model = work.run(), work.model_name
-    candidates = [parse_instruction(outs[d][0]["text"]) for d in draws]
+    raw = [outs[d][0]["text"] for d in draws]
+    parsed = [parse_instruction(t) for t in raw]
+    content = Counter(classify(t) for t in parsed)
+    candidates, cut = cut_multi_requests(parsed, cfg.multi_request)
     kept, reasons = filter_prompts(candidates, instructions, cfg)
 
     df = rows.frame(
@@ -108,6 +127,14 @@ def main(argv: list[str] | None = None) -> None:
         "generated": len(candidates),
         "kept": len(df),
         "dropped": dict(sorted(reasons.items())),
+        # what the generations were before any cut (stages/prompt_content.py), and what was cut
+        "content": {
+            "multi_request": content["multi_request"],
+            "scaffolding": content["scaffolding"],
+            "numbered": sum(numbered(t) for t in raw),
+        },
+        "flawed_share": round((content["multi_request"] + content["scaffolding"]) / max(len(raw), 1), 4),
+        "cut": cut,
         "mean_chars": round(sum(len(t) for t in df["prompt"]) / max(len(df), 1), 1),
         "prompts_cut_to_context": work.truncated_prompts,
     }
@@ -115,7 +142,8 @@ def main(argv: list[str] | None = None) -> None:
         rows.write_json(metrics, args.metrics)
     work.close()
     print(
-        f"prompts@{args.iteration}: kept {len(df)} of {len(candidates)} ({dict(reasons) or 'none dropped'}) -> {args.out}"
+        f"prompts@{args.iteration}: kept {len(df)} of {len(candidates)} ({dict(reasons) or 'none dropped'}; "
+        f"{cut} multi-request generations cut) -> {args.out}"
     )
 
 

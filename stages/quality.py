@@ -11,8 +11,10 @@ no expectation for are computed here with polars/numpy as derived columns, then 
   responses_of_prompt   distinct responses of the prompt, on the prompt's first row only
   grade_span            max - min of a response's parsed grades, on its first grade only
   score_point           the grade rounded to a whole point
+  content               one request or not (stages/prompt_content.py: ok, multi_request, scaffolding)
   identical             chosen and rejected are the same response (id or text)
   margin, length_ratio  score_chosen - score_rejected; chosen chars / rejected chars
+  chosen_longer         the chosen answer has more characters than the rejected one
 
 Pairwise columns are computed on a seeded sample of at most `validate.sample_size` prompts (null outside it).
 `distinct_n` (Li et al. 2016) backs the custom distinct-n expectation in stages/gx.py.
@@ -25,6 +27,7 @@ import os
 import numpy as np
 import polars as pl
 
+from .prompt_content import classify
 from .text import max_similarity, words
 
 
@@ -80,7 +83,9 @@ def prompts_frame(prompts: pl.DataFrame, pool: list[str] | None, sample_size: in
     idx = sample_index(len(texts), sample_size)
     sampled = [texts[i] or "" for i in idx]
     df = prompts.select(
-        "prompt", normalised=pl.col("prompt").str.to_lowercase().str.replace_all(r"[^\w]+", " ").str.strip_chars()
+        "prompt",
+        normalised=pl.col("prompt").str.to_lowercase().str.replace_all(r"[^\w]+", " ").str.strip_chars(),
+        content=pl.Series([classify(t) for t in texts], dtype=pl.String),
     )
     cols = {"near_dup_similarity": _in_sample(len(df), idx, max_similarity(sampled, sampled, exclude_self=True))}
     if pool is not None:
@@ -97,6 +102,7 @@ def responses_frame(responses: pl.DataFrame):
     return responses.select(
         "prompt_id",
         "response",
+        "truncated",
         chars=pl.col("response").str.strip_chars().str.len_chars(),
         responses_of_prompt=pl.when(first).then(pl.len().over("prompt_id")),
     ).to_pandas()
@@ -125,4 +131,5 @@ def preferences_frame(prefs: pl.DataFrame):
         identical=(pl.col("chosen_id") == pl.col("rejected_id")) | (content("chosen") == content("rejected")),
         margin=pl.col("score_chosen") - pl.col("score_rejected"),
         length_ratio=content("chosen").str.len_chars() / pl.max_horizontal(content("rejected").str.len_chars(), 1),
+        chosen_longer=content("chosen").str.len_chars() > content("rejected").str.len_chars(),
     ).to_pandas()

@@ -75,6 +75,67 @@ def dvc_hashes(iteration: int, prev: int, root: Path) -> list[tuple[str, str, st
     return out
 
 
+def _acc(block) -> str:
+    if not isinstance(block, dict) or block.get("acc") is None:
+        return "-"
+    lo, hi = block["ci95"]
+    return f"{block['acc']:.3f} [{lo:.3f}, {hi:.3f}] (n={block['n']})"
+
+
+def _share(block) -> str:
+    return "-" if not isinstance(block, dict) or block.get("share") is None else f"{block['share']:.0%}"
+
+
+def outside_section(iteration: int, prev: int, root: Path) -> list[str]:
+    """IFEval and the length-sliced judge accuracy of the base model, M(prev) and M(t) (their eval.json), and
+    the iteration's own truncation, looping, length-bias and prompt-content counts."""
+    models = [("base", "metrics/base/eval.json")] + [
+        (f"M{t}", f"metrics/iter{t}/eval.json") for t in (prev, iteration)
+    ]
+    body = []
+    for name, path in models:
+        ev = rows.read_json(root / path)
+        if ev is None:
+            continue
+        ife, h = ev.get("ifeval") or {}, ev.get("human") or {}
+        sl = h.get("length_slices") or {}
+        body.append(
+            (
+                name,
+                _acc(ife.get("prompt_level_strict_acc")),
+                _share(ife.get("cap_hit")),
+                _share(ife.get("loops")),
+                _acc((sl.get("pointwise") or {}).get("shorter_preferred")),
+                _acc((sl.get("longer_wins") or {}).get("all")),
+            )
+        )
+    m = {
+        k: rows.read_json(root / f"metrics/iter{iteration}/{k}.json") or {} for k in ("prompts", "responses", "pairs")
+    }
+    r, pr, pt = m["responses"], m["pairs"], m["prompts"]
+    facts = [
+        f"responses at the token cap: {r.get('truncated', '-')} of {r.get('responses', '-')}, looping: {r.get('loops', '-')}",
+        f"pairs whose chosen answer is the longer: {pr.get('chosen_longer_rate', '-')}; truncated chosen / rejected: "
+        f"{pr.get('chosen_truncated', '-')} / {pr.get('rejected_truncated', '-')}; looping chosen / rejected: "
+        f"{pr.get('chosen_loops', '-')} / {pr.get('rejected_loops', '-')}",
+        f"self-made prompts that were not one request (before the cut or drop): {pt.get('content', '-')}, "
+        f"cut: {pt.get('cut', '-')}",
+    ]
+    if not body and not any(m.values()):
+        return []
+    parts = [
+        "### Measured from outside the loop",
+        "IFEval (prompt-level strict accuracy, 95% interval; share of answers at the token cap and looping) and "
+        "the judge's accuracy on held-out human pairs whose preferred answer is the shorter one (length alone "
+        "scores 0 there; the longer-answer-wins baseline over all pairs beside it); docs/judge.md defines them.",
+    ]
+    if body:
+        parts.append(
+            _table(("model", "IFEval strict", "at cap", "looping", "judge, shorter preferred", "longer wins"), body)
+        )
+    return parts + ["\n".join(f"- {f}" for f in facts)]
+
+
 def card(iteration: int, repo_id: str, tag: str, p: P.Params, root: Path, sizes: dict[str, int], validation: dict):
     from huggingface_hub import DatasetCard, DatasetCardData
 
@@ -141,6 +202,7 @@ def card(iteration: int, repo_id: str, tag: str, p: P.Params, root: Path, sizes:
             f"From `metrics/iter{iteration}/eval.json` (evaluate@{iteration}):",
             _table(("metric", "value"), _flat(ev)),
         ]
+    parts += outside_section(iteration, prev, root)
     seeds = [("global (params.yaml seed)", p.seed)] + [
         (f"{stage}@{iteration}", rows.derive_seed(p.seed, stage, iteration))
         for stage in ("prompts", "responses", "judge")

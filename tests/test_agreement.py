@@ -2,7 +2,7 @@
 
 import pytest
 
-from stages.agreement import ab_agreement, head_to_head, longer_wins_accuracy, rank_agreement
+from stages.agreement import ab_agreement, head_to_head, length_correlation, longer_wins_accuracy, rank_agreement
 
 
 def test_perfect_judge():
@@ -93,3 +93,23 @@ def test_length_slices_split_pairs_by_the_longer_answer_being_preferred():
     longer = [1.0 if lg else 0.0 for _, lg in outcomes]
     assert sliced(longer, [lg for _, lg in outcomes])["shorter_preferred"]["acc"] == 0.0
     assert sliced([], [])["all"] == {"acc": None, "n": 0, "ci95": [0.0, 1.0]}
+
+
+def test_length_correlation_within_a_prompt_and_pooled():
+    # p: the judge ranks by length (rho 1); q: by shortness (rho -1); r: one score for all (0);
+    # s: two scored answers only, t: equal lengths -> neither counts within a prompt
+    ids = ["p"] * 3 + ["q"] * 3 + ["r"] * 3 + ["s"] * 3 + ["t"] * 3
+    scores = [1, 2, 3, 3, 2, 1, 4, 4, 4, 5, None, 1, 2, 3, 4]
+    lengths = [10, 20, 30, 10, 20, 30, 10, 20, 30, 10, 20, 30, 50, 50, 50]
+    m = length_correlation(ids, scores, lengths)
+    assert m["within"] == 0.0 and m["prompts"] == 3 and m["answers"] == 14
+    assert length_correlation(ids[:3], scores[:3], lengths[:3]) == {
+        "within": 1.0,
+        "prompts": 1,
+        "pooled": 1.0,
+        "answers": 3,
+    }
+    # pooled over all answers: longer answers score higher across prompts even where no prompt shows it
+    m = length_correlation(["a", "a", "b", "b"], [1, 2, 4, 5], [10, 20, 100, 200])
+    assert m["within"] is None and m["prompts"] == 0 and m["pooled"] == 1.0
+    assert length_correlation([], [], [])["pooled"] is None

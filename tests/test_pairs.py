@@ -1,3 +1,5 @@
+import polars as pl
+
 from stages import rows
 from stages.judge import score_summary
 from stages.pairs import pair_metrics, select_pairs
@@ -130,3 +132,20 @@ def test_length_bias_metrics():
     )
     m = pair_metrics(*select_pairs(r, j, 0.0, 1))
     assert m["chosen_longer_rate"] == 0.5 and m["length_ratio_median"] == (2.0 + 0.25) / 2
+
+
+def test_truncated_and_looping_chosen_and_rejected_are_counted():
+    r, j = make(
+        {"a": ("p", "AAAA"), "b": ("p", "BB"), "c": ("q", "C"), "d": ("q", "DDDD"), "e": ("s", "E"), "f": ("s", "F")},
+        {"a": [5], "b": [1], "c": [5], "d": [1], "e": [4], "f": [2]},
+    )
+    flagged = {"a": (True, True), "b": (True, False), "d": (False, True), "e": (True, False)}  # (truncated, loops)
+    r = r.with_columns(
+        truncated=pl.col("id").replace_strict({k: v[0] for k, v in flagged.items()}, default=False),
+        loops=pl.col("id").replace_strict({k: v[1] for k, v in flagged.items()}, default=False),
+    )
+    prefs, counts = select_pairs(r, j, 0.0, 1)  # pairs a>b, c>d, e>f
+    m = pair_metrics(prefs, counts, r)
+    assert (m["chosen_truncated"], m["rejected_truncated"]) == (2, 1)  # a, e / b
+    assert (m["chosen_loops"], m["rejected_loops"]) == (1, 1)  # a / d
+    assert "chosen_truncated" not in pair_metrics(prefs, counts)  # without the responses: no flags

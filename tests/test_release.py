@@ -123,6 +123,12 @@ def test_dry_run_folder_loads_with_datasets_and_card(project, tmp_path):
         {"judge_agreement": {"spearman": 0.41, "pairs": 30}, "head_to_head": {"win_rate": 0.62}},
         project / "metrics/iter1/eval.json",
     )
+    ifeval = {"prompt_level_strict_acc": {"acc": 0.25, "n": 8, "ci95": [0.0709, 0.5907]}, "cap_hit": {"share": 0.5}}
+    rows.write_json({"ifeval": ifeval}, project / "metrics/base/eval.json")
+    rows.write_json(
+        {"chosen_longer_rate": 0.75, "chosen_truncated": 1, "rejected_truncated": 0},
+        project / "metrics/iter1/pairs.json",
+    )
     record = {
         "format": "srlm-lineage/1",
         "stage": "pairs@1",
@@ -160,6 +166,9 @@ def test_dry_run_folder_loads_with_datasets_and_card(project, tmp_path):
         "9b2cfeed",
         str(rows.derive_seed(0, "responses", 1)),
         f'load_dataset("{REPO}", revision="iter-1")',
+        "### Measured from outside the loop",
+        "| base | 0.250 [0.071, 0.591] (n=8) | 50% | - | - | - |",
+        "pairs whose chosen answer is the longer: 0.75; truncated chosen / rejected: 1 / 0",
     ):
         assert needle in text, needle
 

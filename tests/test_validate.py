@@ -18,6 +18,7 @@ import pytest
 from stages import gx, rows
 from stages import params as P
 from stages import quality as Q
+from stages.report import failure_line
 from stages.text import words
 from stages.validate import KINDS, main, run_gate
 
@@ -205,6 +206,17 @@ FAILING = [  # (check, mutation, knobs loosened so that only the check under tes
         {"min_distinct_1": 0.0, "max_near_dup_rate": 1.0, "max_mean_cosine": 1.0, "max_embed_dup_rate": 1.0},
     ),
     (
+        "prompts.one_request",  # half the prompts run on into the next topic, as a continued numbered list does
+        edit(
+            "prompts",
+            lambda r: [
+                {**x, "prompt": f"{x['prompt']} 2. {TOPICS[(i + 1) % len(TOPICS)]}"} if i % 2 else x
+                for i, x in enumerate(r)
+            ],
+        ),
+        {"max_near_dup_rate": 1.0, "max_mean_cosine": 1.0, "max_embed_dup_rate": 1.0},
+    ),
+    (
         "prompts.seed_overlap",
         edit("prompts", lambda r: [{**x, "prompt": POOL[i]} if i < 4 else x for i, x in enumerate(r)]),
         {},
@@ -229,6 +241,11 @@ FAILING = [  # (check, mutation, knobs loosened so that only the check under tes
         {},
     ),
     ("responses.median_length", edit("responses", lambda r: [{**x, "response": "ok"} for x in r]), {}),
+    (
+        "responses.truncated_rate",
+        edit("responses", lambda r: [{**x, "truncated": i % 4 != 0} for i, x in enumerate(r)]),  # 75% at the cap
+        {},
+    ),
     ("judgments.not_empty", edit("judgments", lambda r: []), {}),
     ("judgments.score_range", edit("judgments", lambda r: [{**r[0], "score": 7.0}] + r[1:]), {}),
     (
@@ -261,6 +278,23 @@ FAILING = [  # (check, mutation, knobs loosened so that only the check under tes
         ),
         {},
     ),
+    (
+        "preferences.chosen_longer_rate",  # 24 pairs, every chosen answer the longer: lower end of the interval 0.86
+        edit(
+            "preferences",
+            lambda r: [
+                {
+                    **x,
+                    "id": f"{x['id']}{k}",
+                    "prompt_id": f"{x['prompt_id']}{k}",
+                    "chosen": [{"role": "assistant", "content": x["rejected"][0]["content"] + " More detail."}],
+                }
+                for k in range(2)
+                for x in r
+            ],
+        ),
+        {},
+    ),
     ("preferences.prompt_unique_proportion", edit("preferences", lambda r: r * 3), {}),
     (
         "preferences.prompt_distinct_2",
@@ -284,6 +318,52 @@ def test_each_expectation_fails_for_its_own_reason(params, check, mutate, loosen
     assert failures(result) == {check}
     (c,) = [c for c in result["checks"] if not c["passed"]]
     assert c["observed"] is not None and c["threshold"] and c["expectation"].startswith("expect_")
+
+
+def test_chosen_longer_rate_allows_chance_on_few_pairs(params):
+    longer = edit(
+        "preferences",
+        lambda r: [
+            {**x, "chosen": [{"role": "assistant", "content": x["rejected"][0]["content"] + " More."}]} for x in r
+        ],
+    )
+    result = gate(longer(make_data()), params, kinds=("preferences",))  # 12 of 12: interval [0.76, 1]
+    (c,) = [c for c in result["checks"] if c["check"] == "chosen_longer_rate"]
+    assert c["passed"] and c["observed"] == 0.7575 and c["threshold"] == "<= 0.8"
+    assert not gate(longer(make_data()), with_validate(params, max_chosen_longer_rate=0.7), kinds=("preferences",))[
+        "passed"
+    ]
+
+
+def test_nonsense_like_the_issue_fails_with_clear_lines(params):
+    """The 2-core default once trained on few-shot scaffolding answered by a counting list; all checks passed."""
+    scaffolding = [
+        "1. / 2. 2. / 3. 3.",
+        "Here are some requests that people have sent to an AI assistant: 1. Explain photosynthesis.",
+        "Write one new request that a person might send to an AI assistant.",
+        "This new request is:",
+        "What is a prime number? 2. How do magnets work? 3. Name a planet.",
+        "Explain tides. 9. Write a limerick. 10. Define entropy.",
+    ]
+    data = make_data(scaffolding + TOPICS[:6])
+    responses = data["responses"].to_dicts()
+    data["responses"] = rows.frame(
+        [
+            {**x, "response": "1. 2. 3. 4. 5. 6. 7. ... Cheers.", "truncated": i % 3 != 0}
+            for i, x in enumerate(responses)
+        ],
+        "responses",
+    )
+    result = gate(data, params, kinds=("prompts", "responses"))
+    assert {"prompts.one_request", "responses.truncated_rate"} <= failures(result)
+    lines = {c["check"]: failure_line(1, c) for c in result["checks"] if not c["passed"]}
+    assert (
+        "FAILED prompts.one_request: expect_column_values_to_be_in_set(content): observed share of rows breaking "
+        "'values in ['ok']' 0.5 (e.g. ['scaffolding', 'scaffolding', 'scaffolding']), threshold <= 0.25; "
+        "knobs: validate.max_flawed_prompt_rate" in lines["one_request"]
+    )
+    assert "observed share of rows breaking 'values in [False]' 0.6667" in lines["truncated_rate"]
+    assert "knobs: validate.max_truncated_rate" in lines["truncated_rate"]
 
 
 def test_thresholds_from_params_reach_the_suites(params):

@@ -78,6 +78,25 @@ def fake_metrics(root, t, hist, tie, chosen, rejected):
     )
 
 
+def fake_eval(root, folder, strict_k, shorter=None):
+    """An eval.json with an IFEval block of 8 prompts and, for a judge, the shorter-preferred slice."""
+
+    def acc(k, n):
+        return {"acc": k / n, "n": n, "ci95": [round(k / n - 0.2, 4), round(k / n + 0.2, 4)]}
+
+    ev = {
+        "ifeval": {
+            "prompt_level_strict_acc": acc(strict_k, 8),
+            "inst_level_strict_acc": acc(strict_k + 1, 10),
+            "cap_hit": {"count": 2, "share": 0.25},
+            "loops": {"count": 1, "share": 0.125},
+        }
+    }
+    if shorter is not None:
+        ev["human"] = {"length_slices": {"pointwise": {"shorter_preferred": acc(shorter, 4)}}}
+    rows.write_json(ev, root / f"metrics/{folder}/eval.json")
+
+
 def test_plot_tables(tmp_path):
     fake_metrics(tmp_path, 1, {"0": 0, "1": 1, "2": 1, "3": 2, "4": 0, "5": 0}, 0.2, 300.0, 200.0)
     fake_metrics(tmp_path, 2, {"0": 0, "1": 0, "2": 1, "3": 1, "4": 2, "5": 0}, 0.1, 420.0, 210.0)
@@ -85,6 +104,19 @@ def test_plot_tables(tmp_path):
     hist, per_iter = plots.tables(tmp_path / "metrics")
     assert per_iter["iteration"].to_list() == [1, 2] and per_iter["chosen_chars"].to_list() == [300.0, 420.0]
     assert hist.filter(iteration=2, score=4)["share"].item() == 0.5 and len(hist) == 12
+    fake_eval(tmp_path, "base", 2)
+    fake_eval(tmp_path, "iter0", 3, shorter=1)
+    fake_eval(tmp_path, "iter2", 4, shorter=2)
+    models = plots.models_table(tmp_path / "metrics")
+    assert models["model"].to_list() == ["base", "M0", "M2"] and models["iteration"].to_list() == [None, 0, 2]
+    m0 = models.row(1, named=True)
+    assert (m0["ifeval_prompt_strict"], m0["ifeval_prompt_strict_lo"], m0["ifeval_prompt_strict_hi"]) == (
+        0.375,
+        0.175,
+        0.575,
+    )
+    assert m0["judge_shorter_preferred"] == 0.25 and m0["ifeval_cap_hit"] == 0.25 and m0["ifeval_loops"] == 0.125
+    assert models.row(0, named=True)["judge_shorter_preferred"] is None  # the base model is not judged
 
 
 def test_dvc_plots_render(tmp_path, monkeypatch):
@@ -101,11 +133,24 @@ def test_dvc_plots_render(tmp_path, monkeypatch):
             shutil.copy(ROOT / dep, repo / dep)
     fake_metrics(repo, 1, {"0": 0, "1": 1, "2": 1, "3": 2, "4": 0, "5": 0}, 0.2, 300.0, 200.0)
     fake_metrics(repo, 2, {"0": 0, "1": 0, "2": 1, "3": 1, "4": 2, "5": 0}, 0.1, 420.0, 210.0)
+    fake_eval(repo, "base", 2)
+    fake_eval(repo, "iter0", 3, shorter=1)
     monkeypatch.setenv("PYTHONPATH", str(ROOT))
     dvc(repo, "repro", "-q", "plots")
     shown = json.loads(dvc_out(repo, "plots", "show", "--json"))
-    assert set(shown["data"]) == {"score_histogram", "score_by_iteration", "length_drift", "tie_parse_rates"}, shown
+    assert set(shown["data"]) == {
+        "score_histogram",
+        "score_by_iteration",
+        "length_drift",
+        "tie_parse_rates",
+        "length_bias",
+        "truncation",
+        "ifeval",
+        "judge_shorter_preferred",
+    }, shown
     shown = shown["data"]
+    bars = shown["ifeval"][0]["content"]["data"]["values"]
+    assert {(d["model"], float(d["ifeval_prompt_strict"])) for d in bars} == {("base", 0.25), ("M0", 0.375)}
     hist = shown["score_histogram"][0]["content"]["data"]["values"]
     assert {(int(d["iteration"]), int(d["score"]), float(d["share"])) for d in hist} >= {(2, 4, 0.5), (1, 3, 0.5)}
     dvc(repo, "plots", "show", "-o", "out")
