@@ -3,8 +3,8 @@
 prompts@t shows M(t-1) a numbered list of example requests (stages/templates/self_instruct.txt) and asks for one
 new request. A small model often continues the list instead (BENCHMARKS.md, "Prompt content"):
 
-  multi_request  several requests run together: after some request text, a numbered list marker ("2. ", "10) ")
-                 starts a new line or follows the end of a sentence ("X? 2. Y 3. Z"). A list that the request
+  multi_request  several requests run together: after some request text, a numbered list marker ("2. ", "10) ",
+                 "**3. ") starts a new line or follows the end of a sentence ("X? 2. Y 3. Z"). A list that the request
                  itself introduces with a colon ("Sort these: 1. pears 2. figs") is part of it, not a continuation.
   scaffolding    no request at all: nothing but list markers, numbers and punctuation ("1. / 2. 2. / 3. 3."),
                  a lead-in that ends in a colon with nothing after it ("This new request is:"), or the template's
@@ -26,8 +26,8 @@ from .text import words
 LABELS = ("ok", "multi_request", "scaffolding")
 TEMPLATE_SPAN = 5  # consecutive template words that make a copy; 5 rarely occur by chance in a request
 
-# a numbered list marker: at the start of a later line, or after the end of a sentence on the same line
-_CONTINUATION = re.compile(r"(?:\n[ \t]*|(?<=[.?!\"')])[ \t]+)\d{1,2}[.)][ \t]+(?=\S)")
+# a numbered list marker ("2. ", "**3) "): at the start of a later line, or after the end of a sentence
+_CONTINUATION = re.compile(r"(?:\n[ \t]*|(?<=[.?!\"')])[ \t]+)[*_#>]*[ \t]*\d{1,2}[.)][ \t]+(?=\S)")
 _LEADING_MARKER = re.compile(r"^\s*(?:\d{1,2}[.)]|[-*])\s")
 _LETTERS = re.compile(r"[^\W\d_]")
 

@@ -22,6 +22,7 @@ CASES = [
     ("What has keys but can't open locks?\n2. You're right, you're right.\n3. I'm glad to hear it.", "multi_request"),
     ("The number of feet in a mile\n2. Creation of the universe\n3. Codebreaking with RSA", "multi_request"),
     ('Rewrite this formally: "Hey, can\'t make it."\n2. Write a new request: "When it comes', "multi_request"),
+    ("Give me five ideas for a team-building activity.\n**2. Translate 'Where is the station?'", "multi_request"),
     # few-shot scaffolding: no request in it
     ("/ 2. 2. / 3. 3.", "scaffolding"),
     ("1. 2. 3.", "scaffolding"),
