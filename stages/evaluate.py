@@ -291,8 +291,10 @@ def main(argv: list[str] | None = None) -> None:
     if why:
         skipped.append(f"IFEval ({why})")
 
-    backend = make_backend(p.backend, args.model)
-    metrics: dict = {"iteration": args.iteration, "model": backend.model_name}
+    # the base model with nothing to answer is not even loaded
+    backend = make_backend(p.backend, args.model) if not base or if_prompts else None
+    model_name = backend.model_name if backend else args.model.as_posix()
+    metrics: dict = {"iteration": args.iteration, "model": model_name}
     if not base:
         # one seed for the A/B coin across iterations, so every model sees the same presentation
         metrics["human"] = (
@@ -301,11 +303,12 @@ def main(argv: list[str] | None = None) -> None:
         heldout = answer_heldout(backend, prompts or [], cfg, seed, args.iteration)
     t_if = time.time()
     answers = answer_ifeval(backend, if_prompts, cfg.ifeval, seed, f"{desc} IFEval") if if_prompts else []
-    backend.close()
+    if backend:
+        backend.close()
     metrics["ifeval"] = ifeval_metrics(if_prompts, answers, cfg.ifeval) if if_prompts else None
     ifeval_seconds = time.time() - t_if  # printed, never in the metrics file
     if args.ifeval_answers:
-        rows.write(ifeval_rows(if_prompts or [], answers, backend.model_name, seed), args.ifeval_answers, "responses")
+        rows.write(ifeval_rows(if_prompts or [], answers, model_name, seed), args.ifeval_answers, "responses")
     if not base:
         rows.write(heldout, args.heldout, "responses")
         metrics["heldout"] = {

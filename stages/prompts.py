@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> None:
     outs, model = work.run(), work.model_name
     raw = [outs[d][0]["text"] for d in draws]
     parsed = [parse_instruction(t) for t in raw]
-    content = Counter(classify(t) for t in parsed)
+    content = Counter(classify(t) for t in parsed if t)  # an empty generation is counted as dropped "empty"
     candidates, cut = cut_multi_requests(parsed, cfg.multi_request)
     kept, reasons = filter_prompts(candidates, instructions, cfg)
 
