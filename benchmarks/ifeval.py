@@ -1,10 +1,11 @@
 """Benchmark: IFEval of one or more model folders through the evaluate stage itself, IFEval only.
 
     python benchmarks/ifeval.py --model models/base --model models/M0 --out benchmarks/results/ifeval.jsonl \
-        [--max-prompts 0] [--max-new-tokens 1024] [--batch-size 64] [-S backend.name=vllm]
+        [--profile profiles/gpu.yaml] [--max-prompts 0] [--max-new-tokens 1024] [--batch-size 64] [-S key=value]
 
-Each model runs `python -m stages.evaluate --iteration base --model M` (the IFEval-only mode) with params.yaml
-plus the overrides given here (`--max-prompts 0` = all 541; `-S key=value` for any other knob, YAML values),
+Each model runs `python -m stages.evaluate --iteration base --model M` (the IFEval-only mode) with params.yaml,
+merged with the --profile files (stages/profile.py) and then the overrides given here (`--max-prompts 0` = all
+541; `-S key=value` for any other knob, YAML values),
 in its own process, timed. One JSON line per model goes to --out (the model, the settings, the machine, the
 whole `ifeval` block of eval.json and the wall seconds), and a markdown table row per model is printed for
 BENCHMARKS.md: the four accuracies with their 95% intervals, cap hits, loops, mean answer tokens, seconds.
@@ -26,6 +27,10 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from stages.profile import combined, merge  # noqa: E402
+
 LEVELS = ("prompt_level_strict_acc", "inst_level_strict_acc", "prompt_level_loose_acc", "inst_level_loose_acc")
 
 
@@ -51,8 +56,9 @@ def main() -> None:
     ap.add_argument("--max-new-tokens", type=int, help="evaluate.ifeval.generation.max_new_tokens")
     ap.add_argument("--batch-size", type=int, help="evaluate.ifeval.generation.batch_size")
     ap.add_argument("-S", dest="sets", action="append", default=[], help="another knob: key=value (YAML value)")
+    ap.add_argument("--profile", action="append", default=[], help="a params profile to merge (repeatable)")
     args = ap.parse_args()
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params = merge(yaml.safe_load((ROOT / "params.yaml").read_text()), combined(args.profile))
     if args.max_prompts is not None:
         override(params, "evaluate.ifeval.max_prompts", args.max_prompts or None)
     if args.max_new_tokens is not None:

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import polars as pl
 
-from . import agreement, ifeval, rows
+from . import agreement, ifeval, rows, timing
 from . import params as P
 from .backend import Backend, make_backend
 from .backend.interface import Completion
@@ -303,9 +303,12 @@ def main(argv: list[str] | None = None) -> None:
         heldout = answer_heldout(backend, prompts or [], cfg, seed, args.iteration)
     t_if = time.time()
     answers = answer_ifeval(backend, if_prompts, cfg.ifeval, seed, f"{desc} IFEval") if if_prompts else []
+    timing.mark("generate")
     if backend:
         backend.close()
+        timing.mark("close")
     metrics["ifeval"] = ifeval_metrics(if_prompts, answers, cfg.ifeval) if if_prompts else None
+    timing.mark("score")  # the IFEval checkers
     ifeval_seconds = time.time() - t_if  # printed, never in the metrics file
     if args.ifeval_answers:
         rows.write(ifeval_rows(if_prompts or [], answers, model_name, seed), args.ifeval_answers, "responses")
