@@ -32,7 +32,7 @@ from .backend import Backend, make_backend
 from .backend.interface import Completion
 from .errors import entry
 from .prompting import COMPARE_CHOICES, COMPARE_PREFILL, compare_messages, judge_messages
-from .scoring import judge_logprob, judge_sample, score_summary
+from .scoring import compare_grades, judge_logprob, judge_sample, ordered_pairs, score_summary
 from .sources import SourceError, load_source, need, ranked_groups
 from .text import loops
 
@@ -122,13 +122,31 @@ def prefer_first(
     return [p[0] for p in backend.next_token_probs(texts, list(COMPARE_CHOICES), batch_size, desc)]
 
 
+def round_robin(backend: Backend, groups: pl.DataFrame, batch_size: int, desc: str) -> list[list[dict]]:
+    """judge.mode compare on the held-out answers: every pair of a prompt's answers in both orders; per answer
+    (in row order) its grade from stages/scoring.py: compare_grades."""
+    rows_of = groups.with_row_index("row").group_by("group", maintain_order=True).agg("row")["row"]
+    by_group = [[str(r) for r in g] for g in rows_of]
+    pairs = [pair for g in by_group for pair in ordered_pairs(g)]
+    text, q = groups["response"].to_list(), groups["instruction"].to_list()
+    first, second = [text[int(a)] for a, _ in pairs], [text[int(b)] for _, b in pairs]
+    probs = dict(zip(pairs, prefer_first(backend, [q[int(a)] for a, _ in pairs], first, second, batch_size, desc)))
+    grades: dict[str, list[dict]] = {}
+    for g in by_group:
+        grades |= compare_grades(g, probs)
+    return [grades[str(i)] for i in range(len(groups))]
+
+
 def human_agreement(backend: Backend, groups: pl.DataFrame, p: P.Params, seed: int, desc: str) -> dict:
-    texts = [backend.chat(judge_messages(q, r)) for q, r in zip(groups["instruction"], groups["response"])]
-    grades = (
-        judge_logprob(backend, texts, p.judge, desc)
-        if p.judge.mode == "logprob"
-        else judge_sample(backend, texts, p.judge, seed, desc)
-    )
+    if p.judge.mode == "compare":
+        grades = round_robin(backend, groups, p.evaluate.compare_batch_size, desc)
+    else:
+        texts = [backend.chat(judge_messages(q, r)) for q, r in zip(groups["instruction"], groups["response"])]
+        grades = (
+            judge_logprob(backend, texts, p.judge, desc)
+            if p.judge.mode == "logprob"
+            else judge_sample(backend, texts, p.judge, seed, desc)
+        )
     flat = pl.DataFrame(
         [{"row": i, "score": g["score"]} for i, gs in enumerate(grades) for g in gs],
         schema={"row": pl.Int64, "score": pl.Float64},

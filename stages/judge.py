@@ -8,6 +8,9 @@ judge.mode = sample  (the paper's): K sampled grades per response; `Score: N` is
                      and its raw text, never as 0.
 judge.mode = logprob: one forward pass with the assistant turn opened at "Score: ";
                      the next-token distribution over 0..5 is stored, its mean is the score.
+judge.mode = compare: every pair of a prompt's responses, in both orders, goes to the comparative
+                     judge (N(N-1) forward passes per prompt); a response's score is 5 x its mean
+                     probability of being the better one (its probabilities are stored).
 Scoring is stages/scoring.py, which evaluate shares. The metrics also say how closely the scores follow
 answer length (agreement.length_correlation: Spearman within a prompt, and pooled).
 Work is committed in shards (stages/shards.py): an interrupted run resumes where it stopped.
@@ -18,19 +21,54 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import polars as pl
+
 from . import lineage, rows
 from . import params as P
 from .agreement import length_correlation
 from .errors import entry
-from .prompting import judge_messages
-from .scoring import LOGPROB_PREFILL, SCORES, logprob_grades, response_scores, sample_grades, score_summary
+from .prompting import COMPARE_CHOICES, COMPARE_PREFILL, compare_messages, judge_messages
+from .scoring import (
+    LOGPROB_PREFILL,
+    SCORES,
+    compare_grades,
+    logprob_grades,
+    ordered_pairs,
+    response_scores,
+    sample_grades,
+    score_summary,
+)
 from .shards import Task, Work
 
 
 def judge_task(cfg: P.Judge) -> Task:
     if cfg.mode == "logprob":
         return Task(cfg, n=0, candidates=tuple(str(s) for s in SCORES), prefill=LOGPROB_PREFILL)
+    if cfg.mode == "compare":
+        return Task(cfg, n=0, candidates=COMPARE_CHOICES, prefill=COMPARE_PREFILL)
     return Task(cfg, n=cfg.k)
+
+
+def comparisons(responses: pl.DataFrame) -> dict[str, tuple[str, str]]:
+    """judge.mode compare's work: {item id: (response id shown first, response id shown second)}."""
+    return {
+        rows.content_id(a, b): (a, b)
+        for _, g in responses.group_by("prompt_id", maintain_order=True)
+        for a, b in ordered_pairs(g["id"].to_list())
+    }
+
+
+def grades_by_response(responses: pl.DataFrame, gens: dict[str, list[dict]], mode: str) -> dict[str, list[dict]]:
+    """Each response's grades from the engine's generations (keyed by work item)."""
+    if mode == "compare":
+        p_first = {pair: gens[item][0]["probs"][0] for item, pair in comparisons(responses).items()}
+        out = {}
+        for _, g in responses.group_by("prompt_id", maintain_order=True):
+            out |= compare_grades(g["id"].to_list(), p_first)
+        return out
+    if mode == "logprob":
+        return {i: logprob_grades(gens[i][0]["probs"]) for i in responses["id"]}
+    return {i: sample_grades([g["text"] for g in gens[i]]) for i in responses["id"]}
 
 
 @entry
@@ -50,7 +88,12 @@ def main(argv: list[str] | None = None) -> None:
     responses = rows.read(args.responses, "responses")
     seed = rows.derive_seed(p.seed, "judge", args.iteration)
 
-    items = [(r["id"], judge_messages(r["prompt"], r["response"])) for r in responses.iter_rows(named=True)]
+    if cfg.mode == "compare":
+        text = dict(zip(responses["id"], responses["response"]))
+        prompt = dict(zip(responses["id"], responses["prompt"]))
+        items = [(i, compare_messages(prompt[a], text[a], text[b])) for i, (a, b) in comparisons(responses).items()]
+    else:
+        items = [(r["id"], judge_messages(r["prompt"], r["response"])) for r in responses.iter_rows(named=True)]
     work = Work(
         f"judge@{args.iteration}",
         items,
@@ -62,11 +105,8 @@ def main(argv: list[str] | None = None) -> None:
         args.workers,
         source=str(args.responses),
     )
-    gens, model = work.run(), work.model_name
-
-    def grades(gs: list[dict]) -> list[dict]:
-        return logprob_grades(gs[0]["probs"]) if cfg.mode == "logprob" else sample_grades([g["text"] for g in gs])
-
+    gens = work.run()
+    model, grades = work.model_name, grades_by_response(responses, gens, cfg.mode)
     # a grade that parses nothing (even a whole batch of them) is stored as null: the validate gate decides
     records = [
         {
@@ -79,7 +119,7 @@ def main(argv: list[str] | None = None) -> None:
             "seed": seed,
         }
         for r in responses.iter_rows(named=True)
-        for g in grades(gens[r["id"]])
+        for g in grades[r["id"]]
     ]
     df = rows.write(rows.frame(records, "judgments"), args.out, "judgments")
     lineage.write(

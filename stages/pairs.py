@@ -1,18 +1,23 @@
-"""pairs@t: per prompt, the highest- vs the lowest-scored response becomes a DPO pair.
+"""pairs@t: per prompt, one highly scored response (chosen) and one lowly scored (rejected) become a DPO pair.
 
     python -m stages.pairs --iteration 1 --responses data/iter1/responses.parquet \
         --judgments data/iter1/judgments.parquet --out data/iter1/preferences.parquet \
         --metrics metrics/iter1/pairs.json
 
-A response's score is the mean of its parsed grades (missing grades are skipped, not 0).
-Dropped, and counted: prompts with fewer than two scored responses, and ties (a margin of
-`pairs.min_margin` or less; equal scores never make a pair). Equal best (or worst) scores
-are broken by the smaller response id, so the choice is deterministic.
+A response's score is the mean of its parsed grades (missing grades are skipped, not 0). Dropped, and
+counted: prompts with fewer than two scored responses, prompts whose every answer is degenerate, and ties (no
+answer scored more than `pairs.min_margin` below the chosen one; equal scores never make a pair).
 
-Length-aware options (off by default; docs/judge.md): `pairs.length_penalty` subtracts that many points
-per 1,000 characters before best and worst are chosen and the margin is checked (the stored scores stay
-the judge's); `pairs.prefer_shorter` breaks equal best scores toward the shorter response and equal
-worst scores toward the longer one, so equal grades never reward length.
+Length rules (docs/judge.md), so that the pairs do not teach DPO that longer is better:
+- `pairs.length_control` (Meta-Rewarding, Wu et al. 2024): the chosen answer is the shortest of those scored
+  within that fraction of the prompt's score range below the top, the rejected the longest of those within it
+  above the bottom. At 0 only equal scores are decided by length (the paper's best vs worst otherwise).
+- `pairs.length_residual`: answers are ranked by their score less the iteration's pooled within-prompt slope
+  of score on log length (when it is positive), so a longer answer must beat the length trend to be chosen.
+  The judge's own scores must still put the chosen above the rejected, and the stored scores stay the judge's.
+- `pairs.skip_degenerate`: an answer cut at the token cap (`truncated`) or looping (`loops`) is never chosen,
+  and a looping answer scored below the chosen one is rejected before any other.
+Remaining equal choices fall to the smaller response id, so the pairs are deterministic.
 """
 
 from __future__ import annotations
@@ -28,32 +33,65 @@ from .errors import entry
 from .scoring import check_judged, response_scores
 
 
+def length_slope(scored: pl.DataFrame) -> float:
+    """Least-squares slope of score on log(1 + characters) with each prompt's means removed: the points the
+    judge gives per e-fold of length among one prompt's answers, pooled over the prompts."""
+    d = scored.select(
+        (pl.col("log_chars") - pl.col("log_chars").mean().over("prompt_id")).alias("x"),
+        (pl.col("score") - pl.col("score").mean().over("prompt_id")).alias("y"),
+    )
+    den = float((d["x"] ** 2).sum())
+    return float((d["x"] * d["y"]).sum()) / den if den > 1e-12 else 0.0
+
+
 def select_pairs(
     responses: pl.DataFrame,
     judgments: pl.DataFrame,
     min_margin: float,
     iteration: int,
-    length_penalty: float = 0.0,
-    prefer_shorter: bool = False,
+    *,
+    length_control: float = 0.0,
+    length_residual: bool = False,
+    skip_degenerate: bool = False,
 ) -> tuple[pl.DataFrame, dict]:
+    """The pairs and the counts of dropped prompts; the keyword rules are the `pairs` knobs (module docstring),
+    their defaults the paper's plain best vs worst."""
     scored = responses.join(response_scores(judgments), left_on="id", right_on="response_id", how="left")
     scored = scored.filter(pl.col("score").is_not_null()).sort(["prompt_id", "id"])
-    chars = pl.col("response").str.len_chars()
     scored = scored.with_columns(
-        (pl.col("score") - length_penalty * chars / 1000).alias("rank_score"),
-        (chars if prefer_shorter else pl.lit(0)).alias("length_key"),
+        pl.col("response").str.len_chars().alias("chars"),
+        (pl.col("response").str.len_chars() + 1).log().alias("log_chars"),
+        ((pl.col("truncated") | pl.col("loops")) & skip_degenerate).alias("degenerate"),
+        (pl.col("loops") & skip_degenerate).alias("looping"),
     )
-    counts = {"prompts": responses["prompt_id"].n_unique(), "too_few_scored": 0, "ties": 0}
+    slope = max(0.0, length_slope(scored)) if length_residual else 0.0
+    scored = scored.with_columns(
+        (pl.col("score") - slope * (pl.col("log_chars") - pl.col("log_chars").mean().over("prompt_id"))).alias("rank")
+    )
+    counts = {"prompts": responses["prompt_id"].n_unique(), "too_few_scored": 0, "degenerate": 0, "ties": 0}
     records = []
     for (pid,), group in scored.group_by("prompt_id", maintain_order=True):
         if len(group) < 2:
             counts["too_few_scored"] += 1
             continue
-        best = group.sort(["rank_score", "length_key", "id"], descending=[True, False, False]).row(0, named=True)
-        worst = group.sort(["rank_score", "length_key", "id"], descending=[False, True, False]).row(0, named=True)
-        if best["rank_score"] - worst["rank_score"] <= min_margin:  # min_margin >= 0, so equal scores land here
+        clean = group.filter(~pl.col("degenerate"))
+        if clean.is_empty():
+            counts["degenerate"] += 1
+            continue
+        top, bottom = clean["rank"].max(), group["rank"].min()
+        band = length_control * (top - bottom)
+        best = clean.filter(pl.col("rank") >= top - band).sort(["chars", "id"]).row(0, named=True)
+        # min_margin >= 0, so equal scores never pass; the judge's scores must agree with the ranking
+        below = group.filter(
+            (best["rank"] - pl.col("rank") > min_margin) & (best["score"] - pl.col("score") > min_margin)
+        )
+        pool = below.filter(pl.col("looping"))
+        if pool.is_empty():
+            pool = below.filter(pl.col("rank") <= bottom + band)
+        if pool.is_empty():
             counts["ties"] += 1
             continue
+        worst = pool.sort(["chars", "id"], descending=[True, False]).row(0, named=True)
         records.append(
             {
                 "id": rows.content_id(pid, best["id"], worst["id"]),
@@ -121,8 +159,9 @@ def main(argv: list[str] | None = None) -> None:
         judgments,
         p.pairs.min_margin,
         args.iteration,
-        p.pairs.length_penalty,
-        p.pairs.prefer_shorter,
+        length_control=p.pairs.length_control,
+        length_residual=p.pairs.length_residual,
+        skip_degenerate=p.pairs.skip_degenerate,
     )
     rows.write(prefs, args.out, "preferences")
     lineage.write(
@@ -138,8 +177,8 @@ def main(argv: list[str] | None = None) -> None:
         rows.write_json(metrics, args.metrics)
     print(
         f"pairs@{args.iteration}: {metrics['pairs']} pairs from {counts['prompts']} prompts "
-        f"(ties {counts['ties']}, too few scored {counts['too_few_scored']}; chosen longer "
-        f"{metrics['chosen_longer_rate']}, truncated chosen/rejected {metrics['chosen_truncated']}/"
+        f"(ties {counts['ties']}, too few scored {counts['too_few_scored']}, all degenerate {counts['degenerate']}; "
+        f"chosen longer {metrics['chosen_longer_rate']}, truncated chosen/rejected {metrics['chosen_truncated']}/"
         f"{metrics['rejected_truncated']}, looping {metrics['chosen_loops']}/{metrics['rejected_loops']}) -> {args.out}"
     )
 

@@ -100,6 +100,17 @@ class Sft(Train):
     # comparative EFT: pairs of EFT answers to one question with different scores, each shown in both
     # orders with target "Better answer: N"; trains the A/B judge of evaluate and head-to-head. 0 = none
     compare_pairs: int = Field(ge=0)
+    # which EFT rows and pairs train the judge (stages/eft.py): all | equal rows per score | score
+    # independent of answer length (and half the pairs with the shorter answer better)
+    balance: Literal["none", "score", "length"]
+    # length-contrastive examples: good answers padded, looped, cut, or swapped for an answer to another
+    # question, graded lower alone and beside the original (stages/eft.py). 0 = none
+    contrastive: int = Field(ge=0)
+    # how examples are batched (the loss is the same): padded = random batches padded to their longest;
+    # grouped = batches of similar length (little padding); packed = TRL best-fit-decreasing packing into
+    # max_length rows, padding-free, batch_size then counts packed rows (docs/judge.md: with sdpa attention
+    # the flattened batch costs quadratic attention, so packed pays off with flash-attention kernels)
+    batching: Literal["padded", "grouped", "packed"]
 
 
 class Dpo(Train):
@@ -138,16 +149,25 @@ class Responses(Sampling):
 
 
 class Judge(Sampling):
-    mode: Literal["sample", "logprob"]
+    # sample: K parsed grades; logprob: expected grade over the next token; compare: every pair of a prompt's
+    # answers in both orders, an answer's score = 5 x its mean probability of being the better one
+    mode: Literal["sample", "logprob", "compare"]
     k: int = Field(ge=1)  # sampled grades per response (sample mode)
 
 
 class Pairs(Strict):
+    """How a prompt's judged answers become one DPO pair (stages/pairs.py, docs/judge.md)."""
+
     min_margin: float = Field(ge=0)  # chosen - rejected must exceed this (ties never pass)
-    # length-aware rules, off by default (docs/judge.md): points subtracted per 1,000 characters before
-    # choosing best and worst, and/or the shorter answer wins among equally scored best (the longer among worst)
-    length_penalty: float = Field(ge=0)
-    prefer_shorter: bool
+    # Meta-Rewarding's length control: chosen = the shortest answer scored within this fraction of the prompt's
+    # score range below the top, rejected = the longest within it above the bottom (0: only equal scores)
+    length_control: float = Field(ge=0, lt=0.5)
+    # rank answers by their score less the iteration's within-prompt trend of score on log length (only a
+    # positive trend is removed); the judge's own order of chosen over rejected still has to hold
+    length_residual: bool
+    # answers cut at the token cap or looping (responses' truncated / loops) are never chosen, and a looping
+    # answer scored below the chosen one is the rejected one
+    skip_degenerate: bool
 
 
 class IFEval(Strict):

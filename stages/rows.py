@@ -64,10 +64,11 @@ SCHEMAS: dict[str, dict[str, pl.DataType]] = {
         "id": pl.String,  # hash of response id, grade index and judge
         "response_id": pl.String,
         "prompt_id": pl.String,
-        "grade": pl.Int32,  # 0..k-1 (sample mode); 0 (logprob mode)
+        "grade": pl.Int32,  # 0..k-1 (sample mode); 0 (logprob and compare modes)
         "score": pl.Float64,  # null when the grade could not be parsed: never 0
         "raw": pl.String,  # the judge's text (sample) or "" (logprob)
-        "probs": pl.List(pl.Float64),  # P(score = 0..5) in logprob mode, else empty
+        # logprob mode: P(score = 0..5); compare mode: P(this answer is the better one) per comparison; sample: []
+        "probs": pl.List(pl.Float64),
         "mode": pl.String,
         "model": pl.String,
         "seed": pl.Int64,

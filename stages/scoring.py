@@ -4,6 +4,9 @@ sample:  K sampled grades per response; `Score: N` is parsed from each; a grade 
          parse is kept with score = null and its raw text, never 0.
 logprob: one forward pass with the assistant turn opened at "Score: "; the score is the expectation
          of the next-token distribution over 0..5.
+compare: the comparative judge sees every pair of a prompt's answers in both orders (P("1") vs P("2") after
+         "Better answer: "); an answer's score is 5 x its mean probability of being the better one, so position
+         bias cancels and the scale is the rubric's 0..5.
 A response's score is the mean of its parsed grades.
 """
 
@@ -40,6 +43,24 @@ def sample_grades(texts: list[str]) -> list[dict]:
 
 def logprob_grades(probs: list[float]) -> list[dict]:
     return [{"grade": 0, "score": sum(s * q for s, q in zip(SCORES, probs)), "raw": "", "probs": probs}]
+
+
+def ordered_pairs(ids: list[str]) -> list[tuple[str, str]]:
+    """Every comparison judge.mode compare makes among one prompt's answers: each pair in both orders."""
+    return [(a, b) for a in ids for b in ids if a != b]
+
+
+def compare_grades(ids: list[str], p_first: dict[tuple[str, str], float]) -> dict[str, list[dict]]:
+    """judge.mode compare: per answer one grade whose `probs` are its probabilities of being the better answer in
+    each comparison (P("1") when shown first, 1 - P("1") when second) and whose score is 5 x their mean (None
+    for a prompt's only answer: nothing to compare with)."""
+    wins: dict[str, list[float]] = {i: [] for i in ids}
+    for a, b in ordered_pairs(ids):
+        wins[a].append(p_first[(a, b)])
+        wins[b].append(1.0 - p_first[(a, b)])
+    return {
+        i: [{"grade": 0, "score": 5 * sum(w) / len(w) if w else None, "raw": "", "probs": w}] for i, w in wins.items()
+    }
 
 
 def judge_sample(backend: Backend, texts: list[str], cfg: P.Judge, seed: int, desc: str) -> list[list[dict]]:

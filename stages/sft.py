@@ -1,7 +1,9 @@
 """sft: M0 = the base model fine-tuned with TRL on IFT (instruction following) and
-EFT (LLM-as-a-Judge) rows, as prompt/completion conversations so the loss covers only
-the assistant's reply. With sft.compare_pairs, EFT answers of one question also become
-"which answer is better" examples in both orders (the comparative judge of evaluate).
+EFT (LLM-as-a-Judge) examples, as prompt/completion conversations so the loss covers only
+the assistant's reply. The EFT examples (pointwise grades, comparative pairs in both orders,
+length-contrastive examples; sft.balance, sft.compare_pairs, sft.contrastive) are built by
+stages/eft.py. sft.batching decides how examples share a batch (random and padded, grouped by
+length, or packed into max_length rows padding-free): the same loss, less compute on padding.
 
     python -m stages.sft --base models/base --ift data/seed/ift.parquet --eft data/seed/eft.parquet \
         --out models/M0 --metrics metrics/sft.json
@@ -10,64 +12,17 @@ the assistant's reply. With sft.compare_pairs, EFT answers of one question also 
 from __future__ import annotations
 
 import argparse
-import random
+import os
 import tempfile
 import time
 from pathlib import Path
 
 from . import params as P
 from . import rows, timing
+from .eft import sft_examples
 from .errors import entry
 from .models import check_model_dir, load_model, save_model
-from .prompting import COMPARE_PREFILL, compare_messages, judge_messages
 from .training import is_main_process, lora_config, loss_summary, relaunch, trainer_args
-
-
-def eft_answer_chars(max_length: int) -> int:
-    """TRL cuts an over-long example from the right, which would cut "Score: N" off an EFT target; so the
-    judged answer is trimmed instead (about 3 characters a token; rubric and judgment take about 300 tokens)."""
-    return max(200, (max_length - 300) * 3)
-
-
-def compare_examples(eft, pairs: int, max_length: int, seed: int) -> list[dict]:
-    """Up to `pairs` (better, worse) answer pairs of one question, from EFT rows whose scores differ, each
-    shown in both orders so that neither position is the better one more often."""
-    found = []
-    for _, g in eft.group_by("instruction", maintain_order=True):
-        answers = list(zip(g["score"], g["response"]))
-        found += [(g["instruction"][0], a, b) for i, a in enumerate(answers) for b in answers[i + 1 :] if a[0] != b[0]]
-    chosen = random.Random(seed).sample(found, min(pairs, len(found)))
-    cut = eft_answer_chars(max_length) // 2  # two answers share the prompt
-    ex = []
-    for q, (sa, ra), (sb, rb) in chosen:
-        better_first = sa > sb
-        for first, second, label in ((ra, rb, "1" if better_first else "2"), (rb, ra, "2" if better_first else "1")):
-            ex.append(
-                {
-                    "prompt": compare_messages(q, first[:cut], second[:cut]),
-                    "completion": [{"role": "assistant", "content": COMPARE_PREFILL + label}],
-                }
-            )
-    return ex
-
-
-def sft_examples(ift, eft, max_length: int = 100_000, compare_pairs: int = 0, seed: int = 0) -> list[dict]:
-    ex = [
-        {
-            "prompt": [{"role": "user", "content": r["instruction"]}],
-            "completion": [{"role": "assistant", "content": r["response"]}],
-        }
-        for r in ift.iter_rows(named=True)
-    ]
-    cut = eft_answer_chars(max_length)
-    ex += [
-        {
-            "prompt": judge_messages(r["instruction"], r["response"][:cut]),
-            "completion": [{"role": "assistant", "content": r["judgment"]}],
-        }
-        for r in eft.iter_rows(named=True)
-    ]
-    return ex + compare_examples(eft, compare_pairs, max_length, seed)
 
 
 @entry
@@ -93,16 +48,27 @@ def main(argv: list[str] | None = None) -> None:
     timing.mark("imports")
     t0 = time.time()
     tok, model = load_model(args.base, p.backend.trust_remote_code)
-    data = Dataset.from_list(sft_examples(ift, eft, p.sft.max_length, p.sft.compare_pairs, p.seed)).shuffle(
-        seed=p.seed
-    )
+    cfg = p.sft
+    examples, counts = sft_examples(ift, eft, cfg.max_length, cfg.compare_pairs, cfg.balance, cfg.contrastive, p.seed)
+    data = Dataset.from_list(examples).shuffle(seed=p.seed)
     with tempfile.TemporaryDirectory() as work:
         trainer = SFTTrainer(
             model=model,
             processing_class=tok,
             train_dataset=data,
             peft_config=lora_config(p.sft),
-            args=SFTConfig(**trainer_args(p.sft, p.seed, Path(work)), completion_only_loss=True),
+            args=SFTConfig(
+                **trainer_args(cfg, p.seed, Path(work)),
+                completion_only_loss=True,
+                # labels are masked before packing, so the loss stays on the completions; padding-free rows carry
+                # position_ids, from which transformers keeps packed examples from attending to each other
+                packing=cfg.batching == "packed",
+                packing_strategy="bfd",
+                train_sampling_strategy="group_by_length" if cfg.batching == "grouped" else "random",
+                # tokenising thousands of chat examples takes tens of seconds in one process; the rows do not
+                # depend on how many processes share it
+                dataset_num_proc=min(8, os.cpu_count() or 1) if len(examples) >= 4096 else None,
+            ),
         )
         timing.mark("load")  # weights, data, trainer (and LoRA) set up
         trainer.train()
@@ -112,9 +78,7 @@ def main(argv: list[str] | None = None) -> None:
         save_model(trainer.model, tok, args.out)
     metrics = {
         "examples": len(data),
-        "ift": len(ift),
-        "eft": len(eft),
-        "compare": len(data) - len(ift) - len(eft),
+        **counts,
         **loss_summary(trainer),
         "seconds": round(time.time() - t0, 1),
         "processes": trainer.accelerator.num_processes,
@@ -122,7 +86,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.metrics:
         rows.write_json(metrics, args.metrics)
     print(
-        f"sft: {len(ift)} IFT + {len(eft)} EFT examples, {metrics['steps']} steps, "
+        f"sft: {counts['ift']} IFT + {counts['eft']} EFT + {counts['compare']} comparative + "
+        f"{counts['contrastive']} contrastive examples, {metrics['steps']} steps, "
         f"loss {metrics['loss_first']} -> {metrics['loss_last']}, {metrics['seconds']}s -> {args.out}"
     )
 

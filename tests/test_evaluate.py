@@ -104,7 +104,37 @@ def test_real_validation_pairs_load():
     assert pairs == 529  # the 531 first-turn pairs of the file less 2 whose answers have identical text
 
 
-@pytest.mark.parametrize("mode", ["sample", "logprob"])
+def test_compare_grades_average_each_answers_win_probability_over_both_orders():
+    from stages.scoring import compare_grades, ordered_pairs
+
+    assert ordered_pairs(["a", "b", "c"]) == [("a", "b"), ("a", "c"), ("b", "a"), ("b", "c"), ("c", "a"), ("c", "b")]
+    # a judge that always prefers answer 1 (p = 0.9): the position bias cancels, every answer gets 2.5
+    biased = compare_grades(["a", "b"], {("a", "b"): 0.9, ("b", "a"): 0.9})
+    assert biased["a"][0]["score"] == biased["b"][0]["score"] == pytest.approx(2.5)
+    assert biased["a"][0]["probs"] == [0.9, pytest.approx(0.1)]
+    sure = compare_grades(["a", "b"], {("a", "b"): 1.0, ("b", "a"): 0.0})
+    assert (sure["a"][0]["score"], sure["b"][0]["score"]) == (5.0, 0.0)
+    assert compare_grades(["alone"], {})["alone"][0]["score"] is None
+
+
+def test_compare_mode_ranks_held_out_answers_by_round_robin(tmp_path):
+    p = params.load(write_params(tmp_path / "params.yaml", "judge: {mode: compare}"))
+    groups = pl.DataFrame(
+        [
+            {"group": f"g{i}", "instruction": f"question {i}", "response": text, "rank": rank}
+            for i in range(4)
+            for text, rank in ((f"GOOD answer {i}", 0), (f"fair answer {i}", 1), (f"weak answer {i}", 2))
+        ]
+    )
+    judge = ScriptedJudge()
+    m = evaluate.human_agreement(judge, groups, p, seed=3, desc="t")
+    # GOOD wins in both orders (0.9 first, 0.8 second): 5 x 0.85; fair vs weak is pure position bias: a tie
+    assert m["mode"] == "compare" and m["score_hist"]["4"] == 4 and m["parse_rate"] == 1.0
+    assert m["pairwise_accuracy"] == pytest.approx((1 + 1 + 0.5) / 3, abs=1e-4) and m["pairwise_ties"] == 0.3333
+    assert len(judge.compared) == 4 * 6 + 2 * 12  # the round robin, then the A/B test in both orders
+
+
+@pytest.mark.parametrize("mode", ["sample", "logprob", "compare"])
 def test_stage_on_tiny_model(tmp_path, tiny_model, mode):
     pairs = tmp_path / "pairs.jsonl"
     pairs.write_text(

@@ -97,8 +97,8 @@ def test_the_schema_holds_no_default_so_params_yaml_is_the_one_source(tmp_path):
     ]
     assert not optional, f"defaults in stages/params.py (put the value in params.yaml instead): {optional}"
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
-    del raw["pairs"]["prefer_shorter"]
-    with pytest.raises(SrlmError, match=r"pairs\.prefer_shorter: Field required"):
+    del raw["pairs"]["skip_degenerate"]
+    with pytest.raises(SrlmError, match=r"pairs\.skip_degenerate: Field required"):
         load_text(tmp_path, yaml.safe_dump(raw))
 
 

@@ -1,48 +1,96 @@
-"""sft's training examples on hand-made EFT rows: the judgment target and the comparative pairs."""
+"""sft on the tiny model: packed batches give the padded loss, and every batching trains (EFT examples:
+tests/test_eft.py)."""
 
-import polars as pl
+import json
 
-from stages import sft
-from stages.prompting import judgment_text
+import pytest
 
-EFT = pl.DataFrame(
+from stages import seed, sft
+
+from .conftest import write_params
+
+EXAMPLES = [
     {
-        "instruction": ["q1", "q1", "q1", "q2", "q2", "q3"],
-        "response": ["best", "mid", "worst", "tie-a", "tie-b", "alone"],
-        "score": [5, 3, 1, 2, 2, 4],
+        "prompt": [{"role": "user", "content": f"Question {i}: " + "what is this about? " * (i % 4 + 1)}],
+        "completion": [{"role": "assistant", "content": f"Answer {i}. " + "It is about that. " * (i % 3 + 1)}],
     }
-).with_columns(pl.col("score").map_elements(judgment_text, return_dtype=pl.String).alias("judgment"))
-IFT = pl.DataFrame({"instruction": ["say hi"], "response": ["hi"]})
+    for i in range(9)
+]
 
 
-def shown(example):
-    text = example["prompt"][0]["content"]
-    first = text.split("<answer 1>\n")[1].split("\n</answer 1>")[0]
-    second = text.split("<answer 2>\n")[1].split("\n</answer 2>")[0]
-    return first, second, example["completion"][0]["content"]
+def prepared(tiny_model, tmp_path, packing: bool):
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import SFTConfig, SFTTrainer
+
+    trainer = SFTTrainer(
+        model=AutoModelForCausalLM.from_pretrained(str(tiny_model)),
+        processing_class=AutoTokenizer.from_pretrained(str(tiny_model)),
+        train_dataset=Dataset.from_list(EXAMPLES),
+        args=SFTConfig(
+            output_dir=str(tmp_path / f"out{packing}"),
+            max_length=256,
+            completion_only_loss=True,
+            packing=packing,
+            packing_strategy="bfd",
+            use_cpu=True,
+            report_to="none",
+        ),
+    )
+    return trainer.model, trainer.data_collator, list(trainer.train_dataset)
 
 
-def test_compare_pairs_come_from_one_question_with_different_scores_in_both_orders():
-    ex = sft.compare_examples(EFT, pairs=100, max_length=1024, seed=0)
-    # q1 gives 3 pairs; q2's equal scores and q3's lone answer give none; each pair twice
-    assert len(ex) == 6
-    rank = {"best": 0, "mid": 1, "worst": 2}
-    got = [shown(e) for e in ex]
-    for first, second, target in got:
-        assert target == ("Better answer: 1" if rank[first] < rank[second] else "Better answer: 2")
-    assert sorted(t for *_, t in got) == ["Better answer: 1"] * 3 + ["Better answer: 2"] * 3
-    assert {frozenset((a, b)) for a, b, _ in got} == {
-        frozenset(p) for p in [("best", "mid"), ("best", "worst"), ("mid", "worst")]
-    }
+def summed_loss(model, batch):
+    import torch
+
+    labels = batch.pop("labels")
+    with torch.no_grad():
+        logits = model(
+            **{k: v for k, v in batch.items() if k in ("input_ids", "attention_mask", "position_ids")}
+        ).logits
+    lp = torch.nn.functional.cross_entropy(
+        logits[:, :-1].reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1), ignore_index=-100, reduction="sum"
+    )
+    return float(lp), int((labels[:, 1:] != -100).sum())
 
 
-def test_compare_pairs_are_capped_and_seeded():
-    assert len(sft.compare_examples(EFT, pairs=1, max_length=1024, seed=0)) == 2
-    assert sft.compare_examples(EFT, 2, 1024, 3) == sft.compare_examples(EFT, 2, 1024, 3)
+def test_packed_padding_free_batch_gives_the_padded_loss(tiny_model, tmp_path):
+    """Completion-only labels survive TRL's best-fit-decreasing packing, and the position_ids of a padding-free
+    batch keep packed examples from attending to each other (sdpa, float32): same summed loss, same tokens."""
+    model, pad_collate, rows = prepared(tiny_model, tmp_path, packing=False)
+    _, pack_collate, packed = prepared(tiny_model, tmp_path, packing=True)
+    assert len(packed) < len(rows)  # several examples per packed row
+    padded_loss, padded_tokens = summed_loss(model, pad_collate(rows))
+    packed_loss, packed_tokens = summed_loss(model, pack_collate(packed))
+    assert "position_ids" in pack_collate(packed) and "attention_mask" not in pack_collate(packed)
+    assert packed_tokens == padded_tokens > 0
+    assert packed_loss == pytest.approx(padded_loss, rel=1e-5)
 
 
-def test_sft_examples_add_compare_pairs_only_when_asked():
-    plain = sft.sft_examples(IFT, EFT)
-    assert len(plain) == 1 + len(EFT)
-    assert plain[1]["completion"][0]["content"].startswith("Score: 5\n")
-    assert len(sft.sft_examples(IFT, EFT, compare_pairs=2)) == len(plain) + 4
+@pytest.mark.parametrize("batching", ["grouped", "packed"])
+def test_sft_trains_with_each_batching(tmp_path, tiny_model, batching):
+    cfg = write_params(
+        tmp_path / "params.yaml",
+        f"sft: {{max_steps: 2, batch_size: 2, grad_accum: 1, max_length: 1024, lora: false, learning_rate: 1.0e-4, "
+        f"compare_pairs: 2, contrastive: 2, batching: {batching}}}",
+    )
+    seed.main(["--ift", str(tmp_path / "ift.parquet"), "--eft", str(tmp_path / "eft.parquet"), "--params", str(cfg)])
+    sft.main(
+        [
+            "--base",
+            str(tiny_model),
+            "--ift",
+            str(tmp_path / "ift.parquet"),
+            "--eft",
+            str(tmp_path / "eft.parquet"),
+            "--out",
+            str(tmp_path / "M0"),
+            "--metrics",
+            str(tmp_path / "sft.json"),
+            "--params",
+            str(cfg),
+        ]
+    )
+    m = json.loads((tmp_path / "sft.json").read_text())
+    assert m["steps"] == 2 and m["compare"] == 4 and m["contrastive"] == 6
+    assert (tmp_path / "M0" / "config.json").exists()

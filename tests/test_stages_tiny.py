@@ -2,6 +2,7 @@
 
 import json
 
+import polars as pl
 import pytest
 
 from stages import backend as B
@@ -129,6 +130,37 @@ def test_logprob_mode_gives_a_distribution_per_response(run, tiny_model, tmp_pat
     for probs, score in zip(j["probs"], j["score"]):
         assert len(probs) == 6 and abs(sum(probs) - 1) < 1e-6
         assert score == pytest.approx(sum(i * q for i, q in enumerate(probs)))
+
+
+def test_compare_mode_scores_each_response_by_its_win_probabilities(run, tiny_model, tmp_path):
+    d, _ = run
+    cfg = str(write_params(tmp_path / "params.yaml", TINY + "\njudge: {mode: compare, batch_size: 4}\n"))
+    out = tmp_path / "j.parquet"
+    judge.main(
+        [
+            "--iteration",
+            "1",
+            "--model",
+            str(tiny_model),
+            "--params",
+            cfg,
+            "--responses",
+            str(d / "responses.parquet"),
+            "--out",
+            str(out),
+        ]
+    )
+    j = rows.read(out, "judgments")
+    r = rows.read(d / "responses.parquet", "responses")
+    assert len(j) == len(r) and set(j["mode"]) == {"compare"}
+    per_prompt = dict(r.group_by("prompt_id").len().iter_rows())
+    for pid, probs, score in zip(j["prompt_id"], j["probs"], j["score"]):
+        # one probability per comparison: each other answer of the prompt, in both orders
+        assert len(probs) == 2 * (per_prompt[pid] - 1)
+        assert score == (pytest.approx(5 * sum(probs) / len(probs)) if len(probs) else None)
+    # the probabilities of one pair's two answers, in one order, sum to 1: the mean score is 2.5 per prompt
+    means = j.group_by("prompt_id").agg(pl.col("score").mean())
+    assert all(m == pytest.approx(2.5) for m in means["score"].drop_nulls())
 
 
 def test_same_seed_gives_byte_identical_datasets(run, tiny_model, tmp_path):

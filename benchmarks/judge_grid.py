@@ -1,0 +1,457 @@
+"""The judge grid behind BENCHMARKS.md "Judge: length" and docs/judge.md: which EFT recipe, judge mode and pair
+rule read quality rather than length.
+
+For each named variant (an override of params.yaml's sft / judge sections, VARIANTS below) this process
+1. trains M0 as `make run-oasst` does: stages.seed on the oasst2 files (IFT top-1 answers; ranked + quality EFT
+   rows), then stages.sft with the variant's params (IFT + EFT examples);
+2. measures it on all 186 first-turn oasst1 validation prompts (529 human pairs, never trained on): the
+   pointwise judge (logprob), the A/B judge in both orders and judge.mode compare (round robin), each as
+   accuracy over all pairs and over the shorter-preferred and longer-preferred slices with 95% intervals,
+   beside "the longer answer wins" on the same pairs;
+3. judges a simulated iteration: answers the base model wrote (N=4, 256 new tokens) to oasst2 IFT prompts,
+   scored by this M0 in logprob and compare mode; per pair rule (pairs.length_control, length_residual,
+   skip_degenerate) the share of prompts with a pair, the chosen-longer rate and how many chosen answers were
+   cut at the cap or looping; and the within-prompt Spearman between score and length.
+One JSON line per variant goes to OUT/judge_grid.jsonl as soon as it is done, and a markdown table of all of
+them to OUT/judge_grid.md. A variant that fails is recorded with its error and the grid goes on; a variant that
+would not finish within --budget-s (judged by the slowest one so far) is skipped and recorded as such.
+
+    python benchmarks/judge_grid.py --data ../shared/data --work /tmp/srlm-grid --out OUT [--variants a,b]
+    python benchmarks/judge_grid.py --smoke --base TINY_MODEL_DIR ...   # the same code at toy sizes, on a CPU
+
+On the GPU machine: benchmarks/judge_grid.sh (python3 with the carried wheels on PYTHONPATH).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import random
+import sys
+import time
+import traceback
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import polars as pl  # noqa: E402
+import yaml  # noqa: E402
+
+from stages import agreement, evaluate, pairs, rows, scoring  # noqa: E402
+from stages import params as P  # noqa: E402
+from stages.backend import make_backend  # noqa: E402
+from stages.judge import comparisons  # noqa: E402
+from stages.prompting import judge_messages  # noqa: E402
+from stages.stats import wilson_interval  # noqa: E402
+from stages.text import loops  # noqa: E402
+
+# The training every variant shares (GPU sizes): full fine-tune as in BENCHMARKS.md "Judge", one epoch at twice
+# the learning rate of the earlier two-epoch grid, batches of similar length (no padding compute).
+COMMON = {
+    "backend": {"name": "transformers"},
+    "sft": {
+        "epochs": 1,
+        "max_steps": -1,
+        "learning_rate": 6.0e-5,
+        "batch_size": 16,
+        "grad_accum": 1,
+        "max_length": 1024,
+        "lora": False,
+        "compare_pairs": 2000,
+        "balance": "none",
+        "contrastive": 0,
+        "batching": "grouped",
+    },
+    "judge": {"mode": "logprob", "batch_size": 64},
+    "evaluate": {"max_prompts": None, "max_response_chars": 1500, "compare_batch_size": 32},
+}
+# name -> (what it tests, overrides merged over COMMON); run in this order, the most telling first
+VARIANTS = {
+    "length+contrastive": (
+        "score independent of length, half the pairs shorter-better, + 1,000 contrastive",
+        {"sft": {"balance": "length", "contrastive": 1000}},
+    ),
+    "baseline": ("make run-oasst's recipe: all EFT rows, 2,000 random pairs", {}),
+    "length": ("score independent of length, half the pairs shorter-better", {"sft": {"balance": "length"}}),
+    "contrastive": ("all EFT rows and pairs + 1,000 length-contrastive", {"sft": {"contrastive": 1000}}),
+    "score": (
+        "equal rows per score, pairs among them (score-balanced comparative data)",
+        {"sft": {"balance": "score"}},
+    ),
+    "base": ("the base model, no EFT", None),
+}
+# pair rules of the simulated iteration: name -> select_pairs keywords
+RULES = {
+    "plain": {},
+    "degenerate": {"skip_degenerate": True},
+    "control0.1": {"skip_degenerate": True, "length_control": 0.1},
+    "control0.25": {"skip_degenerate": True, "length_control": 0.25},
+    "residual": {"skip_degenerate": True, "length_residual": True},
+    "control0.25+residual": {"skip_degenerate": True, "length_control": 0.25, "length_residual": True},
+}
+SMOKE = {  # applied last: toy sizes and the first rows of each source
+    "sft": {"max_steps": 2, "batch_size": 2, "max_length": 512, "compare_pairs": 4},
+    "evaluate": {"max_prompts": 3, "max_response_chars": 300, "compare_batch_size": 4},
+    "judge": {"batch_size": 4},
+}
+SMOKE_ROWS = 150
+
+
+def merged(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = merged(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def log(t0: float, *msg) -> None:
+    print(f"[{time.time() - t0:6.0f}s]", *msg, flush=True)
+
+
+def write_params(path: Path, data: Path, overrides: list[dict], limit: int | None = None) -> Path:
+    """params.yaml for one run: the repo's, with the oasst files of `make run-oasst`, and `overrides` merged in
+    key by key (in order); `limit` keeps the first rows of each source (smoke runs)."""
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    oasst = data / "oasst2_en"
+    lim = {"limit": limit} if limit else {}
+    raw["seed_data"] |= {
+        "ift": [{"path": str(oasst / "ift_oasst2_en_top1.jsonl"), "format": "jsonl", **lim}],
+        "eft": [
+            {"path": str(oasst / "andriswillow_oasst2_en_firstturn_ranked.jsonl"), "format": "ranked", **lim},
+            {"path": str(oasst / "raulc0399_oasst2_en_firstturn_quality.jsonl"), "format": "quality", **lim},
+        ],
+    }
+    human = data / "oasst1_en_validation" / "oasst1_en_validation_rank_pairs.jsonl"
+    raw["evaluate"]["human"] = {"path": str(human), "format": "rank_pairs"}
+    for o in overrides:
+        raw = merged(raw, o)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    P.load(path)  # a bad override fails here, naming the key
+    return path
+
+
+def with_ci(values: list[float]) -> dict:
+    n, k = len(values), sum(values)
+    lo, hi = wilson_interval(k, n)
+    return {"acc": round(k / n, 4) if n else None, "n": n, "ci95": [round(lo, 4), round(hi, 4)]}
+
+
+def pointwise_metrics(groups: pl.DataFrame, grades: list[list[dict]]) -> dict:
+    """Table-4 agreement and length slices of per-answer grades (as evaluate.human_agreement computes them)."""
+    scores = [None if not gs or gs[0]["score"] is None else sum(g["score"] for g in gs) / len(gs) for gs in grades]
+    scored = groups.with_columns(pl.Series("score", scores, dtype=pl.Float64))
+    by_group = list(scored.group_by("group", maintain_order=True))
+    out = agreement.rank_agreement([list(zip(g["rank"], g["score"])) for _, g in by_group])
+    outcomes = agreement.pair_outcomes(
+        [list(zip(g["rank"], g["score"], g["response"].str.len_chars())) for _, g in by_group]
+    )
+    out["length_slices"] = agreement.sliced([o for o, _ in outcomes], [lg for _, lg in outcomes])
+    return out
+
+
+def within_prompt_spearman(responses: pl.DataFrame, scores: dict[str, float]) -> dict:
+    """Spearman's rho between score and length per prompt with >= 3 scored answers of >= 2 lengths (mean over
+    prompts), and over all answers pooled."""
+    from scipy.stats import spearmanr
+
+    df = responses.with_columns(
+        pl.col("id").replace_strict(scores, default=None, return_dtype=pl.Float64).alias("score"),
+        pl.col("response").str.len_chars().alias("chars"),
+    ).filter(pl.col("score").is_not_null())
+    rhos = []
+    for _, g in df.group_by("prompt_id"):
+        if len(g) >= 3 and g["chars"].n_unique() >= 2 and g["score"].n_unique() >= 2:
+            rhos.append(float(spearmanr(g["chars"], g["score"]).statistic))
+    pooled = spearmanr(df["chars"], df["score"]).statistic if len(df) > 2 else None
+    return {
+        "within_prompt": round(sum(rhos) / len(rhos), 4) if rhos else None,
+        "prompts": len(rhos),
+        "pooled": None if pooled is None else round(float(pooled), 4),
+    }
+
+
+def judgments_frame(responses: pl.DataFrame, grades: dict[str, list[dict]], mode: str) -> pl.DataFrame:
+    return rows.frame(
+        [
+            {
+                **g,
+                "id": rows.content_id(r["id"], mode),
+                "response_id": r["id"],
+                "prompt_id": r["prompt_id"],
+                "mode": mode,
+                "model": "grid",
+                "seed": 0,
+            }
+            for r in responses.iter_rows(named=True)
+            for g in grades[r["id"]]
+        ],
+        "judgments",
+    )
+
+
+def simulated_pairs(responses: pl.DataFrame, judgments: pl.DataFrame) -> dict:
+    """Per pair rule: pairs share, chosen-longer rate and degenerate answers chosen/rejected."""
+    flags = responses.select("id", "truncated", "loops")
+    out = {}
+    for name, rule in RULES.items():
+        prefs, counts = pairs.select_pairs(responses, judgments, 0.0, 1, **rule)
+        m = pairs.pair_metrics(prefs, counts)
+        chosen = prefs.select(pl.col("chosen_id").alias("id")).join(flags, on="id", how="left")
+        rejected = prefs.select(pl.col("rejected_id").alias("id")).join(flags, on="id", how="left")
+        out[name] = {
+            "pairs_share": round(m["pairs"] / max(counts["prompts"], 1), 4),
+            "chosen_longer_rate": m["chosen_longer_rate"],
+            "length_ratio_median": m["length_ratio_median"],
+            "truncated_chosen": int(chosen["truncated"].sum()),
+            "looping_chosen": int(chosen["loops"].sum()),
+            "looping_rejected": int(rejected["loops"].sum()),
+        }
+    return out
+
+
+def make_sim_responses(base: Path, p: P.Params, prompts: list[str], max_new_tokens: int) -> pl.DataFrame:
+    """N=4 answers of the base model per prompt, flagged truncated and looping as responses@t does."""
+    be = make_backend(p.backend, base)
+    sampling = P.Sampling(temperature=0.7, top_p=0.9, max_new_tokens=max_new_tokens, batch_size=512)
+    outs = be.generate([be.chat([{"role": "user", "content": q}]) for q in prompts], 4, sampling, 0, "sim answers")
+    be.close()
+    records = [
+        {
+            "id": rows.content_id(rows.content_id(q), c.text, "base"),  # as responses@t: equal texts are one answer
+            "prompt_id": rows.content_id(q),
+            "prompt": q,
+            "response": c.text,
+            "sample": k,
+            "n_tokens": c.n_tokens,
+            "truncated": c.truncated,
+            "loops": loops(c.text),
+            "model": "base",
+            "seed": 0,
+        }
+        for q, o in zip(prompts, outs)
+        for k, c in enumerate(o)
+    ]
+    return rows.frame(records, "responses").unique("id", keep="first", maintain_order=True)
+
+
+def measure(model: Path, p: P.Params, groups: pl.DataFrame, sim: pl.DataFrame | None, t0: float) -> dict:
+    be = make_backend(p.backend, model)
+    res: dict = {}
+    # pointwise (logprob) + the A/B test in both orders, exactly as evaluate_m0 computes them
+    h = evaluate.human_agreement(be, groups, p, rows.derive_seed(p.seed, "ab"), "pointwise + A/B")
+    slices = h.pop("length_slices")
+    res["pointwise"] = {k: h[k] for k in ("pairwise_accuracy", "pairwise_ties", "spearman", "kendall_tau")}
+    res["pointwise"]["slices"] = slices["pointwise"]
+    res["ab"] = {k: h[k] for k in ("ab_accuracy", "ab_first_rate", "ab_consistency")} | {"slices": slices["ab"]}
+    res["longer_wins"] = slices["longer_wins"]
+    log(t0, "  pointwise + A/B measured")
+    rr = pointwise_metrics(groups, evaluate.round_robin(be, groups, p.evaluate.compare_batch_size, "compare"))
+    res["compare"] = {k: rr[k] for k in ("pairwise_accuracy", "pairwise_ties", "spearman", "kendall_tau")}
+    res["compare"]["slices"] = rr["length_slices"]
+    log(t0, "  compare mode measured")
+    if sim is not None:
+        res["sim"] = {}
+        texts = [be.chat(judge_messages(q, r)) for q, r in zip(sim["prompt"], sim["response"])]
+        lp = scoring.judge_logprob(be, texts, p.judge, "sim logprob")
+        pairs_of = comparisons(sim)
+        text, prompt = dict(zip(sim["id"], sim["response"])), dict(zip(sim["id"], sim["prompt"]))
+        order = list(pairs_of.values())
+        probs = evaluate.prefer_first(
+            be,
+            [prompt[a] for a, _ in order],
+            [text[a] for a, _ in order],
+            [text[b] for _, b in order],
+            p.evaluate.compare_batch_size,
+            "sim compare",
+        )
+        p_first = dict(zip(order, probs))
+        cmp = {}
+        for _, g in sim.group_by("prompt_id", maintain_order=True):
+            cmp |= scoring.compare_grades(g["id"].to_list(), p_first)
+        for mode, grades in (("logprob", dict(zip(sim["id"], lp))), ("compare", cmp)):
+            j = judgments_frame(sim, grades, mode)
+            score = {i: gs[0]["score"] for i, gs in grades.items() if gs and gs[0]["score"] is not None}
+            res["sim"][mode] = {
+                "spearman_length": within_prompt_spearman(sim, score),
+                "rules": simulated_pairs(sim, j),
+            }
+        log(t0, "  simulated iteration judged")
+    be.close()
+    return res
+
+
+def train(name: str, params: Path, work: Path, base: Path) -> dict:
+    from stages import sft
+
+    out = work / name / "M0"
+    t = time.time()
+    sft.main(
+        [
+            "--base",
+            str(base),
+            "--ift",
+            str(work / "ift.parquet"),
+            "--eft",
+            str(work / "eft.parquet"),
+            "--out",
+            str(out),
+            "--metrics",
+            str(work / name / "sft.json"),
+            "--params",
+            str(params),
+        ]
+    )
+    m = json.loads((work / name / "sft.json").read_text())
+    keep = ("examples", "ift", "eft", "compare", "compare_shorter_better", "contrastive", "contrastive_kinds")
+    return {k: m.get(k) for k in (*keep, "steps", "loss_first", "loss_last")} | {"train_s": round(time.time() - t, 1)}
+
+
+def fmt(s: dict | None) -> str:
+    if not s or s.get("acc") is None:
+        return "-"
+    return f"{s['acc']:.3f} [{s['ci95'][0]:.2f}, {s['ci95'][1]:.2f}]"
+
+
+def table(results: list[dict]) -> str:
+    """Markdown: one row per variant and judge, the numbers the acceptance names."""
+    lines = [
+        "| variant | judge | all pairs | shorter preferred | longer preferred | answer-1 rate | sim: score-length "
+        "Spearman (within prompt) | sim: pairs / chosen-longer / cut or looping chosen (rule: control0.25) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        if "error" in r or "skipped" in r:
+            lines.append(f"| {r['variant']} | {r.get('error') or r.get('skipped')} | | | | | | |")
+            continue
+        m = r["measured"]
+        lw = m["longer_wins"]
+        for judge, key, sim_mode in (
+            ("pointwise", "pointwise", "logprob"),
+            ("A/B", "ab", None),
+            ("compare", "compare", "compare"),
+        ):
+            sl = m[key]["slices"]
+            first = f"{m['ab']['ab_first_rate']:.2f}" if key == "ab" else "-"
+            sim = m.get("sim", {}).get(sim_mode) if sim_mode else None
+            rho = sim["spearman_length"]["within_prompt"] if sim else None
+            rule = sim["rules"]["control0.25"] if sim else None
+            pr = (
+                f"{rule['pairs_share']:.2f} / {rule['chosen_longer_rate']} / "
+                f"{rule['truncated_chosen'] + rule['looping_chosen']}"
+                if rule
+                else "-"
+            )
+            lines.append(
+                f"| {r['variant']} | {judge} | {fmt(sl['all'])} | {fmt(sl['shorter_preferred'])} | "
+                f"{fmt(sl['longer_preferred'])} | {first} | {'-' if rho is None else rho} | {pr} |"
+            )
+        lines.append(
+            f"| {r['variant']} | longer wins | {fmt(lw['all'])} | {fmt(lw['shorter_preferred'])} | "
+            f"{fmt(lw['longer_preferred'])} | - | - | - |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data", help="the ../shared/data folder")
+    ap.add_argument("--work", type=Path, required=True, help="scratch: base model, seed sets, one folder per variant")
+    ap.add_argument("--out", type=Path, required=True, help="results: judge_grid.jsonl, judge_grid.md")
+    ap.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, in order; of {list(VARIANTS)}")
+    ap.add_argument("--base", type=Path, help="a base model folder (default: stages.base into WORK/base)")
+    ap.add_argument("--sim-prompts", type=int, default=128, help="prompts of the simulated iteration (0 = none)")
+    ap.add_argument("--sim-tokens", type=int, default=256, help="max new tokens of its answers")
+    ap.add_argument("--budget-s", type=float, default=480, help="start no variant that would end after this")
+    ap.add_argument("--smoke", action="store_true", help="toy sizes, to check the whole script on a CPU")
+    args = ap.parse_args()
+    t0 = time.time()
+    names = [v for v in args.variants.split(",") if v]
+    unknown = [v for v in names if v not in VARIANTS]
+    if unknown:
+        sys.exit(f"unknown variant(s) {unknown}; known: {list(VARIANTS)}")
+    work, out = args.work.resolve(), args.out.resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    last, limit = ([SMOKE], SMOKE_ROWS) if args.smoke else ([], None)
+    shared = write_params(work / "params.yaml", args.data.resolve(), [COMMON, *last], limit)
+    p = P.load(shared)
+
+    from stages import base as base_stage
+    from stages import seed
+
+    base = args.base
+    if base is None:
+        base = work / "base"
+        if not (base / "config.json").is_file():
+            base_stage.main(["--out", str(base), "--params", str(shared)])
+    seed.main(["--ift", str(work / "ift.parquet"), "--eft", str(work / "eft.parquet"), "--params", str(shared)])
+    groups = evaluate.load_groups(p.evaluate)
+    if groups is None:
+        sys.exit(f"no held-out pairs at {p.evaluate.human.path}")
+    log(t0, f"base model, seed sets and {groups['group'].n_unique()} held-out prompts ready")
+
+    sim = None
+    if args.sim_prompts:
+        pool = rows.read(work / "ift.parquet", "ift")["instruction"].to_list()
+        chosen = random.Random(p.seed).sample(pool, min(args.sim_prompts, len(pool)))
+        sim = make_sim_responses(base, p, chosen, 16 if args.smoke else args.sim_tokens)
+        log(
+            t0,
+            f"simulated iteration: {len(sim)} base-model answers to {len(chosen)} prompts, "
+            f"{int(sim['truncated'].sum())} cut at the cap, {int(sim['loops'].sum())} looping",
+        )
+
+    results, slowest = [], 0.0
+    jsonl = out / "judge_grid.jsonl"
+    for name in names:
+        what, over = VARIANTS[name]
+        started = time.time()
+        rec: dict = {"variant": name, "what": what, "overrides": over}
+        if results and started - t0 + slowest > args.budget_s:
+            rec["skipped"] = f"skipped: {slowest:.0f}s would pass the {args.budget_s:.0f}s budget"
+            log(t0, f"{name}: {rec['skipped']}")
+        else:
+            log(t0, f"{name}: {what}")
+            try:
+                vp = write_params(work / name / "params.yaml", args.data.resolve(), [COMMON, over or {}, *last], limit)
+                model = base
+                if over is not None:
+                    rec["sft"] = train(name, vp, work, base)
+                    model = work / name / "M0"
+                    log(t0, f"  trained: {rec['sft']}")
+                rec["measured"] = measure(model, P.load(vp), groups, sim, t0)
+            except (Exception, SystemExit) as e:  # one variant failing must not lose the others
+                rec["error"] = f"{type(e).__name__}: {e}"
+                traceback.print_exc()
+            finally:
+                gc.collect()
+                try:
+                    import torch
+
+                    torch.cuda.empty_cache()
+                except Exception:
+                    pass
+            rec["seconds"] = round(time.time() - started, 1)
+            slowest = max(slowest, rec["seconds"])
+        results.append(rec)
+        with jsonl.open("a") as f:
+            f.write(json.dumps(rec) + "\n")
+        (out / "judge_grid.md").write_text(table(results))
+        m = rec.get("measured")
+        if m:
+            log(
+                t0,
+                f"{name}: pointwise {fmt(m['pointwise']['slices']['all'])}, shorter-preferred "
+                f"{fmt(m['pointwise']['slices']['shorter_preferred'])} | A/B {fmt(m['ab']['slices']['all'])}, "
+                f"shorter {fmt(m['ab']['slices']['shorter_preferred'])}, answer-1 {m['ab']['ab_first_rate']} | "
+                f"compare {fmt(m['compare']['slices']['all'])}, shorter "
+                f"{fmt(m['compare']['slices']['shorter_preferred'])} ({rec['seconds']}s)",
+            )
+    log(t0, f"done: {jsonl}, {out / 'judge_grid.md'}")
+    print(table(results))
+
+
+if __name__ == "__main__":
+    main()
