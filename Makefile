@@ -43,10 +43,14 @@ dag: setup
 # evaluation on all oasst1 validation first-turn prompts, as a DVC experiment (params.yaml is untouched).
 # Hours on a 2-core CPU; sized for a GPU box. run-oasst-hub reads the same data from the Hugging Face Hub.
 OASST ?= ../shared/data/oasst2_en
-# The sft settings are those measured best for the judge on the GPU (BENCHMARKS.md "Judge").
-OASST_COMMON := -S sft.max_length=1024 -S sft.lora=false -S sft.learning_rate=3e-5 \
-  -S sft.batch_size=16 -S sft.grad_accum=1 -S sft.compare_pairs=2000 \
-  -S evaluate.max_prompts=null -S evaluate.max_response_chars=1500 -S evaluate.max_heldout_prompts=80
+# The judge recipe and pair rule the grid picks (docs/judge.md): its variant's sft knobs, the judge mode and the
+# pair rule, e.g. -S sft.balance=length -S sft.contrastive=1000 -S judge.mode=compare -S pairs.length_control=0.25
+OASST_JUDGE ?= -S judge.mode=logprob
+# The sft settings are the GPU grid's (benchmarks/judge_grid.py COMMON; BENCHMARKS.md "Judge: length").
+OASST_COMMON := -S sft.max_length=1024 -S sft.lora=false -S sft.epochs=1 -S sft.learning_rate=6e-5 \
+  -S sft.batch_size=16 -S sft.grad_accum=1 -S sft.batching=grouped -S sft.compare_pairs=2000 \
+  -S evaluate.max_prompts=null -S evaluate.max_response_chars=1500 -S evaluate.max_heldout_prompts=80 \
+  $(OASST_JUDGE)
 .PHONY: run-oasst run-oasst-hub
 run-oasst: setup
 	dvc exp run -n oasst $(OASST_COMMON) \

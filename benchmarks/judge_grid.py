@@ -237,28 +237,57 @@ def make_sim_responses(base: Path, p: P.Params, prompts: list[str], max_new_toke
     return rows.frame(records, "responses").unique("id", keep="first", maintain_order=True)
 
 
+def residualised(groups: pl.DataFrame, grades: list[list[dict]]) -> list[list[dict]]:
+    """The grades less their pooled within-prompt trend on log length (pairs.length_residual's correction,
+    fitted on these answers without their human ranks)."""
+    scores = [gs[0]["score"] if gs and gs[0]["score"] is not None else None for gs in grades]
+    df = pl.DataFrame(
+        {
+            "prompt_id": groups["group"],
+            "score": pl.Series(scores, dtype=pl.Float64),
+            "log_chars": (groups["response"].str.len_chars() + 1).log(),
+        }
+    )
+    slope = max(0.0, pairs.length_slope(df.drop_nulls()))
+    fixed = df.select(pl.col("score") - slope * (pl.col("log_chars") - pl.col("log_chars").mean().over("prompt_id")))
+    return [[{"score": v}] if v is not None else [] for v in fixed["score"]]
+
+
 def measure(model: Path, p: P.Params, groups: pl.DataFrame, sim: pl.DataFrame | None, t0: float) -> dict:
+    """Every judge of one model on the held-out pairs (and the simulated iteration), with the functions
+    evaluate_m0 uses: the same pairs, in the same order, for every judge and the longer-wins baseline."""
     be = make_backend(p.backend, model)
+    keys = ("pairwise_accuracy", "pairwise_ties", "spearman", "kendall_tau")
     res: dict = {}
-    # pointwise (logprob) + the A/B test in both orders, exactly as evaluate_m0 computes them
-    h = evaluate.human_agreement(be, groups, p, rows.derive_seed(p.seed, "ab"), "pointwise + A/B")
-    slices = h.pop("length_slices")
-    res["pointwise"] = {k: h[k] for k in ("pairwise_accuracy", "pairwise_ties", "spearman", "kendall_tau")}
-    res["pointwise"]["slices"] = slices["pointwise"]
-    res["ab"] = {k: h[k] for k in ("ab_accuracy", "ab_first_rate", "ab_consistency")} | {"slices": slices["ab"]}
-    res["longer_wins"] = slices["longer_wins"]
-    log(t0, "  pointwise + A/B measured")
-    rr = pointwise_metrics(groups, evaluate.round_robin(be, groups, p.evaluate.compare_batch_size, "compare"))
-    res["compare"] = {k: rr[k] for k in ("pairwise_accuracy", "pairwise_ties", "spearman", "kendall_tau")}
-    res["compare"]["slices"] = rr["length_slices"]
-    log(t0, "  compare mode measured")
+    texts = [be.chat(judge_messages(q, r)) for q, r in zip(groups["instruction"], groups["response"])]
+    for mode, grades in (
+        ("pointwise", scoring.judge_logprob(be, texts, p.judge, "pointwise")),
+        ("compare", evaluate.round_robin(be, groups, p.evaluate.compare_batch_size, "compare")),
+    ):
+        for name, g in ((mode, grades), (f"{mode}_residual", residualised(groups, grades))):
+            m = pointwise_metrics(groups, g)
+            res[name] = {k: m[k] for k in keys} | {"slices": m["length_slices"]}
+    log(t0, "  pointwise and compare measured")
+    ab = evaluate.ab_test(be, groups, rows.derive_seed(p.seed, "ab"), p.evaluate.compare_batch_size, "A/B")
+    longer = [
+        lg
+        for _, lg in agreement.pair_outcomes(
+            [
+                [(rank, None, n) for rank, n in zip(g["rank"], g["response"].str.len_chars())]
+                for _, g in groups.group_by("group", maintain_order=True)
+            ]
+        )
+    ]
+    res["ab"] = {k: ab[k] for k in ("ab_accuracy", "ab_first_rate", "ab_consistency")}
+    res["ab"]["slices"] = agreement.sliced(ab["outcomes"], longer)
+    res["longer_wins"] = agreement.sliced(ab["longer_wins_outcomes"], longer)
+    log(t0, "  A/B measured")
     if sim is not None:
         res["sim"] = {}
         texts = [be.chat(judge_messages(q, r)) for q, r in zip(sim["prompt"], sim["response"])]
         lp = scoring.judge_logprob(be, texts, p.judge, "sim logprob")
-        pairs_of = comparisons(sim)
+        order = list(comparisons(sim).values())
         text, prompt = dict(zip(sim["id"], sim["response"])), dict(zip(sim["id"], sim["prompt"]))
-        order = list(pairs_of.values())
         probs = evaluate.prefer_first(
             be,
             [prompt[a] for a, _ in order],
@@ -315,49 +344,58 @@ def fmt(s: dict | None) -> str:
     return f"{s['acc']:.3f} [{s['ci95'][0]:.2f}, {s['ci95'][1]:.2f}]"
 
 
+JUDGES = {  # table row -> (results key, what it is)
+    "pointwise": ("pointwise", "logprob score of each answer alone"),
+    "pointwise - length trend": ("pointwise_residual", "the same less its within-prompt trend on log length"),
+    "A/B": ("ab", "each human pair in both orders"),
+    "compare": ("compare", "judge.mode compare: round robin, both orders"),
+    "compare - length trend": ("compare_residual", "the same less its within-prompt trend on log length"),
+    "longer wins": ("longer_wins", "no model: the longer answer is better"),
+}
+
+
 def table(results: list[dict]) -> str:
-    """Markdown: one row per variant and judge, the numbers the acceptance names."""
+    """Markdown: held-out accuracy per variant and judge with 95% intervals; then the simulated iteration."""
     lines = [
-        "| variant | judge | all pairs | shorter preferred | longer preferred | answer-1 rate | sim: score-length "
-        "Spearman (within prompt) | sim: pairs / chosen-longer / cut or looping chosen (rule: control0.25) |",
-        "|---|---|---|---|---|---|---|---|",
+        "| variant | judge | all pairs | shorter preferred | longer preferred | answer-1 rate |",
+        "|---|---|---|---|---|---|",
+    ]
+    sim = [
+        "| variant | judge | score-length Spearman, within prompt | " + " | ".join(RULES) + " |",
+        "|---|---|---|" + "---|" * len(RULES),
     ]
     for r in results:
-        if "error" in r or "skipped" in r:
-            lines.append(f"| {r['variant']} | {r.get('error') or r.get('skipped')} | | | | | | |")
+        if "measured" not in r:
+            lines.append(f"| {r['variant']} | {r.get('error') or r.get('skipped')} | | | | |")
             continue
         m = r["measured"]
-        lw = m["longer_wins"]
-        for judge, key, sim_mode in (
-            ("pointwise", "pointwise", "logprob"),
-            ("A/B", "ab", None),
-            ("compare", "compare", "compare"),
-        ):
-            sl = m[key]["slices"]
+        for judge, (key, _) in JUDGES.items():
+            sl = m[key] if key == "longer_wins" else m[key]["slices"]
             first = f"{m['ab']['ab_first_rate']:.2f}" if key == "ab" else "-"
-            sim = m.get("sim", {}).get(sim_mode) if sim_mode else None
-            rho = sim["spearman_length"]["within_prompt"] if sim else None
-            rule = sim["rules"]["control0.25"] if sim else None
-            pr = (
-                f"{rule['pairs_share']:.2f} / {rule['chosen_longer_rate']} / "
-                f"{rule['truncated_chosen'] + rule['looping_chosen']}"
-                if rule
-                else "-"
-            )
             lines.append(
                 f"| {r['variant']} | {judge} | {fmt(sl['all'])} | {fmt(sl['shorter_preferred'])} | "
-                f"{fmt(sl['longer_preferred'])} | {first} | {'-' if rho is None else rho} | {pr} |"
+                f"{fmt(sl['longer_preferred'])} | {first} |"
             )
-        lines.append(
-            f"| {r['variant']} | longer wins | {fmt(lw['all'])} | {fmt(lw['shorter_preferred'])} | "
-            f"{fmt(lw['longer_preferred'])} | - | - | - |"
-        )
-    return "\n".join(lines) + "\n"
+        for mode, s in m.get("sim", {}).items():
+            cells = [
+                f"{x['pairs_share']:.2f} / {x['chosen_longer_rate']} / {x['truncated_chosen'] + x['looping_chosen']}"
+                for x in s["rules"].values()
+            ]
+            sim.append(
+                f"| {r['variant']} | {mode} | {s['spearman_length']['within_prompt']} | " + " | ".join(cells) + " |"
+            )
+    return (
+        "\n".join(lines)
+        + "\n\nSimulated iteration (base-model answers judged by each M0); per pair rule: share of prompts with a "
+        "pair / chosen-longer rate / chosen answers cut at the cap or looping:\n\n" + "\n".join(sim) + "\n"
+    )
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data", help="the ../shared/data folder")
+    here = ROOT / "shared" / "data"  # where the device copy of a checkout keeps carried data
+    default_data = here if here.is_dir() else ROOT.parent / "shared" / "data"
+    ap.add_argument("--data", type=Path, default=default_data, help="../shared/data (or shared/data in the repo)")
     ap.add_argument("--work", type=Path, required=True, help="scratch: base model, seed sets, one folder per variant")
     ap.add_argument("--out", type=Path, required=True, help="results: judge_grid.jsonl, judge_grid.md")
     ap.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, in order; of {list(VARIANTS)}")
