@@ -29,6 +29,7 @@ import gc
 import json
 import random
 import sys
+import tarfile
 import time
 import traceback
 from pathlib import Path
@@ -395,7 +396,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     here = ROOT / "shared" / "data"  # where the device copy of a checkout keeps carried data
     default_data = here if here.is_dir() else ROOT.parent / "shared" / "data"
-    ap.add_argument("--data", type=Path, default=default_data, help="../shared/data (or shared/data in the repo)")
+    ap.add_argument(
+        "--data",
+        type=Path,
+        default=default_data,
+        help="../shared/data, or the tar.xz of `python -m benchmarks.device pack-data` (unpacked into WORK)",
+    )
     ap.add_argument("--work", type=Path, required=True, help="scratch: base model, seed sets, one folder per variant")
     ap.add_argument("--out", type=Path, required=True, help="results: judge_grid.jsonl, judge_grid.md")
     ap.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, in order; of {list(VARIANTS)}")
@@ -412,6 +418,10 @@ def main() -> None:
         sys.exit(f"unknown variant(s) {unknown}; known: {list(VARIANTS)}")
     work, out = args.work.resolve(), args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
+    if args.data.is_file():  # the device runner's data pack: members data/<folder>/<file>
+        with tarfile.open(args.data) as tar:
+            tar.extractall(work / "shared", filter="data")
+        args.data = work / "shared" / "data"
     last, limit = ([SMOKE], SMOKE_ROWS) if args.smoke else ([], None)
     shared = write_params(work / "params.yaml", args.data.resolve(), [COMMON, *last], limit)
     p = P.load(shared)

@@ -23,6 +23,8 @@ TINY = {
     "responses": {"n": 2, "max_new_tokens": 16, "batch_size": 8},
     # logprob grades always parse, so a tiny run still yields pairs
     "judge": {"mode": "logprob", "k": 1, "batch_size": 8},
+    # 16-token answers nearly all stop at the cap, and a cut answer is never chosen by default
+    "pairs": {"skip_degenerate": False},
     "dpo": {"max_steps": 1, "batch_size": 1, "max_length": 256},
     # ../shared is not beside the copy, so evaluate runs with its optional data absent: held-out data is
     # test_evaluate.py's job; here it must still produce its metrics file

@@ -19,6 +19,7 @@ judge: {k: 2, max_new_tokens: 6, batch_size: 8}
 sft: {max_steps: 2, batch_size: 2, grad_accum: 1, max_length: 256, lora: false, learning_rate: 2.0e-4, compare_pairs: 0}
 dpo: {max_steps: 2, batch_size: 2, grad_accum: 1, max_length: 128, lora: true, lora_r: 4, lora_alpha: 8, learning_rate: 1.0e-6}
 validate: {allow_failure: true}
+pairs: {skip_degenerate: false}  # a random model's answers all stop at the token cap
 """
 
 
