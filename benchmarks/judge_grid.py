@@ -154,24 +154,12 @@ def pointwise_metrics(groups: pl.DataFrame, grades: list[list[dict]]) -> dict:
 
 
 def within_prompt_spearman(responses: pl.DataFrame, scores: dict[str, float]) -> dict:
-    """Spearman's rho between score and length per prompt with >= 3 scored answers of >= 2 lengths (mean over
-    prompts), and over all answers pooled."""
-    from scipy.stats import spearmanr
-
-    df = responses.with_columns(
-        pl.col("id").replace_strict(scores, default=None, return_dtype=pl.Float64).alias("score"),
-        pl.col("response").str.len_chars().alias("chars"),
-    ).filter(pl.col("score").is_not_null())
-    rhos = []
-    for _, g in df.group_by("prompt_id"):
-        if len(g) >= 3 and g["chars"].n_unique() >= 2 and g["score"].n_unique() >= 2:
-            rhos.append(float(spearmanr(g["chars"], g["score"]).statistic))
-    pooled = spearmanr(df["chars"], df["score"]).statistic if len(df) > 2 else None
-    return {
-        "within_prompt": round(sum(rhos) / len(rhos), 4) if rhos else None,
-        "prompts": len(rhos),
-        "pooled": None if pooled is None else round(float(pooled), 4),
-    }
+    """judge.json's score-length Spearman (agreement.length_correlation) of these scores."""
+    return agreement.length_correlation(
+        responses["prompt_id"].to_list(),
+        [scores.get(i) for i in responses["id"]],
+        responses["response"].str.len_chars().to_list(),
+    )
 
 
 def judgments_frame(responses: pl.DataFrame, grades: dict[str, list[dict]], mode: str) -> pl.DataFrame:
@@ -194,21 +182,23 @@ def judgments_frame(responses: pl.DataFrame, grades: dict[str, list[dict]], mode
 
 
 def simulated_pairs(responses: pl.DataFrame, judgments: pl.DataFrame) -> dict:
-    """Per pair rule: pairs share, chosen-longer rate and degenerate answers chosen/rejected."""
-    flags = responses.select("id", "truncated", "loops")
+    """Per pair rule: the share of prompts with a pair and pairs.json's metrics (chosen-longer rate, cut and
+    looping answers chosen and rejected)."""
     out = {}
     for name, rule in RULES.items():
         prefs, counts = pairs.select_pairs(responses, judgments, 0.0, 1, **rule)
-        m = pairs.pair_metrics(prefs, counts)
-        chosen = prefs.select(pl.col("chosen_id").alias("id")).join(flags, on="id", how="left")
-        rejected = prefs.select(pl.col("rejected_id").alias("id")).join(flags, on="id", how="left")
-        out[name] = {
-            "pairs_share": round(m["pairs"] / max(counts["prompts"], 1), 4),
-            "chosen_longer_rate": m["chosen_longer_rate"],
-            "length_ratio_median": m["length_ratio_median"],
-            "truncated_chosen": int(chosen["truncated"].sum()),
-            "looping_chosen": int(chosen["loops"].sum()),
-            "looping_rejected": int(rejected["loops"].sum()),
+        m = pairs.pair_metrics(prefs, counts, responses)
+        out[name] = {"pairs_share": round(m["pairs"] / max(counts["prompts"], 1), 4)} | {
+            k: m[k]
+            for k in (
+                "pairs",
+                "chosen_longer_rate",
+                "length_ratio_median",
+                "chosen_truncated",
+                "chosen_loops",
+                "rejected_truncated",
+                "rejected_loops",
+            )
         }
     return out
 
@@ -379,12 +369,10 @@ def table(results: list[dict]) -> str:
             )
         for mode, s in m.get("sim", {}).items():
             cells = [
-                f"{x['pairs_share']:.2f} / {x['chosen_longer_rate']} / {x['truncated_chosen'] + x['looping_chosen']}"
+                f"{x['pairs_share']:.2f} / {x['chosen_longer_rate']} / {x['chosen_truncated'] + x['chosen_loops']}"
                 for x in s["rules"].values()
             ]
-            sim.append(
-                f"| {r['variant']} | {mode} | {s['spearman_length']['within_prompt']} | " + " | ".join(cells) + " |"
-            )
+            sim.append(f"| {r['variant']} | {mode} | {s['spearman_length']['within']} | " + " | ".join(cells) + " |")
     return (
         "\n".join(lines)
         + "\n\nSimulated iteration (base-model answers judged by each M0); per pair rule: share of prompts with a "
