@@ -92,7 +92,7 @@ RULES = {
     "residual": {"skip_degenerate": True, "length_residual": True},
     "control0.25+residual": {"skip_degenerate": True, "length_control": 0.25, "length_residual": True},
 }
-SMOKE = {  # applied last: toy sizes and the first rows of each source
+SMOKE = {  # applied after the variant (then --set): toy sizes and the first rows of each source
     "sft": {"max_steps": 2, "batch_size": 2, "max_length": 512, "compare_pairs": 4},
     "evaluate": {"max_prompts": 3, "max_response_chars": 300, "compare_batch_size": 4},
     "judge": {"batch_size": 4},
@@ -104,6 +104,15 @@ def merged(base: dict, over: dict) -> dict:
     out = dict(base)
     for k, v in over.items():
         out[k] = merged(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def dotted(assignment: str) -> dict:
+    """ "sft.epochs=0.5" -> {"sft": {"epochs": 0.5}} (the value read as YAML)."""
+    key, _, value = assignment.partition("=")
+    out: dict = yaml.safe_load(value)
+    for part in reversed(key.split(".")):
+        out = {part: out}
     return out
 
 
@@ -397,6 +406,13 @@ def main() -> None:
     ap.add_argument("--sim-prompts", type=int, default=128, help="prompts of the simulated iteration (0 = none)")
     ap.add_argument("--sim-tokens", type=int, default=256, help="max new tokens of its answers")
     ap.add_argument("--budget-s", type=float, default=480, help="start no variant that would end after this")
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a params override for every variant, applied after the variant's (e.g. sft.epochs=0.5); repeatable",
+    )
     ap.add_argument("--smoke", action="store_true", help="toy sizes, to check the whole script on a CPU")
     args = ap.parse_args()
     t0 = time.time()
@@ -410,7 +426,8 @@ def main() -> None:
         with tarfile.open(args.data) as tar:
             tar.extractall(work / "shared", filter="data")
         args.data = work / "shared" / "data"
-    last, limit = ([SMOKE], SMOKE_ROWS) if args.smoke else ([], None)
+    last = ([SMOKE] if args.smoke else []) + [dotted(a) for a in args.set]  # --set wins
+    limit = SMOKE_ROWS if args.smoke else None
     shared = write_params(work / "params.yaml", args.data.resolve(), [COMMON, *last], limit)
     p = P.load(shared)
 
