@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     records = [json.loads(line) for line in args.grid.read_text().splitlines() if line.strip()]
     over, head = overlay(records)
-    args.out.write_text(head + (yaml.safe_dump(over, sort_keys=False) if over else ""))
+    args.out.write_text(head + yaml.safe_dump(over, sort_keys=False))  # "{}" when nothing won: a valid overlay
     print(head, end="")
 
 
