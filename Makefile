@@ -1,6 +1,7 @@
 # Fresh machine:  make run   (set up .venv, then build both iterations with dvc repro)
 #                 make test  (the test suite; .ci/run calls it)
 #    GPU box:     make run-gpu  (base -> M0 -> M1 -> M2 -> M3 on vLLM: profiles/gpu.yaml; docs/gpu.md)
+#                 make run-recipes  (the recipes of docs/recipes.md compared, one DVC experiment each)
 VENV ?= .venv
 PY := $(VENV)/bin/python
 # dvc runs each stage's `python -m stages.X` through the shell: the venv must come first on PATH
@@ -78,3 +79,14 @@ run-gpu: setup-gpu
 
 run-gpu-hub: setup-gpu
 	$(PY) -m stages.profile exp-run $(GPU_PROFILES) profiles/gpu-hub.yaml -- -n gpu-hub
+
+# The recipes of docs/recipes.md on the GPU profile: one `dvc exp run -n <recipe>` each (profiles/gpu.yaml plus
+# profiles/recipe-<recipe>.yaml), M0 -> M3, then the recipe x iteration table and the verdict (benchmarks/recipes.py).
+# RECIPES picks and orders them, e.g. RECIPES="baseline meta-judge temporal nll"; empty = the baseline and all five.
+RECIPES ?=
+.PHONY: run-recipes recipes-table
+run-recipes: setup-gpu
+	$(PY) -m benchmarks.recipes run $(RECIPES)
+
+recipes-table: setup
+	$(PY) -m benchmarks.recipes table $(RECIPES)

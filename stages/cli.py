@@ -24,7 +24,7 @@ from pathlib import Path
 from . import diff, release, rows
 from . import params as P
 from .errors import SrlmError, entry
-from .rows import KINDS
+from .rows import DATASETS
 
 
 def _count(path: Path) -> str:
@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> None:
     sub.add_parser("status", help="one line per iteration")
     s = sub.add_parser("show", help="print rows of one dataset")
     s.add_argument("iteration")
-    s.add_argument("kind", choices=KINDS)
+    s.add_argument("kind", choices=DATASETS)
     s.add_argument("-n", type=int, default=5)
     sub.add_parser("params", help="validate params.yaml and print it (YAML)")
     release.add_parser(sub)

@@ -9,7 +9,8 @@ branch: read through dvc.api from the DVC cache or remote, no checkout).
 
   rows          by content id: added (only in B), removed (only in A), unchanged, changed
                 (same id, different score or text: the columns in COMPARED)
-  scores        judge scores (judgments) or chosen / rejected scores and margin (preferences):
+  scores        judge scores (judgments) or chosen / rejected scores and margin (preferences; meta_judgments:
+                the judgments' meta scores):
                 mean, histogram in whole points side by side, Wasserstein-1 distance, KS test
   rates         parse rate (from judgments, else metrics/iter<t>/judge.json), tie rate (pairs.json)
   lengths       characters of prompts, responses, chosen and rejected: mean and median drift
@@ -33,7 +34,7 @@ import polars as pl
 
 from . import lineage, rows
 from .errors import SrlmError, brief
-from .rows import KINDS
+from .rows import DATASETS
 from .text import near_duplicate, words
 
 COMPARED = {
@@ -41,7 +42,9 @@ COMPARED = {
     "responses": ["prompt", "response"],
     "judgments": ["score", "raw"],
     "preferences": ["prompt", "chosen", "rejected", "score_chosen", "score_rejected"],
+    "meta_judgments": ["prompt", "chosen", "rejected", "score_chosen", "score_rejected"],
 }
+PAIRED = ("preferences", "meta_judgments")  # chosen/rejected datasets: scores, lengths and churn as pairs
 STATUSES = ("added", "removed", "changed", "unchanged")
 
 
@@ -122,7 +125,7 @@ def row_diff(a: pl.DataFrame, b: pl.DataFrame, kind: str, examples: int = 5) -> 
 def score_series(df: pl.DataFrame, kind: str) -> dict[str, pl.Series]:
     if kind == "judgments":
         return {"score": df["score"].drop_nulls()}
-    if kind == "preferences":
+    if kind in PAIRED:
         return {
             "chosen": df["score_chosen"].drop_nulls(),
             "rejected": df["score_rejected"].drop_nulls(),
@@ -175,6 +178,7 @@ LENGTHS = {
     "responses": {"response": pl.col("response")},
     "judgments": {},
     "preferences": {"chosen": _content("chosen"), "rejected": _content("rejected")},
+    "meta_judgments": {"chosen": _content("chosen"), "rejected": _content("rejected")},
 }
 
 
@@ -190,7 +194,7 @@ def lengths(a: pl.DataFrame, b: pl.DataFrame, kind: str) -> dict:
             "median_b": _r(lb.median(), 1),
             "mean_drift": _r((mb - ma) / ma) if ma and mb is not None else None,
         }
-    if kind == "preferences" and out["chosen"]["mean_a"] is not None and out["chosen"]["mean_b"] is not None:
+    if kind in PAIRED and out["chosen"]["mean_a"] is not None and out["chosen"]["mean_b"] is not None:
         out["chosen_over_rejected"] = {
             side: _r(out["chosen"][f"mean_{side}"] / max(out["rejected"][f"mean_{side}"], 1)) for side in ("a", "b")
         }
@@ -202,6 +206,7 @@ def _prompt_text(kind: str) -> pl.Expr:
         "prompts": pl.col("prompt"),
         "responses": pl.col("prompt"),
         "preferences": _content("prompt"),
+        "meta_judgments": pl.lit(None, pl.String),  # judge prompts: the shared rubric would make all near-duplicates
         "judgments": pl.lit(None, pl.String),
     }[kind]
 
@@ -229,7 +234,7 @@ def novelty(a: pl.DataFrame, b: pl.DataFrame, kind: str, threshold: float, sampl
         "similarity": threshold,
         "sample": None,
     }
-    if kind == "judgments" or not len(ids_b):  # judgments keep prompt ids but no prompt text
+    if kind in ("judgments", "meta_judgments") or not len(ids_b):  # no prompt text of their own
         return out
     sb = _sample_ids(ids_b, sample, seed)
     exact = set(sb.filter(sb.is_in(ids_a.implode())).to_list())
@@ -313,7 +318,7 @@ def compare(
         },
         "lengths": lengths(a, b, kind),
         "novelty": novelty(a, b, kind, similarity, sample),
-        "pairs": pair_churn(a, b) if kind == "preferences" else None,
+        "pairs": pair_churn(a, b) if kind in PAIRED else None,
         "lineage": lineage_diff(lineage.read(sa.path(ds), sa.rev, repo), lineage.read(sb.path(ds), sb.rev, repo)),
     }
 
@@ -328,7 +333,7 @@ def _r(x, digits: int = 4):
 def add_arguments(ap) -> None:
     ap.add_argument("a", help="ITER or REV:ITER (e.g. 1, HEAD~1:2, v0.1:1)")
     ap.add_argument("b", help="ITER or REV:ITER")
-    ap.add_argument("--kind", choices=KINDS, default="preferences")
+    ap.add_argument("--kind", choices=DATASETS, default="preferences")
     ap.add_argument("--format", choices=("table", "json", "markdown"), default="table")
     ap.add_argument("-o", "--out", type=Path, help="write here instead of stdout (markdown: plot PNGs go beside it)")
     ap.add_argument("--similarity", type=float, help="near-duplicate threshold (default: prompts.max_similarity)")

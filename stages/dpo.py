@@ -4,8 +4,12 @@
         --validation metrics/iter1/validate.json --out models/M1 --metrics metrics/iter1/dpo.json
 
 The reference model is M(t-1) itself (with LoRA: the adapter switched off, so no second
-copy is held). Refuses to train unless the iteration's validation passed or was
-explicitly overridden.
+copy is held), or with `dpo.reference: m0` the SFT model M0 (`--reference`, loaded beside the policy).
+Refuses to train unless the iteration's validation passed or was explicitly overridden.
+
+Recipes (docs/recipes.md): `--judge-pairs` (meta_judge@t's judge-preference pairs, empty unless
+meta_judge.enabled) are trained beside the answer pairs; `dpo.nll_weight` adds the chosen answers' NLL
+(Iterative RPO) and `dpo.ld_alpha` down-weights the longer answer's extra tokens (LD-DPO), both TRL options.
 """
 
 from __future__ import annotations
@@ -15,11 +19,35 @@ import tempfile
 import time
 from pathlib import Path
 
+import polars as pl
+
 from . import params as P
 from . import rows, timing
 from .errors import SrlmError, entry
 from .models import check_model_dir, load_model, save_model
 from .training import is_main_process, lora_config, loss_summary, relaunch, trainer_args
+
+
+def loss_options(cfg: P.Dpo) -> dict:
+    """DPOConfig's loss arguments for the dpo knobs: plain sigmoid DPO, + the chosen answers' token-mean NLL
+    weighted nll_weight (TRL 1.16 removed rpo_alpha; ["sigmoid", "sft"] with weights [1, alpha] is its
+    replacement), and LD-DPO's ld_alpha."""
+    out: dict = {"loss_type": ["sigmoid"]}
+    if cfg.nll_weight > 0:
+        out = {"loss_type": ["sigmoid", "sft"], "loss_weights": [1.0, cfg.nll_weight]}
+    if cfg.ld_alpha is not None:
+        out["ld_alpha"] = cfg.ld_alpha
+    return out
+
+
+def reference_model(cfg: P.Dpo, policy: Path, m0: Path | None) -> Path | None:
+    """The folder of a reference model other than the policy's start, or None (TRL then uses the policy's start:
+    M(t-1)). dpo.reference m0 names M0, unless M0 is the policy's start (iteration 1)."""
+    if cfg.reference == "previous":
+        return None
+    if m0 is None:
+        raise SrlmError("error: dpo.reference is m0 but dpo was given no --reference (the M0 folder, models/M0)")
+    return None if m0.resolve() == policy.resolve() else check_model_dir(m0)
 
 
 @entry
@@ -31,11 +59,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--validation", type=Path, required=True, help="validate@t result JSON")
     ap.add_argument("--out", type=Path, required=True, help="M(t) folder to write")
     ap.add_argument("--metrics", type=Path)
+    ap.add_argument("--judge-pairs", type=Path, help="meta_judge@t's judge-preference pairs (meta_judgments)")
+    ap.add_argument("--reference", type=Path, help="dpo.reference m0: the M0 folder")
     ap.add_argument("--params", default="params.yaml")
     args = ap.parse_args(argv)
     p = P.load(args.params)
     rows.all_or_none(args.out, args.metrics)
     check_model_dir(args.model)
+    reference = reference_model(p.dpo, args.model, args.reference)
     verdict = rows.read_json(args.validation)
     if verdict is None:
         raise SrlmError(f"error: {args.validation} is missing: run validate@{args.iteration} first")
@@ -46,6 +77,7 @@ def main(argv: list[str] | None = None) -> None:
     prefs = rows.read(args.preferences, "preferences")
     if prefs.is_empty():
         raise SrlmError(f"error: {args.preferences} has no pairs to train on")
+    judge_pairs = rows.read(args.judge_pairs, "meta_judgments") if args.judge_pairs else rows.empty("meta_judgments")
     if relaunch(p.dpo, "stages.dpo", argv):  # dpo.num_processes > 1: the same stage, one process per device
         return
 
@@ -55,16 +87,20 @@ def main(argv: list[str] | None = None) -> None:
     timing.mark("imports")
     t0 = time.time()
     tok, model = load_model(args.model, p.backend.trust_remote_code)
-    data = Dataset.from_list(prefs.select("prompt", "chosen", "rejected").to_dicts())
+    ref = load_model(reference, p.backend.trust_remote_code)[1] if reference else None
+    cols = ("prompt", "chosen", "rejected")
+    data = Dataset.from_list(pl.concat([prefs.select(cols), judge_pairs.select(cols)]).to_dicts())
     with tempfile.TemporaryDirectory() as work:
         trainer = DPOTrainer(
             model=model,
-            ref_model=None,
+            ref_model=ref,
             processing_class=tok,
             train_dataset=data,
             peft_config=lora_config(p.dpo),
             args=DPOConfig(
-                **trainer_args(p.dpo, rows.derive_seed(p.seed, "dpo", args.iteration), Path(work)), beta=p.dpo.beta
+                **trainer_args(p.dpo, rows.derive_seed(p.seed, "dpo", args.iteration), Path(work)),
+                beta=p.dpo.beta,
+                **loss_options(p.dpo),
             ),
         )
         timing.mark("load")  # weights, data, trainer (and LoRA) set up
@@ -75,7 +111,10 @@ def main(argv: list[str] | None = None) -> None:
         save_model(trainer.model, tok, args.out)
     rewards = [h for h in trainer.state.log_history if "rewards/accuracies" in h]
     metrics = {
-        "pairs": len(prefs),
+        "pairs": len(data),
+        "answer_pairs": len(prefs),
+        "judge_pairs": len(judge_pairs),
+        "reference": (reference or args.model).as_posix(),
         **loss_summary(trainer),
         "seconds": round(time.time() - t0, 1),
         "reward_accuracy_last": round(rewards[-1]["rewards/accuracies"], 4) if rewards else None,
@@ -84,9 +123,14 @@ def main(argv: list[str] | None = None) -> None:
     }
     if args.metrics:
         rows.write_json(metrics, args.metrics)
+    loss = loss_options(p.dpo)
     print(
-        f"dpo@{args.iteration}: {len(prefs)} pairs, {metrics['steps']} steps, loss {metrics['loss_first']} -> "
-        f"{metrics['loss_last']}, {metrics['seconds']}s -> {args.out}"
+        f"dpo@{args.iteration}: {len(prefs)} pairs"
+        + (f" + {len(judge_pairs)} judge pairs" if len(judge_pairs) else "")
+        + f" (reference {metrics['reference']}, loss {' + '.join(loss['loss_type'])}"
+        + (f", ld_alpha {loss['ld_alpha']}" if "ld_alpha" in loss else "")
+        + f"), {metrics['steps']} steps, loss {metrics['loss_first']} -> {metrics['loss_last']}, "
+        f"{metrics['seconds']}s -> {args.out}"
     )
 
 

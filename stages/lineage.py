@@ -40,7 +40,7 @@ PACKAGES = (
     "huggingface-hub",
 )
 # the stages that make an iteration's datasets (dpo@t trains on them; it is not part of the dataset)
-ITERATION_STAGES = ("prompts", "responses", "judge", "pairs", "validate", "evaluate")
+ITERATION_STAGES = ("prompts", "responses", "judge", "pairs", "meta_judge", "validate", "evaluate")
 
 
 def path_for(dataset: str | Path) -> Path:

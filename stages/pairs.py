@@ -17,6 +17,10 @@ Length rules (docs/judge.md), so that the pairs do not teach DPO that longer is 
   The judge's own scores must still put the chosen above the rejected, and the stored scores stay the judge's.
 - `pairs.skip_degenerate`: an answer cut at the token cap (`truncated`) or looping (`loops`) is never chosen,
   and a looping answer scored below the chosen one is rejected before any other.
+- `pairs.temporal` (Temporal Self-Rewarding, docs/recipes.md): the chosen answer is one of M(t-1)'s, the rejected
+  one of the anchor's (M0's answers to the same prompts, which responses@t samples too and judge@t grades with
+  the rest; `--anchor` names the anchor's folder as the rows' `model` column records it). Where M(t-1) is the
+  anchor (iteration 1) both come from all answers, as in the plain rule. The rules above apply within each side.
 Remaining equal choices fall to the smaller response id, so the pairs are deterministic.
 """
 
@@ -29,7 +33,7 @@ import polars as pl
 
 from . import lineage, rows
 from . import params as P
-from .errors import entry
+from .errors import SrlmError, entry
 from .scoring import check_judged, response_scores
 
 
@@ -53,16 +57,24 @@ def select_pairs(
     length_control: float = 0.0,
     length_residual: bool = False,
     skip_degenerate: bool = False,
+    anchor: str | None = None,
 ) -> tuple[pl.DataFrame, dict]:
     """The pairs and the counts of dropped prompts; the keyword rules are the `pairs` knobs (module docstring),
-    their defaults the paper's plain best vs worst."""
+    their defaults the paper's plain best vs worst. `anchor` (pairs.temporal): the model whose answers are the
+    rejected side."""
     scored = responses.join(response_scores(judgments), left_on="id", right_on="response_id", how="left")
     scored = scored.filter(pl.col("score").is_not_null()).sort(["prompt_id", "id"])
+    # temporal: the anchor's answers are the rejected side, the others the chosen side; when every answer is the
+    # anchor's (it is M(t-1)), both sides are all answers
+    temporal = anchor is not None and (responses["model"] != anchor).any()
+    anchored = pl.col("model") == anchor if temporal else pl.lit(False)
     scored = scored.with_columns(
         pl.col("response").str.len_chars().alias("chars"),
         (pl.col("response").str.len_chars() + 1).log().alias("log_chars"),
         ((pl.col("truncated") | pl.col("loops")) & skip_degenerate).alias("degenerate"),
         (pl.col("loops") & skip_degenerate).alias("looping"),
+        (~anchored if temporal else pl.lit(True)).alias("chooses"),
+        (anchored if temporal else pl.lit(True)).alias("rejects"),
     )
     slope = max(0.0, length_slope(scored)) if length_residual else 0.0
     scored = scored.with_columns(
@@ -71,18 +83,19 @@ def select_pairs(
     counts = {"prompts": responses["prompt_id"].n_unique(), "too_few_scored": 0, "degenerate": 0, "ties": 0}
     records = []
     for (pid,), group in scored.group_by("prompt_id", maintain_order=True):
-        if len(group) < 2:
+        side = group.filter(pl.col("chooses")), group.filter(pl.col("rejects"))
+        if len(group) < 2 or side[0].is_empty() or side[1].is_empty():
             counts["too_few_scored"] += 1
             continue
-        clean = group.filter(~pl.col("degenerate"))
+        clean = side[0].filter(~pl.col("degenerate"))
         if clean.is_empty():
             counts["degenerate"] += 1
             continue
-        top, bottom = clean["rank"].max(), group["rank"].min()
+        top, bottom = clean["rank"].max(), side[1]["rank"].min()
         band = length_control * (top - bottom)
         best = clean.filter(pl.col("rank") >= top - band).sort(["chars", "id"]).row(0, named=True)
         # min_margin >= 0, so equal scores never pass; the judge's scores must agree with the ranking
-        below = group.filter(
+        below = side[1].filter(
             (best["rank"] - pl.col("rank") > min_margin) & (best["score"] - pl.col("score") > min_margin)
         )
         pool = below.filter(pl.col("looping"))
@@ -148,9 +161,16 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--judgments", type=Path, required=True)
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--metrics", type=Path)
+    ap.add_argument(
+        "--anchor", type=Path, help="pairs.temporal: the anchor's folder (models/M0), as responses@t ran it"
+    )
     ap.add_argument("--params", default="params.yaml")
     args = ap.parse_args(argv)
     p = P.load(args.params)
+    if p.pairs.temporal and args.anchor is None:
+        raise SrlmError(
+            "error: pairs.temporal is true but pairs was given no --anchor (the model folder, e.g. models/M0)"
+        )
     rows.all_or_none(args.out, lineage.path_for(args.out), args.metrics)
     responses, judgments = rows.read(args.responses, "responses"), rows.read(args.judgments, "judgments")
     check_judged(responses, judgments, args.responses, args.judgments)
@@ -162,6 +182,7 @@ def main(argv: list[str] | None = None) -> None:
         length_control=p.pairs.length_control,
         length_residual=p.pairs.length_residual,
         skip_degenerate=p.pairs.skip_degenerate,
+        anchor=args.anchor.as_posix() if p.pairs.temporal else None,
     )
     rows.write(prefs, args.out, "preferences")
     lineage.write(
@@ -173,6 +194,9 @@ def main(argv: list[str] | None = None) -> None:
         sections=("pairs",),
     )
     metrics = pair_metrics(prefs, counts, responses)
+    if p.pairs.temporal:  # how many rejected answers are the anchor's (none where M(t-1) is the anchor)
+        anchor_ids = responses.filter(pl.col("model") == args.anchor.as_posix())["id"].implode()
+        metrics["rejected_from_anchor"] = int(prefs["rejected_id"].is_in(anchor_ids).sum())
     if args.metrics:
         rows.write_json(metrics, args.metrics)
     print(

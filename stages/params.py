@@ -116,6 +116,14 @@ class Sft(Train):
 class Dpo(Train):
     learning_rate: float = Field(gt=0, le=1)
     beta: float = Field(gt=0)
+    # Iterative RPO (docs/recipes.md): the loss plus this times the chosen answers' mean token NLL (TRL's
+    # loss_type ["sigmoid", "sft"], loss_weights [1, this]; TRL 1.16 dropped rpo_alpha). 0 = plain DPO
+    nll_weight: float = Field(ge=0)
+    # the DPO reference: previous = M(t-1), the policy's start (the paper); m0 = fixed at the SFT model
+    reference: Literal["previous", "m0"]
+    # LD-DPO: weight of the log-probabilities of the longer answer's tokens past the shorter one's length
+    # (TRL's ld_alpha, 0..1; 1 = plain DPO); None = off
+    ld_alpha: float | None = Field(ge=0, le=1)
 
 
 class Sampling(Strict):
@@ -168,6 +176,21 @@ class Pairs(Strict):
     # answers cut at the token cap or looping (responses' truncated / loops) are never chosen, and a looping
     # answer scored below the chosen one is the rejected one
     skip_degenerate: bool
+    # Temporal Self-Rewarding's anchored rejection (docs/recipes.md): responses@t also samples M0's answers to
+    # the iteration's prompts, judge@t grades them with the rest, and the rejected answer is M0's, the chosen M(t-1)'s
+    temporal: bool
+
+
+class MetaJudge(Strict):
+    """Meta-Rewarding (docs/recipes.md): M(t-1) compares two of its own judgments of one answer, both orders;
+    the better and the worse judgment become a judge-preference pair that dpo@t trains beside the answer pairs."""
+
+    enabled: bool  # off: meta_judge@t writes an empty dataset and loads no model
+    # judge pairs' largest share of the DPO data (NVIDIA's implementation: more, and the judge collapses to one score)
+    max_share: float = Field(ge=0, lt=1)
+    # the better judgment's meta score (5 x its mean probability of being the better one) less the worse one's
+    min_margin: float = Field(ge=0, lt=5)
+    batch_size: int = Field(ge=1)  # comparisons per forward pass (transformers backend)
 
 
 class IFEval(Strict):
@@ -233,6 +256,11 @@ class Validate(Strict):
     max_chosen_longer_rate: float = Field(ge=0, le=1)
     min_pair_prompt_unique: float = Field(ge=0, le=1)
     min_pair_distinct_2: float = Field(ge=0, le=1)
+    # meta-judgments (meta_judge.enabled only)
+    min_judge_pairs: int = Field(ge=0)
+    # share of judge pairs whose better judgment gave the answer the higher score (lower end of its 95% interval):
+    # a meta-judge that always prefers the more generous judgment teaches the judge to inflate
+    max_generous_rate: float = Field(ge=0, le=1)
     allow_failure: bool  # explicit override: train anyway, recorded in metrics
 
     @model_validator(mode="after")
@@ -292,6 +320,7 @@ class Params(Strict):
     responses: Responses
     judge: Judge
     pairs: Pairs
+    meta_judge: MetaJudge
     validate_: Validate = Field(alias="validate")
     dpo: Dpo
     release: Release
@@ -300,6 +329,8 @@ class Params(Strict):
 
     @model_validator(mode="after")
     def _chain(self):
+        if self.meta_judge.enabled and self.judge.k < 2:
+            raise ValueError("meta_judge.enabled needs judge.k >= 2 (two judgments of an answer to compare)")
         for name, it in self.iterations.items():
             if not name.isdigit() or int(name) < 1:
                 raise ValueError(f"iterations: key {name!r} must be a positive integer")

@@ -1,4 +1,4 @@
-"""What the model is asked: the judge rubric, the self-instruct and compare prompts, the EFT target
+"""What the model is asked: the judge rubric, the self-instruct, compare and meta-judge prompts, the EFT target
 text, and how a self-instruct generation is read back (grades are read in stages/scoring.py).
 
 The same functions serve training (sft), generation (prompts, judge) and evaluation,
@@ -20,10 +20,13 @@ def _template(name: str) -> str:
 JUDGE_TEMPLATE = _template("judge.txt")
 SELF_INSTRUCT_TEMPLATE = _template("self_instruct.txt")
 COMPARE_TEMPLATE = _template("compare.txt")
+META_JUDGE_TEMPLATE = _template("meta_judge.txt")
 # Comparative judging (evaluate, head2head) reads P("1") vs P("2") after this prefill: digits are
 # single tokens in the tokenizers we use, and the space before them is its own token.
 COMPARE_PREFILL = "Better answer: "
 COMPARE_CHOICES = ("1", "2")
+# meta_judge@t reads P("1") vs P("2") after this prefill, as the comparative judge does
+META_PREFILL = "Better judgment: "
 
 # Short justification per score. The EFT target is "Score: N\n<justification>": score first, so that
 # logprob mode (the next token after "Score: ") reads the very distribution EFT trains. Measured on the GPU
@@ -45,6 +48,13 @@ def judge_messages(instruction: str, response: str) -> list[dict]:
 
 def compare_messages(instruction: str, first: str, second: str) -> list[dict]:
     text = COMPARE_TEMPLATE.format(instruction=instruction.strip(), first=first.strip(), second=second.strip())
+    return [{"role": "user", "content": text}]
+
+
+def meta_judge_messages(instruction: str, response: str, first: str, second: str) -> list[dict]:
+    """Which of two judgments grades the answer better; the task shown is the judge's own prompt, rubric included."""
+    task = judge_messages(instruction, response)[0]["content"]
+    text = META_JUDGE_TEMPLATE.format(task=task, first=first.strip(), second=second.strip())
     return [{"role": "user", "content": text}]
 
 

@@ -15,6 +15,8 @@ no expectation for are computed here with polars/numpy as derived columns, then 
   identical             chosen and rejected are the same response (id or text)
   margin, length_ratio  score_chosen - score_rejected; chosen chars / rejected chars
   chosen_longer         the chosen answer has more characters than the rejected one
+  generous              meta-judgments: the better judgment gave the answer the higher score
+  share                 meta-judgments: judge pairs / (answer pairs + judge pairs), on every row
 
 Pairwise columns are computed on a seeded sample of at most `validate.sample_size` prompts (null outside it).
 `distinct_n` (Li et al. 2016) backs the custom distinct-n expectation in stages/gx.py.
@@ -132,4 +134,23 @@ def preferences_frame(prefs: pl.DataFrame):
         margin=pl.col("score_chosen") - pl.col("score_rejected"),
         length_ratio=content("chosen").str.len_chars() / pl.max_horizontal(content("rejected").str.len_chars(), 1),
         chosen_longer=content("chosen").str.len_chars() > content("rejected").str.len_chars(),
+    ).to_pandas()
+
+
+def meta_judgments_frame(pairs: pl.DataFrame, answer_pairs: int):
+    """meta_judge@t's judge pairs: the preference checks on judgments, score inflation and their share of DPO."""
+
+    def content(col):
+        return pl.col(col).list.first().struct.field("content")
+
+    n = len(pairs)
+    return pairs.select(
+        "response_id",
+        "graded_chosen",
+        "graded_rejected",
+        identical=(pl.col("chosen_id") == pl.col("rejected_id")) | (content("chosen") == content("rejected")),
+        margin=pl.col("score_chosen") - pl.col("score_rejected"),
+        generous=pl.col("graded_chosen") > pl.col("graded_rejected"),
+        chosen_longer=content("chosen").str.len_chars() > content("rejected").str.len_chars(),
+        share=pl.lit(n / (n + answer_pairs) if n + answer_pairs else 0.0),
     ).to_pandas()

@@ -137,19 +137,29 @@ def write_folder(iteration: int, repo_id: str, tag: str, p: P.Params, root: Path
 
     df = rows.read(root / f"data/iter{iteration}/preferences.parquet", "preferences").sort("id")
     splits = split(df, p.release.test_fraction, p.seed)
+    # meta_judge@t's judge pairs, trained beside the answer pairs (docs/recipes.md): their own config, split by
+    # prompt as the answer pairs are
+    meta = root / f"data/iter{iteration}/meta_judgments.parquet"
+    judge = rows.read(meta, "meta_judgments").sort("id") if meta.exists() else rows.empty("meta_judgments")
+    parts = {"data": ("preferences", splits)}
+    if len(judge):
+        parts["meta_judgments"] = ("meta_judgments", split(judge, p.release.test_fraction, p.seed))
     if out.is_dir() and {f.name for f in out.iterdir()} - {
         "README.md",
         "data",
+        "meta_judgments",
     }:  # never delete a folder we did not write
         raise ReleaseError(f"release: {out} exists and holds other files; choose an empty or new folder")
     with rows.atomic_dir(out) as tmp:
-        for name, frame in splits.items():
-            n = max(1, -(-len(frame) // p.release.shard_rows))
-            for i in range(n):
-                shard = frame.slice(i * p.release.shard_rows, p.release.shard_rows)
-                rows.write(shard, tmp / f"data/{name}-{i:05d}-of-{n:05d}.parquet", "preferences")
+        for folder, (kind, frames) in parts.items():
+            for name, frame in frames.items():
+                n = max(1, -(-len(frame) // p.release.shard_rows))
+                for i in range(n):
+                    shard = frame.slice(i * p.release.shard_rows, p.release.shard_rows)
+                    rows.write(shard, tmp / f"{folder}/{name}-{i:05d}-of-{n:05d}.parquet", kind)
         sizes = {k: len(v) for k, v in splits.items()}
-        card(iteration, repo_id, tag, p, root, sizes, validation).save(tmp / "README.md")
+        judge_sizes = {k: len(v) for k, v in parts["meta_judgments"][1].items()} if len(judge) else {}
+        card(iteration, repo_id, tag, p, root, sizes, validation, judge_sizes).save(tmp / "README.md")
     return sizes
 
 

@@ -17,7 +17,7 @@ from . import params as P
 from . import rows
 from .lineage import ITERATION_STAGES, lock_stages, package_versions
 
-DATASET_PARAMS = ("seed", "backend", "base", "prompts", "responses", "judge", "pairs", "validate")
+DATASET_PARAMS = ("seed", "backend", "base", "prompts", "responses", "judge", "pairs", "meta_judge", "validate")
 
 
 def size_category(n: int) -> str:
@@ -136,11 +136,24 @@ def outside_section(iteration: int, prev: int, root: Path) -> list[str]:
     return parts + ["\n".join(f"- {f}" for f in facts)]
 
 
-def card(iteration: int, repo_id: str, tag: str, p: P.Params, root: Path, sizes: dict[str, int], validation: dict):
+def card(
+    iteration: int,
+    repo_id: str,
+    tag: str,
+    p: P.Params,
+    root: Path,
+    sizes: dict[str, int],
+    validation: dict,
+    judge_sizes: dict[str, int] | None = None,
+):
     from huggingface_hub import DatasetCard, DatasetCardData
 
     cfg, prev = p.release, p.iterations[str(iteration)].prev
     name = cfg.pretty_name or f"{repo_id.split('/')[-1]} (iteration {iteration})"
+    configs = [{"config_name": "default", "data_files": [{"split": s, "path": f"data/{s}-*.parquet"} for s in sizes]}]
+    if judge_sizes:
+        files = [{"split": s, "path": f"meta_judgments/{s}-*.parquet"} for s in judge_sizes]
+        configs.append({"config_name": "meta_judgments", "data_files": files})
     data = DatasetCardData(
         license=cfg.license,
         language=cfg.language,
@@ -148,9 +161,7 @@ def card(iteration: int, repo_id: str, tag: str, p: P.Params, root: Path, sizes:
         tags=cfg.tags,
         size_categories=[size_category(sum(sizes.values()))],
         pretty_name=name,
-        configs=[
-            {"config_name": "default", "data_files": [{"split": s, "path": f"data/{s}-*.parquet"} for s in sizes]}
-        ],
+        configs=configs,
     )
     base = p.base.source + (f" (file {p.base.gguf_file})" if p.base.gguf_file else "")
     v = validation
@@ -169,6 +180,17 @@ def card(iteration: int, repo_id: str, tag: str, p: P.Params, root: Path, sizes:
         "`trl.DPOTrainer`); `score_chosen`, `score_rejected` are the judge's mean scores (0-5); `id`, `prompt_id`, "
         "`chosen_id`, `rejected_id` are content hashes linking back to the run's responses; `iteration` is t.",
         _table(("split", "pairs"), list(sizes.items())),
+        *(
+            [
+                f"Config `meta_judgments` (Meta-Rewarding, [Wu et al., 2024](https://arxiv.org/abs/2407.19594)): "
+                f"{sum(judge_sizes.values())} judge-preference pairs, trained beside the answer pairs. M{prev} "
+                "compared its own judgments of an answer in both orders; `prompt` is the judge's prompt, `chosen` "
+                "and `rejected` the better and the worse judgment, `score_*` their meta scores (0-5), `graded_*` "
+                "the scores they gave the answer."
+            ]
+            if judge_sizes
+            else []
+        ),
         "## Lineage",
         "### Models",
         _table(
@@ -227,7 +249,7 @@ def card(iteration: int, repo_id: str, tag: str, p: P.Params, root: Path, sizes:
     ]
     records = [
         (f"data/iter{iteration}/{kind}.lineage.json", r)
-        for kind in rows.KINDS
+        for kind in rows.DATASETS
         if (r := rows.read_json(root / f"data/iter{iteration}/{kind}.lineage.json")) is not None
     ]
     if records:

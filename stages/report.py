@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import html
 
-from .rows import KINDS
+from .rows import DATASETS
+
+# suite parameters that are not validate knobs (stages/validate.py suite_parameters)
+OTHER_KNOBS = {"responses_n": "responses.n", "meta_judge_max_share": "meta_judge.max_share"}
 
 
 def knob_names(params: list[str]) -> list[str]:
-    return ["responses.n" if k == "responses_n" else f"validate.{k}" for k in params]
+    return [OTHER_KNOBS.get(k, f"validate.{k}") for k in params]
 
 
 def failure_line(iteration: int, c: dict) -> str:
@@ -49,7 +52,7 @@ def report_html(result: dict, iteration: int) -> str:
         f"<div class='banner {banner[0]}'>{e(banner[1])}</div>",
     ]
     out += [f"<p class='skip'>{e(w)}</p>" for w in result["warnings"]]
-    for kind in KINDS + ("schema",):
+    for kind in DATASETS + ("schema",):
         checks = [c for c in result["checks"] if c["dataset"] == kind]
         if not checks:
             continue

@@ -7,6 +7,10 @@ A response's id hashes its prompt id, text and generating model, so identical sa
 collapse into one row (counted as `duplicates`); empty samples are dropped and counted.
 Work is committed in shards (stages/shards.py): an interrupted run resumes where it stopped;
 `--workers N` splits the shards over N processes with the same rows as one.
+
+With `pairs.temporal` (docs/recipes.md) the anchor model (`--anchor`, models/M0) answers the same prompts too,
+N samples each, in the same file (its rows' `model` is the anchor's folder); where the anchor is M(t-1) itself
+(iteration 1) nothing more is sampled. The metrics describe M(t-1)'s answers, the anchor's under `anchor`.
 """
 
 from __future__ import annotations
@@ -14,9 +18,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import polars as pl
+
 from . import lineage, rows
 from . import params as P
-from .errors import entry
+from .errors import SrlmError, entry
 from .shards import Task, Work
 from .text import loops
 
@@ -29,6 +35,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--prompts", type=Path, required=True)
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--metrics", type=Path)
+    ap.add_argument("--anchor", type=Path, help="pairs.temporal: the anchor model folder (models/M0)")
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--workers", type=int, help="processes sharing the shards (default: shards.workers)")
     args = ap.parse_args(argv)
@@ -39,56 +46,76 @@ def main(argv: list[str] | None = None) -> None:
     seed = rows.derive_seed(p.seed, "responses", args.iteration)
 
     items = [(i, [{"role": "user", "content": t}]) for i, t in zip(prompts["id"], prompts["prompt"])]
-    work = Work(
-        f"responses@{args.iteration}",
-        items,
-        Task(cfg, n=cfg.n),
-        seed,
-        args.model,
-        p.backend,
-        p.shards,
-        args.workers,
-        source=str(args.prompts),
-    )
-    outs, model = work.run(), work.model_name
-
-    records, seen, empty, dup = [], set(), 0, 0
-    for prow in prompts.iter_rows(named=True):
-        for k, c in enumerate(outs[prow["id"]]):
-            rid = rows.content_id(prow["id"], c["text"], model)
-            if not c["text"].strip():
-                empty += 1
-            elif rid in seen:
-                dup += 1
-            else:
-                seen.add(rid)
-                records.append(
-                    {
-                        "id": rid,
-                        "prompt_id": prow["id"],
-                        "prompt": prow["prompt"],
-                        "response": c["text"],
-                        "sample": k,
-                        "n_tokens": c["n_tokens"],
-                        "truncated": c["truncated"],
-                        "loops": loops(c["text"]),
-                        "model": model,
-                        "seed": seed,
-                    }
-                )
+    models = [(f"responses@{args.iteration}", args.model, seed)]
+    if p.pairs.temporal:
+        if args.anchor is None:
+            raise SrlmError("error: pairs.temporal is true but responses was given no --anchor (e.g. models/M0)")
+        if args.anchor.resolve() != args.model.resolve():
+            models.append((f"responses@{args.iteration}/anchor", args.anchor, rows.derive_seed(seed, "anchor")))
+    works = [
+        Work(stage, items, Task(cfg, n=cfg.n), s, m, p.backend, p.shards, args.workers, source=str(args.prompts))
+        for stage, m, s in models
+    ]
+    records, seen, counts = [], set(), []
+    for work, (_, _, s) in zip(works, models):
+        outs, model, empty, dup = work.run(), work.model_name, 0, 0
+        for prow in prompts.iter_rows(named=True):
+            for k, c in enumerate(outs[prow["id"]]):
+                rid = rows.content_id(prow["id"], c["text"], model)
+                if not c["text"].strip():
+                    empty += 1
+                elif rid in seen:
+                    dup += 1
+                else:
+                    seen.add(rid)
+                    records.append(
+                        {
+                            "id": rid,
+                            "prompt_id": prow["id"],
+                            "prompt": prow["prompt"],
+                            "response": c["text"],
+                            "sample": k,
+                            "n_tokens": c["n_tokens"],
+                            "truncated": c["truncated"],
+                            "loops": loops(c["text"]),
+                            "model": model,
+                            "seed": s,
+                        }
+                    )
+        counts.append((model, empty, dup))
     df = rows.write(rows.frame(records, "responses"), args.out, "responses")
     lineage.write(
         args.out,
         "responses",
         stage=f"responses@{args.iteration}",
-        inputs={"model": args.model, "prompts": args.prompts},
+        inputs={"model": args.model, "prompts": args.prompts} | ({"anchor": args.anchor} if len(works) > 1 else {}),
         params=p,
-        sections=("seed", "backend", "responses"),
+        sections=("seed", "backend", "responses", "pairs.temporal"),
         seed=seed,
     )
+    (model, empty, dup), *anchor = counts
+    metrics = {"prompts": len(prompts), **answer_metrics(df.filter(pl.col("model") == model), empty, dup)}
+    metrics["prompts_cut_to_context"] = sum(w.truncated_prompts for w in works)
+    if anchor:
+        a_model, a_empty, a_dup = anchor[0]
+        metrics["anchor"] = {"model": a_model, **answer_metrics(df.filter(pl.col("model") == a_model), a_empty, a_dup)}
+    if args.metrics:
+        rows.write_json(metrics, args.metrics)
+    for work in works:
+        work.close()
+    print(
+        f"responses@{args.iteration}: {metrics['responses']} responses for {len(prompts)} prompts "
+        f"(empty {empty}, duplicates {dup}, mean {metrics['mean_tokens']} tokens, {len(works[0].shards)} shards, "
+        f"{works[0].resumed} resumed)"
+        + (f", and {metrics['anchor']['responses']} of the anchor {anchor[0][0]}" if anchor else "")
+        + f" -> {args.out}"
+    )
+
+
+def answer_metrics(df: pl.DataFrame, empty: int, dup: int) -> dict:
+    """Count, length, truncation and looping of one model's answers."""
     tokens = df["n_tokens"]
-    metrics = {
-        "prompts": len(prompts),
+    return {
         "responses": len(df),
         "empty": empty,
         "duplicates": dup,
@@ -98,16 +125,7 @@ def main(argv: list[str] | None = None) -> None:
         "truncated_share": round(float(df["truncated"].mean() or 0), 4),
         "loops": int(df["loops"].sum()),  # repeat a span of themselves (stages/text.py)
         "loops_share": round(float(df["loops"].mean() or 0), 4),
-        "prompts_cut_to_context": work.truncated_prompts,
     }
-    if args.metrics:
-        rows.write_json(metrics, args.metrics)
-    work.close()
-    print(
-        f"responses@{args.iteration}: {len(df)} responses for {len(prompts)} prompts "
-        f"(empty {empty}, duplicates {dup}, mean {metrics['mean_tokens']} tokens, {len(work.shards)} shards, "
-        f"{work.resumed} resumed) -> {args.out}"
-    )
 
 
 if __name__ == "__main__":

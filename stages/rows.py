@@ -22,8 +22,10 @@ import polars as pl
 from . import errors
 from .errors import SrlmError, brief
 
-# the datasets one iteration makes, in pipeline order (data/iter<t>/<kind>.parquet)
+# the datasets every iteration makes, in pipeline order (data/iter<t>/<kind>.parquet)
 KINDS = ("prompts", "responses", "judgments", "preferences")
+# ... and with the recipes of docs/recipes.md: meta_judge@t's judge pairs (empty unless meta_judge.enabled)
+DATASETS = (*KINDS, "meta_judgments")
 
 Message = pl.Struct({"role": pl.String, "content": pl.String})
 Conversation = pl.List(Message)
@@ -85,6 +87,26 @@ SCHEMAS: dict[str, dict[str, pl.DataType]] = {
         "score_chosen": pl.Float64,
         "score_rejected": pl.Float64,
         "iteration": pl.Int32,
+    },
+    # meta_judge@t: per meta-judged answer, the better and the worse of M(t-1)'s judgments of it, as M(t-1) ranked
+    # them comparing each two in both orders; TRL's preference format, trained by dpo@t beside the answer pairs
+    "meta_judgments": {
+        "id": pl.String,  # hash of response id, chosen judgment id, rejected judgment id
+        "response_id": pl.String,  # the judged answer
+        "prompt_id": pl.String,
+        "prompt": Conversation,  # the judge's prompt (rubric, question, answer)
+        "chosen": Conversation,  # the better judgment
+        "rejected": Conversation,
+        "chosen_id": pl.String,  # judgment ids (judge@t's, or meta_judge@t's own samples outside sample mode)
+        "rejected_id": pl.String,
+        "score_chosen": pl.Float64,  # meta score: 5 x mean probability of being the better judgment
+        "score_rejected": pl.Float64,
+        "graded_chosen": pl.Float64,  # the score each judgment gave the answer (0-5)
+        "graded_rejected": pl.Float64,
+        "judgments": pl.Int32,  # distinct judgments of the answer compared (each two in both orders)
+        "iteration": pl.Int32,
+        "model": pl.String,
+        "seed": pl.Int64,
     },
     # raw engine output of one shard (stages/shards.py): `sample` completions or next-token `probs` per work item
     "generations": {

@@ -22,3 +22,13 @@ def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, flo
     half = z / (1 + z2 / n) * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n))
     # clamp float noise at the edges (k=0 or k=n give exactly 0 or 1 in exact arithmetic)
     return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def difference_interval(k1: int, n1: int, k2: int, n2: int, z: float = 1.96) -> tuple[float, float]:
+    """95% interval of p1 - p2 for two independent proportions: Newcombe's hybrid score interval (his method
+    10), built from the two Wilson intervals. For two models answering the same prompts it is conservative
+    (their outcomes correlate, which narrows the true interval)."""
+    p1, p2 = k1 / n1 if n1 else 0.0, k2 / n2 if n2 else 0.0
+    (l1, u1), (l2, u2) = wilson_interval(k1, n1, z), wilson_interval(k2, n2, z)
+    d = p1 - p2
+    return d - math.sqrt((p1 - l1) ** 2 + (u2 - p2) ** 2), d + math.sqrt((u1 - p1) ** 2 + (p2 - l2) ** 2)

@@ -6,7 +6,8 @@
         --out metrics/iter1/validate.json --report reports/iter1/validation.html
 
 Each dataset is checked by its suite in validations/ (prompts.json, responses.json,
-judgments.json, preferences.json: Great Expectations ExpectationSuite JSON). Thresholds are
+judgments.json, preferences.json, and meta_judgments.json when meta_judge.enabled: Great
+Expectations ExpectationSuite JSON). Thresholds are
 the `validate` section of params.yaml, handed to the suites as suite parameters, so
 `dvc exp run -S validate.min_pairs=50` tightens one. Derived statistics (near-duplicates,
 distinct-n, seed overlap, embedding cosine, grade agreement) come from stages/quality.py, the
@@ -37,22 +38,31 @@ from . import params as P
 from . import rows
 from .errors import SrlmError, entry
 from .report import failure_line, report_html
-from .rows import KINDS
+from .rows import DATASETS, KINDS
 
 
 def suite_parameters(p: P.Params) -> dict:
-    """The values of every `$PARAMETER` the suites may name: the validate section plus responses.n."""
+    """The values of every `$PARAMETER` the suites may name: the validate section, the most answers a prompt may
+    have (responses.n, twice that with pairs.temporal: the anchor's too) and meta_judge.max_share."""
     values = p.validate_.model_dump(exclude={"allow_failure", "embed"})
-    values["responses_n"] = p.responses.n
+    values["responses_n"] = p.responses.n * (2 if p.pairs.temporal else 1)
+    values["meta_judge_max_share"] = p.meta_judge.max_share
     return values
 
 
-def build_frame(kind: str, df: pl.DataFrame, pool: list[str] | None, cfg: P.Validate, embedder):
+def gated(p: P.Params) -> tuple[str, ...]:
+    """The datasets the gate checks: every iteration's, and meta_judge@t's judge pairs when it makes them."""
+    return DATASETS if p.meta_judge.enabled else KINDS
+
+
+def build_frame(kind: str, df: pl.DataFrame, pool: list[str] | None, cfg: P.Validate, embedder, answer_pairs=0):
     """The flat pandas frame that the kind's suite runs on (derived columns: see stages/quality.py)."""
     from . import quality as Q
 
     if kind == "prompts":
         return Q.prompts_frame(df, pool, cfg.sample_size, embedder)
+    if kind == "meta_judgments":
+        return Q.meta_judgments_frame(df, answer_pairs)
     return {"responses": Q.responses_frame, "judgments": Q.judgments_frame, "preferences": Q.preferences_frame}[kind](
         df
     )
@@ -108,7 +118,8 @@ def run_gate(
                 skipped.append(f"{kind}.{e['meta']['check']}")
             else:
                 keep.append(e)
-        frame = build_frame(kind, data[kind], pool, cfg, embedder)
+        answer_pairs = len(data["preferences"]) if "preferences" in data else 0
+        frame = build_frame(kind, data[kind], pool, cfg, embedder, answer_pairs)
         checks += gx.run_suite(ctx, kind, frame, {**suite, "expectations": keep}, params)
     return verdict(checks, cfg, warnings, skipped)
 
@@ -155,6 +166,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--iteration", type=int, required=True)
     for name in KINDS:
         ap.add_argument(f"--{name}", type=Path, required=True, help=f"{name} parquet of the iteration")
+    ap.add_argument("--meta-judgments", type=Path, help="meta_judge@t's judge pairs (checked when meta_judge.enabled)")
     ap.add_argument("--pool", type=Path, help="seed IFT parquet (data/seed/ift.parquet) for the seed-overlap check")
     ap.add_argument(
         "--out", type=Path, required=True, help="validation result JSON (a DVC metric; dpo@t depends on it)"
@@ -166,12 +178,15 @@ def main(argv: list[str] | None = None) -> None:
     p = P.load(args.params)
     cfg, t0 = p.validate_, time.time()
     try:  # reading checks each file against its row schema
-        data = {k: rows.read(getattr(args, k), k) for k in KINDS}
+        kinds = gated(p)
+        if "meta_judgments" in kinds and args.meta_judgments is None:
+            raise SrlmError("error: meta_judge.enabled is true but validate was given no --meta-judgments file")
+        data = {k: rows.read(getattr(args, k), k) for k in kinds}
         pool = rows.read(args.pool, "ift")["instruction"].to_list() if args.pool else None
     except rows.SchemaError as e:
         result = schema_failure(e, cfg)
     else:
-        result = run_gate(data, p, pool, args.suites)
+        result = run_gate(data, p, pool, args.suites, kinds=kinds)
     result["seconds"] = round(time.time() - t0, 2)
     for w in result["warnings"]:
         print(f"validate@{args.iteration}: WARNING {w}", file=sys.stderr)

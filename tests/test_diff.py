@@ -130,6 +130,29 @@ def test_known_score_shift(in_tmp):
     assert r["novelty"]["exact_overlap"] == 1.0 and r["novelty"]["novelty"] is None  # judgments keep no prompt text
 
 
+def test_meta_judgments_diff_as_pairs(in_tmp, capsys):
+    """meta_judge@t's judge pairs (docs/recipes.md) diff like preferences: meta scores, judgment lengths, churn."""
+
+    def pair(i: int, chosen: str, sc: float) -> dict:
+        msg = lambda role, text: [{"role": role, "content": text}]
+        return {"id": f"m{i}{chosen[7]}", "response_id": f"r{i}", "prompt_id": f"p{i}", "prompt": msg("user", "Grade"),
+                "chosen": msg("assistant", chosen), "rejected": msg("assistant", "Score: 5\nPerfect in every way."),
+                "chosen_id": f"j{i}{chosen[7]}", "rejected_id": f"k{i}", "score_chosen": sc, "score_rejected": 1.0,
+                "graded_chosen": 3.0, "graded_rejected": 5.0, "judgments": 3, "iteration": 1, "model": "m", "seed": 0}  # fmt: skip
+
+    a = [pair(0, "Score: 3\nFair.", 4.0), pair(1, "Score: 2\nThin.", 3.0)]
+    b = [a[0], pair(1, "Score: 1\nWrong.", 5.0), pair(2, "Score: 4\nGood.", 4.0)]
+    rows.write(rows.frame(a, "meta_judgments"), "data/iter1/meta_judgments.parquet", "meta_judgments")
+    rows.write(rows.frame(b, "meta_judgments"), "data/iter2/meta_judgments.parquet", "meta_judgments")
+    r = diff.compare("1", "2", kind="meta_judgments")
+    assert {k: r["rows"][k] for k in diff.STATUSES} == {"added": 2, "removed": 1, "changed": 0, "unchanged": 1}
+    assert r["scores"]["chosen"]["mean_delta"] == round(13 / 3 - 3.5, 4)
+    assert r["pairs"]["prompts_paired_in_both"] == 2 and r["pairs"]["churn"] == 0.5
+    assert r["novelty"]["novelty"] is None and r["lengths"]["chosen"]["mean_a"] == 14.0
+    cli.main(["--params", str(ROOT / "params.yaml"), "diff", "1", "2", "--kind", "meta_judgments"])
+    assert "Pair churn" in capsys.readouterr().out
+
+
 def test_cli_formats(two_iterations, capsys):
     params = ["--params", str(ROOT / "params.yaml")]
     cli.main([*params, "diff", "1", "2", "--format", "json"])

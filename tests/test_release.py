@@ -173,6 +173,35 @@ def test_dry_run_folder_loads_with_datasets_and_card(project, tmp_path):
         assert needle in text, needle
 
 
+def test_meta_judgments_are_their_own_config(project, tmp_path):
+    """meta_judge@t's judge pairs (docs/recipes.md) are released beside the answer pairs, as config meta_judgments."""
+    import datasets
+    from huggingface_hub import DatasetCard
+
+    msg = lambda role, text: [{"role": role, "content": text}]
+    judge_pairs = [
+        {"id": f"m{i}", "response_id": f"resp{i}", "prompt_id": f"p{i}", "prompt": msg("user", f"Grade answer {i}"),
+         "chosen": msg("assistant", "Score: 3\nFair."), "rejected": msg("assistant", "Score: 5\nPerfect."),
+         "chosen_id": f"j{i}", "rejected_id": f"k{i}", "score_chosen": 4.0, "score_rejected": 1.0,
+         "graded_chosen": 3.0, "graded_rejected": 5.0, "judgments": 3, "iteration": 1, "model": "models/M0", "seed": 0}
+        for i in range(2)
+    ]  # fmt: skip
+    rows.write(
+        rows.frame(judge_pairs, "meta_judgments"), project / "data/iter1/meta_judgments.parquet", "meta_judgments"
+    )
+    out = tmp_path / "release"
+    r = release(1, REPO, load(project), project, dry_run=out)
+    assert r["splits"] == {"train": 6} and sorted(p.name for p in (out / "meta_judgments").iterdir()) == [
+        "train-00000-of-00001.parquet"
+    ]
+    card = DatasetCard.load(out / "README.md")
+    assert [c["config_name"] for c in card.data.configs] == ["default", "meta_judgments"]
+    assert "2 judge-preference pairs" in card.text
+    ds = datasets.load_dataset(str(out), "meta_judgments", cache_dir=str(tmp_path / "hf-cache"))
+    assert len(ds["train"]) == 2 and ds["train"][0]["graded_rejected"] == 5.0
+    assert len(datasets.load_dataset(str(out), cache_dir=str(tmp_path / "hf-cache"))["train"]) == 6
+
+
 def test_same_iteration_gives_identical_folder(project, tmp_path):
     a = release(1, REPO, load(project), project, dry_run=tmp_path / "a")
     b = release(1, REPO, load(project), project, dry_run=tmp_path / "b")

@@ -19,6 +19,7 @@ from stages import gx, rows
 from stages import params as P
 from stages import quality as Q
 from stages.report import failure_line
+from stages.rows import DATASETS
 from stages.text import words
 from stages.validate import KINDS, main, run_gate
 
@@ -391,14 +392,14 @@ def test_thresholds_from_params_reach_the_suites(params):
 def test_every_knob_is_used_and_every_suite_parameter_is_a_knob(params):
     from stages.validate import suite_parameters
 
-    used = set().union(*(gx.suite_parameters(gx.load_suite(k)) for k in KINDS))
+    used = set().union(*(gx.suite_parameters(gx.load_suite(k)) for k in DATASETS))
     assert used == set(suite_parameters(params))
 
 
 def test_suites_are_real_gx_suites():
     from great_expectations.core import ExpectationSuite
 
-    for kind in KINDS:
+    for kind in DATASETS:
         suite = ExpectationSuite(**gx.load_suite(kind))
         assert suite.name == kind and len(suite.expectations) >= 4
 

@@ -1,0 +1,296 @@
+"""The recipes of docs/recipes.md compared on the GPU profile: one `dvc exp run` each, then a recipe x iteration table.
+
+    python -m benchmarks.recipes list                       # the recipes and the -S flags of each
+    python -m benchmarks.recipes run [NAME ...]             # dvc exp run -n NAME -S ... per recipe, M0 -> M3
+    python -m benchmarks.recipes table [NAME ...] [--results NAME=DIR ...] [-o FILE]
+
+A recipe is `baseline` (profiles/gpu.yaml: the paper's loop) or profiles/gpu.yaml plus one overlay
+profiles/recipe-NAME.yaml (one switch each). `run` starts every experiment from the committed params.yaml: DVC
+leaves a workspace experiment's params in params.yaml, so it refuses to start when params.yaml has uncommitted
+changes and restores it before each recipe and at the end. DVC's run cache makes what recipes share (base, SFT,
+M0's evaluation, iteration 1 of the DPO-only recipes) run once. An experiment that already exists is skipped
+(--force reruns it).
+
+`table` reads each experiment's metrics from its git ref (refs/exps/.../NAME), or from a folder holding a run's
+metrics/ (--results NAME=DIR: benchmarks/device.py's results, unpacked). Per model M0..M3: IFEval prompt-level
+strict accuracy with its 95% interval and its difference to the baseline's model of the same iteration (Newcombe
+interval), the judge's accuracy on the held-out human pairs (all, and those whose preferred answer is the shorter,
+where length alone scores 0), and the mean answer length (IFEval answers, tokens, and its change from M0).
+Below it the verdict of issue 17: a recipe whose last model beats the baseline's on IFEval prompt-strict by more
+than the interval (the difference's lower bound above 0), with its mean length within +-15% of M0's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+from benchmarks.report import _get, _ifeval
+from stages import profile
+from stages.stats import difference_interval
+
+ROOT = Path(__file__).resolve().parents[1]
+BASE = ["profiles/gpu.yaml"]
+BASELINE = "baseline"
+LENGTH_TOLERANCE = 0.15  # mean answer length within +-15% of M0's (issue 17)
+
+
+# the order `run` takes them in when none are named: the issue's first three after the baseline first
+ORDER = ("meta-judge", "temporal", "nll", "reference-m0", "ld-dpo")
+
+
+def recipes(root: Path = ROOT, base: list[str] = BASE) -> dict[str, list[str]]:
+    """{name: profiles, merged in order}: the baseline, then one per profiles/recipe-NAME.yaml (ORDER first)."""
+    found = {f.stem.removeprefix("recipe-"): f for f in (root / "profiles").glob("recipe-*.yaml")}
+    names = [n for n in ORDER if n in found] + sorted(set(found) - set(ORDER))
+    return {BASELINE: list(base)} | {n: [*base, found[n].relative_to(root).as_posix()] for n in names}
+
+
+def chosen(names: list[str], known: dict[str, list[str]]) -> list[str]:
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise SystemExit(f"error: unknown recipe(s) {unknown}; choose from {list(known)}")
+    return names or list(known)
+
+
+def exp_command(name: str, profiles: list[str], root: Path = ROOT, force: bool = False) -> list[str]:
+    """The `dvc exp run` of one recipe: its profiles as -S flags (stages/profile.py, as make run-gpu)."""
+    sets = profile.flags(profile.combined([root / p for p in profiles]))
+    return ["dvc", "exp", "run", "-n", name, *(["-f"] if force else []), *[x for s in sets for x in ("-S", s)]]
+
+
+def git(root: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=check)
+
+
+def experiments(root: Path) -> dict[str, str]:
+    """{experiment name: commit}, the newest of each name (refs/exps/<baseline>/<name>)."""
+    out = git(root, "for-each-ref", "--sort=-committerdate", "--format=%(refname) %(objectname)", "refs/exps")
+    found: dict[str, str] = {}
+    for line in out.stdout.splitlines():
+        ref, sha = line.split()
+        if not ref.startswith("refs/exps/exec/"):
+            found.setdefault(ref.rsplit("/", 1)[1], sha)
+    return found
+
+
+def run(names: list[str], known: dict[str, list[str]], root: Path = ROOT, force: bool = False) -> None:
+    if git(root, "diff", "--quiet", "HEAD", "--", "params.yaml", check=False).returncode:
+        raise SystemExit(
+            "error: params.yaml differs from git's (each recipe starts from the committed one): commit your edits, "
+            "or `git checkout params.yaml` if an earlier `dvc exp run` left its params there"
+        )
+    have = experiments(root)
+    try:
+        for name in names:
+            if name in have and not force:
+                print(f"recipes: {name}: experiment exists ({have[name][:10]}); skipped (--force reruns it)")
+                continue
+            git(root, "checkout", "HEAD", "--", "params.yaml")  # the previous experiment's params stay there
+            cmd = exp_command(name, known[name], root, force=name in have)
+            print(f"recipes: {name}: {shlex.join(cmd)}", flush=True)
+            rc = subprocess.call([sys.executable, "-m", *cmd], cwd=root)
+            if rc:
+                raise SystemExit(f"error: recipe {name}: dvc exp run failed (exit {rc}); later recipes not run")
+    finally:
+        git(root, "checkout", "HEAD", "--", "params.yaml")
+
+
+# ---------------------------------------------------------------------------------------------- table
+
+
+def reader(root: Path, name: str, results: dict[str, Path]):
+    """read(path) -> dict | None for one recipe's files: a results folder, or its experiment's commit."""
+    if name in results:
+        folder = results[name]
+        base = folder / "run" if (folder / "run" / "metrics").is_dir() else folder
+
+        def from_folder(path: str):
+            try:
+                return json.loads((base / path).read_text())
+            except (OSError, ValueError):
+                return None
+
+        return from_folder
+    sha = experiments(root).get(name)
+    if sha is None:
+        return None
+
+    def from_commit(path: str):
+        got = git(root, "show", f"{sha}:{path}", check=False)
+        if got.returncode == 0:
+            return json.loads(got.stdout)
+        from stages import rows  # a DVC-tracked file: through the cache
+
+        return rows.read_json(path, rev=sha, repo=str(root))
+
+    return from_commit
+
+
+def model_row(read, t: int) -> dict | None:
+    ev = read(f"metrics/iter{t}/eval.json")
+    if ev is None:
+        return None
+    slices = _get(ev, "human", "length_slices", "pointwise") or {}
+    ife = _ifeval(ev) or {}
+    return {
+        "model": f"M{t}",
+        "ifeval": ife.get("prompt_level_strict_acc"),
+        "tokens": ife.get("tokens_mean"),
+        "judge_all": slices.get("all"),
+        "judge_shorter": slices.get("shorter_preferred"),
+        "heldout_chars": _get(ev, "heldout", "chars_mean"),
+    }
+
+
+def collect(names: list[str], root: Path = ROOT, results: dict[str, Path] | None = None, last: int = 3) -> dict:
+    """{recipe: [row of M0..M<last> that exists]}; a recipe with no experiment and no folder is left out."""
+    out = {}
+    for name in names:
+        read = reader(root, name, results or {})
+        if read is not None:
+            out[name] = [r for t in range(last + 1) if (r := model_row(read, t)) is not None]
+    return out
+
+
+def _acc(m) -> str:
+    if not isinstance(m, dict) or m.get("acc") is None:
+        return "-"
+    lo, hi = m["ci95"]
+    return f"{m['acc']:.3f} [{lo:.3f}, {hi:.3f}]"
+
+
+def _k(m) -> int:
+    return m["k"] if "k" in m else round(m["acc"] * m["n"])
+
+
+def versus(m, base) -> tuple[float, float, float] | None:
+    """(difference, lower, upper) of two IFEval accuracies; None when either is missing."""
+    if not all(isinstance(x, dict) and x.get("acc") is not None and x.get("n") for x in (m, base)):
+        return None
+    lo, hi = difference_interval(_k(m), m["n"], _k(base), base["n"])
+    return m["acc"] - base["acc"], lo, hi
+
+
+def length_change(row: dict, m0: dict | None) -> float | None:
+    if not m0 or not row.get("tokens") or not m0.get("tokens"):
+        return None
+    return row["tokens"] / m0["tokens"] - 1
+
+
+def markdown(table: dict) -> str:
+    base = {r["model"]: r for r in table.get(BASELINE, [])}
+    lines = [
+        "| recipe | model | IFEval prompt strict [95%] | vs baseline [95%] | judge acc, all pairs [95%] "
+        "| shorter preferred [95%] | answer tokens, IFEval (mean) | vs M0 | held-out chars (mean) |",
+        "|---|---|---|---|---|---|---:|---:|---:|",
+    ]
+    for name, rows in table.items():
+        m0 = next((r for r in rows if r["model"] == "M0"), None)
+        for r in rows:
+            d = versus(r["ifeval"], (base.get(r["model"]) or {}).get("ifeval")) if name != BASELINE else None
+            change = length_change(r, m0)
+            lines.append(
+                f"| {name} | {r['model']} | {_acc(r['ifeval'])} | "
+                + (f"{d[0]:+.3f} [{d[1]:+.3f}, {d[2]:+.3f}]" if d else "-")
+                + f" | {_acc(r['judge_all'])} | {_acc(r['judge_shorter'])} | "
+                + ("-" if r["tokens"] is None else f"{r['tokens']:.1f}")
+                + f" | {'-' if change is None else f'{change:+.0%}'} | "
+                + ("-" if r["heldout_chars"] is None else f"{r['heldout_chars']:.0f}")
+                + " |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def verdict(table: dict) -> str:
+    """Issue 17's rule on each recipe's last model (the last one the baseline reached too): the recipe, if any,
+    that becomes the GPU profile's default."""
+    base = {r["model"]: r for r in table.get(BASELINE, [])}
+    if not base:
+        return "No verdict: the baseline has not been run."
+    winners, lines = [], []
+    for name, rows in table.items():
+        both = [r for r in rows if r["model"] in base and r["model"] != "M0"]
+        if name == BASELINE or not both:
+            if name != BASELINE:
+                lines.append(f"- {name}: no model past M0 to compare")
+            continue
+        row, m0 = both[-1], next((r for r in rows if r["model"] == "M0"), None)
+        d, change = versus(row["ifeval"], base[row["model"]]["ifeval"]), length_change(row, m0)
+        beats = d is not None and d[1] > 0
+        short = change is not None and abs(change) <= LENGTH_TOLERANCE
+        if beats and short:
+            outcome = "BEATS the baseline"
+            winners.append((d[0], name, row["model"]))
+        elif beats:
+            outcome = "beats it on IFEval, but its length moved more than 15% from M0's"
+        else:
+            outcome = "does not beat it beyond the interval"
+        lines.append(
+            f"- {name}: {row['model']} IFEval prompt strict vs the baseline's "
+            + ("-" if d is None else f"{d[0]:+.3f} [{d[1]:+.3f}, {d[2]:+.3f}]")
+            + f"; mean answer length vs M0 {'-' if change is None else f'{change:+.0%}'}: {outcome}"
+        )
+    if winners:
+        _, name, model = max(winners)
+        head = (
+            f"**{name}** beats the baseline's {model} on IFEval prompt-strict by more than the interval with its "
+            "mean answer length within +-15% of M0's: it becomes the GPU profile's default (profiles/gpu.yaml)."
+        )
+    else:
+        head = (
+            "None of the recipes beats the baseline's last model on IFEval prompt-strict by more than the interval "
+            "with its mean answer length within +-15% of M0's: the GPU profile keeps the paper's recipe."
+        )
+    return "\n".join([head, *lines])
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--repo", type=Path, default=ROOT)
+    ap.add_argument("--base", action="append", help=f"the profile(s) every recipe starts from (default {BASE})")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("list", help="the recipes and the dvc exp run of each")
+    r = sub.add_parser("run", help="dvc exp run per recipe (a GPU box with git and the venv)")
+    r.add_argument("names", nargs="*")
+    r.add_argument("--force", action="store_true", help="rerun recipes whose experiment exists")
+    t = sub.add_parser("table", help="the recipe x iteration table and the verdict")
+    t.add_argument("names", nargs="*")
+    t.add_argument("--results", action="append", default=[], metavar="NAME=DIR", help="a run's folder for NAME")
+    t.add_argument("--last", type=int, default=3, help="the last iteration (default 3: M0 -> M3)")
+    t.add_argument("-o", "--out", type=Path, help="write the markdown here too")
+    args = ap.parse_args(argv)
+    base = args.base or BASE
+    known = recipes(args.repo, base)
+    if args.cmd == "list":  # the same command as `run` makes, shorter: stages.profile spells out the -S flags
+        for name, profs in known.items():
+            own = profile.flags(profile.combined([args.repo / p for p in profs[len(base) :]]))
+            print(f"{name}: {' '.join(own) or 'the paper recipe'}")
+            print(f"  python -m stages.profile exp-run {' '.join(profs)} -- -n {name}")
+        return
+    names = chosen(args.names, known)
+    if args.cmd == "run":
+        run(names, known, args.repo, args.force)
+        args.results, args.out, args.last = [], None, 3
+    results = {}
+    for spec in args.results:
+        name, sep, folder = spec.partition("=")
+        if not sep:
+            raise SystemExit(f"error: --results {spec!r}: expected NAME=DIR")
+        results[name] = Path(folder)
+    table = collect(names, args.repo, results, args.last)
+    missing = [n for n in names if n not in table]
+    text = markdown(table) + "\n" + verdict(table) + "\n"
+    if missing:
+        text += f"\nnot run (no experiment or folder): {', '.join(missing)}\n"
+    print(text, end="")
+    if args.out:
+        args.out.write_text(text)
+
+
+if __name__ == "__main__":
+    main()
