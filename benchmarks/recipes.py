@@ -272,8 +272,8 @@ def main(argv: list[str] | None = None) -> None:
             print(f"{name}: {' '.join(own) or 'the paper recipe'}")
             print(f"  python -m stages.profile exp-run {' '.join(profs)} -- -n {name}")
         return
-    names = chosen(args.names, known)
     if args.cmd == "run":
+        names = chosen(args.names, known)
         run(names, known, args.repo, args.force)
         args.results, args.out, args.last = [], None, 3
     results = {}
@@ -282,6 +282,9 @@ def main(argv: list[str] | None = None) -> None:
         if not sep:
             raise SystemExit(f"error: --results {spec!r}: expected NAME=DIR")
         results[name] = Path(folder)
+    if args.cmd == "table":  # a run folder may carry any name
+        names = chosen(args.names, known | dict.fromkeys(results, [])) if args.names else [*known, *results]
+        names = list(dict.fromkeys(names))
     table = collect(names, args.repo, results, args.last)
     missing = [n for n in names if n not in table]
     text = markdown(table) + "\n" + verdict(table) + "\n"

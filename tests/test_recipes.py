@@ -531,6 +531,12 @@ def test_table_and_verdict_from_run_folders(tmp_path):
     assert "nll: M3" in v and "length moved more than 15%" in v and "temporal: M3" in v
     assert recipes.verdict({k: table[k] for k in ("baseline", "temporal")}).startswith("None of the recipes")
     assert recipes.verdict({"temporal": table["temporal"]}).startswith("No verdict")
+    out = tmp_path / "table.md"  # the command: run folders under any name, the table written to a file too
+    recipes.main(
+        ["table", "--results", f"baseline={runs['baseline']}", "--results", f"mine={runs['nll']}", "-o", str(out)]
+    )
+    text = out.read_text()
+    assert "| mine | M3 |" in text and "- mine: M3" in text and "not run (no experiment or folder)" in text
 
 
 def test_recipes_are_the_overlays_and_each_is_one_switch_off_by_default():
