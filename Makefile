@@ -80,13 +80,14 @@ run-gpu: setup-gpu
 run-gpu-hub: setup-gpu
 	$(PY) -m stages.profile exp-run $(GPU_PROFILES) profiles/gpu-hub.yaml -- -n gpu-hub
 
-# The recipes of docs/recipes.md on the GPU profile: one `dvc exp run -n <recipe>` each (profiles/gpu.yaml plus
-# profiles/recipe-<recipe>.yaml), M0 -> M3, then the recipe x iteration table and the verdict (benchmarks/recipes.py).
-# RECIPES picks and orders them, e.g. RECIPES="baseline meta-judge temporal nll"; empty = the baseline and all five.
+# The recipes of docs/recipes.md on the GPU profile: one `dvc exp run -n <recipe>` each (GPU_PROFILES, e.g. with
+# the judge grid's winner overlay, plus profiles/recipe-<recipe>.yaml), M0 -> M3, then the recipe x iteration table
+# and the verdict (benchmarks/recipes.py). RECIPES picks and orders them, e.g. RECIPES="baseline meta-judge
+# temporal nll"; empty = the baseline and all five.
 RECIPES ?=
 .PHONY: run-recipes recipes-table
 run-recipes: setup-gpu
-	$(PY) -m benchmarks.recipes run $(RECIPES)
+	$(PY) -m benchmarks.recipes $(addprefix --base ,$(GPU_PROFILES)) run $(RECIPES)
 
 recipes-table: setup
 	$(PY) -m benchmarks.recipes table $(RECIPES)
