@@ -19,6 +19,7 @@ from . import params as P
 from . import rows, timing
 from .errors import SrlmError, entry
 from .models import check_model_dir, load_model, save_model
+from .stats import ci95
 from .training import is_main_process, lora_config, loss_summary, relaunch, trainer_args
 
 
@@ -64,21 +65,29 @@ def main(argv: list[str] | None = None) -> None:
             train_dataset=data,
             peft_config=lora_config(p.dpo),
             args=DPOConfig(
-                **trainer_args(p.dpo, rows.derive_seed(p.seed, "dpo", args.iteration), Path(work)), beta=p.dpo.beta
+                **trainer_args(p.dpo, rows.derive_seed(p.seed, "dpo", args.iteration), Path(work)),
+                beta=p.dpo.beta,
+                per_device_eval_batch_size=1,  # the accuracy is then a plain count over the pairs
             ),
         )
         timing.mark("load")  # weights, data, trainer (and LoRA) set up
         trainer.train()
         timing.mark("train")
+        # the trained policy on all its pairs (a step's log covers one batch): before training the policy is
+        # the reference, so the loss is ln 2 = 0.6931 and no pair is ranked; after, how far it moved
+        after = trainer.evaluate(data)
+        timing.mark("score")
         if not is_main_process(trainer):
             return
         save_model(trainer.model, tok, args.out)
-    rewards = [h for h in trainer.state.log_history if "rewards/accuracies" in h]
+    correct = round(after["eval_rewards/accuracies"] * len(prefs))
     metrics = {
         "pairs": len(prefs),
         **loss_summary(trainer),
-        "seconds": round(time.time() - t0, 1),
-        "reward_accuracy_last": round(rewards[-1]["rewards/accuracies"], 4) if rewards else None,
+        "loss_pairs_after": round(after["eval_loss"], 4),  # mean DPO loss on the pairs after training
+        "reward_accuracy": round(correct / len(prefs), 4),  # pairs whose chosen answer gains the larger reward
+        "reward_accuracy_ci95": ci95(correct, len(prefs)),
+        "reward_margin": round(after["eval_rewards/margins"], 4),
         "validation_overridden": bool(verdict.get("overridden")),
         "processes": trainer.accelerator.num_processes,
     }
@@ -86,7 +95,8 @@ def main(argv: list[str] | None = None) -> None:
         rows.write_json(metrics, args.metrics)
     print(
         f"dpo@{args.iteration}: {len(prefs)} pairs, {metrics['steps']} steps, loss {metrics['loss_first']} -> "
-        f"{metrics['loss_last']}, {metrics['seconds']}s -> {args.out}"
+        f"{metrics['loss_last']} (on all pairs after: {metrics['loss_pairs_after']}), reward accuracy "
+        f"{metrics['reward_accuracy']} {metrics['reward_accuracy_ci95']}, {time.time() - t0:.1f}s -> {args.out}"
     )
 
 

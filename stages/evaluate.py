@@ -206,6 +206,7 @@ def ab_test(backend: Backend, groups: pl.DataFrame, seed: int, batch_size: int, 
     return {
         **agreement.ab_agreement(chosen_first, both[: len(pairs)], both[len(pairs) :]),
         "longer_wins_accuracy": agreement.longer_wins_accuracy(lengths),
+        "longer_wins_accuracy_ci95": agreement.longer_wins_ci95(lengths),
         # per pair, for the length slices (popped by human_agreement)
         "outcomes": agreement.ab_outcomes(chosen_first, both[: len(pairs)], both[len(pairs) :]),
         "longer_wins_outcomes": [agreement.longer_wins_accuracy([pair]) for pair in lengths],
@@ -349,7 +350,6 @@ def main(argv: list[str] | None = None) -> None:
                 )
             judge.close()
             metrics["head2head"]["judge"] = judge.model_name
-        metrics["seconds"] = round(time.time() - t0, 1)
     metrics["skipped"] = skipped
     rows.write_json(metrics, args.out)
     if args.plots:
@@ -376,7 +376,7 @@ def main(argv: list[str] | None = None) -> None:
         f"{desc}: pairwise acc {h.get('pairwise_accuracy')} (A/B {h.get('ab_accuracy')}, answer-1 rate "
         f"{h.get('ab_first_rate')}; shorter-preferred pairs {_acc(shorter)}), parse rate {h.get('parse_rate')}, "
         f"head-to-head { ({k: v['win_minus_loss'] for k, v in metrics['head2head'].items() if k != 'judge'}) }, "
-        f"{ife_line} -> {args.out}"
+        f"{ife_line}, {time.time() - t0:.1f}s -> {args.out}"
     )
 
 

@@ -80,7 +80,6 @@ def main(argv: list[str] | None = None) -> None:
         "examples": len(data),
         **counts,
         **loss_summary(trainer),
-        "seconds": round(time.time() - t0, 1),
         "processes": trainer.accelerator.num_processes,
     }
     if args.metrics:
@@ -88,7 +87,7 @@ def main(argv: list[str] | None = None) -> None:
     print(
         f"sft: {counts['ift']} IFT + {counts['eft']} EFT + {counts['compare']} comparative + "
         f"{counts['contrastive']} contrastive examples, {metrics['steps']} steps, "
-        f"loss {metrics['loss_first']} -> {metrics['loss_last']}, {metrics['seconds']}s -> {args.out}"
+        f"loss {metrics['loss_first']} -> {metrics['loss_last']}, {time.time() - t0:.1f}s -> {args.out}"
     )
 
 

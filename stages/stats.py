@@ -22,3 +22,12 @@ def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, flo
     half = z / (1 + z2 / n) * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n))
     # clamp float noise at the edges (k=0 or k=n give exactly 0 or 1 in exact arithmetic)
     return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def ci95(successes: float, n: int) -> list[float] | None:
+    """The 95% Wilson interval of successes/n as [low, high] rounded to 4 places, None when n is 0. A tie
+    counted as half a success keeps its half: the interval of a fractional count is still well defined."""
+    if n == 0:
+        return None
+    lo, hi = wilson_interval(min(max(successes, 0), n), n)
+    return [round(lo, 4), round(hi, 4)]

@@ -101,7 +101,7 @@ def test_sample_mode_keeps_raw_text_and_null_scores(run):
     d, _ = run
     j = rows.read(d / "judgments.parquet", "judgments")
     r = rows.read(d / "responses.parquet", "responses")
-    assert len(j) == 2 * len(r) and set(j["grade"]) == {0, 1}
+    assert len(j) == 2 * len(r) and set(j["sample"]) == {0, 1}
     # a random model does not write "Score: N": those grades are missing with their text, never 0
     missing = j.filter(j["score"].is_null())
     assert len(missing) > 0 and (missing["raw"].str.len_chars() > 0).any()

@@ -210,7 +210,7 @@ def test_lineage_record_of_pairs(in_tmp):
                 "id": f"j{i}",
                 "response_id": f"r{i}",
                 "prompt_id": "p",
-                "grade": 0,
+                "sample": 0,
                 "score": float(i + 2),
                 "raw": "",
                 "probs": [],
