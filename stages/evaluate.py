@@ -283,16 +283,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--vs-m0", type=Path, help="M0's held-out answers, for the head-to-head")
     ap.add_argument("--ifeval-answers", type=Path, help="where the IFEval answers go (parquet, responses schema)")
     ap.add_argument("--out", type=Path, required=True, help="metrics JSON (metrics/iter<t>/eval.json)")
-    ap.add_argument("--plots", type=Path, help="score histogram for dvc plots (metrics/iter<t>/eval_scores.json)")
     ap.add_argument("--params", default="params.yaml")
     args = ap.parse_args(argv)
     base = args.iteration == "base"
-    if base and (args.heldout or args.vs or args.vs_m0 or args.plots):
-        ap.error("--iteration base runs IFEval only: no --heldout, --vs, --vs-m0 or --plots")
+    if base and (args.heldout or args.vs or args.vs_m0):
+        ap.error("--iteration base runs IFEval only: no --heldout, --vs or --vs-m0")
     if not base and args.heldout is None:
         ap.error("--heldout is required (except with --iteration base)")
     p = P.load(args.params)
-    rows.all_or_none(args.heldout, args.ifeval_answers, args.out, args.plots)
+    rows.all_or_none(args.heldout, args.ifeval_answers, args.out)
     cfg, t0, desc = p.evaluate, time.time(), "evaluate_base" if base else f"evaluate@{args.iteration}"
     seed = rows.derive_seed(p.seed, "evaluate", args.iteration)
     skipped = []  # what this run could not measure, and why: printed and kept in eval.json
@@ -352,12 +351,6 @@ def main(argv: list[str] | None = None) -> None:
             metrics["head2head"]["judge"] = judge.model_name
     metrics["skipped"] = skipped
     rows.write_json(metrics, args.out)
-    if args.plots:
-        hist = (metrics["human"] or {}).get("score_hist") or {}
-        total = sum(hist.values()) or 1
-        rows.write_json(
-            {"scores": [{"score": int(k), "share": round(v / total, 4)} for k, v in hist.items()]}, args.plots
-        )
     for what in skipped:
         print(f"{desc}: skipped {what}")
     ife = metrics["ifeval"]
