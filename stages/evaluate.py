@@ -251,6 +251,7 @@ def head2head(judge: Backend, mine: pl.DataFrame, theirs: pl.DataFrame, batch_si
     probs = prefer_first(judge, q + q, x + y, y + x, batch_size, desc)
     return {
         **agreement.head_to_head(probs[: len(q)], probs[len(q) :]),
+        "changed": int((both["response"] != both["response_y"]).sum()),  # prompts whose answers differ at all
         "chars_mean": round(float(both["response"].str.len_chars().mean()), 1) if len(q) else None,
         "chars_mean_other": round(float(both["response_y"].str.len_chars().mean()), 1) if len(q) else None,
     }
@@ -293,7 +294,9 @@ def main(argv: list[str] | None = None) -> None:
     p = P.load(args.params)
     rows.all_or_none(args.heldout, args.ifeval_answers, args.out)
     cfg, t0, desc = p.evaluate, time.time(), "evaluate_base" if base else f"evaluate@{args.iteration}"
-    seed = rows.derive_seed(p.seed, "evaluate", args.iteration)
+    # one sampling seed for every model's answers (held-out, IFEval): two identical models give identical answers,
+    # so answers that differ between M(t-1) and M(t) (head2head `changed`) differ because training changed the model
+    seed = rows.derive_seed(p.seed, "evaluate")
     skipped = []  # what this run could not measure, and why: printed and kept in eval.json
     groups = prompts = None
     if not base:
