@@ -77,7 +77,8 @@ def model_row(key: str, name: str, ev=None, resp=None, pairs=None, dpo=None) -> 
         "chosen_longer_rate": _get(pairs, "chosen_longer_rate"),
         "dpo_loss_first": _get(dpo, "loss_first"),
         "dpo_loss_last": _get(dpo, "loss_last"),
-        "dpo_reward_accuracy_last": _get(dpo, "reward_accuracy_last"),
+        # on all of iteration t's pairs after training, with its 95% interval (stages/dpo.py)
+        "dpo_reward_accuracy": {"acc": _get(dpo, "reward_accuracy"), "ci95": _get(dpo, "reward_accuracy_ci95")},
     }
 
 
@@ -146,7 +147,7 @@ def markdown(data: dict) -> str:
             + f" | {num(r['ifeval_cap_hit'], '.1%')} | {acc(r['judge_all'])} | {acc(r['judge_shorter_preferred'])} | "
             f"{acc(r['judge_longer_preferred'])} | {acc(r['longer_wins_all'])} | {num(r['answer_tokens_mean'], '.1f')} | "
             f"{num(r['truncated_share'], '.1%')} | {pairs} | {num(r['chosen_longer_rate'], '.2f')} | {loss} | "
-            f"{num(r['dpo_reward_accuracy_last'], '.2f')} |"
+            f"{acc(r['dpo_reward_accuracy'])} |"
         )
     sft = data.get("sft") or {}
     if sft:
@@ -205,7 +206,8 @@ def markdown(data: dict) -> str:
         d, e = v["dpo"] or {}, v["eval"]
         lines.append(
             f"\nDPO variant ({v['tag']}, iteration 1, same pairs): loss {d.get('loss_first')} -> {d.get('loss_last')}, "
-            f"reward acc {d.get('reward_accuracy_last')}, {d.get('seconds')} s training; its M1: IFEval prompt strict "
+            f"reward acc on its pairs {acc({'acc': d.get('reward_accuracy'), 'ci95': d.get('reward_accuracy_ci95')})}; "
+            "its M1: IFEval prompt strict "
             f"{acc(e['prompt_level_strict_acc'])}, judge acc {acc(e['judge_all'])} (shorter preferred "
             f"{acc(e['judge_shorter_preferred'])}, longer preferred {acc(e['judge_longer_preferred'])})."
         )
