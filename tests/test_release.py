@@ -173,7 +173,7 @@ def test_dry_run_folder_loads_with_datasets_and_card(project, tmp_path):
         "0.620 [0.310, 0.860]",  # a win rate with its interval
         "| preferences.pairs | 6 | - |",  # observed value (an older validate.json has no thresholds)
         "@article{yuan2024selfrewarding",
-        "not from a git checkout",
+        "Not built in a git checkout",
         "datasets",
         "min_margin",
         "4f1e0a9c2d3b5e6f",
