@@ -16,7 +16,7 @@ TINY = """
 prompts: {n: 6, fewshot: 3, min_chars: 1, max_chars: 2000, max_similarity: 1.0, max_new_tokens: 12, batch_size: 4, temperature: 1.0,
           top_p: 0.9}
 responses: {n: 3, max_new_tokens: 10, batch_size: 6, temperature: 1.0}
-judge: {k: 2, max_new_tokens: 6, batch_size: 8}
+judge: {mode: sample, k: 2, max_new_tokens: 6, batch_size: 8}
 sft: {max_steps: 2, batch_size: 2, grad_accum: 1, max_length: 256, lora: false, learning_rate: 2.0e-4, compare_pairs: 0}
 dpo: {max_steps: 2, batch_size: 2, grad_accum: 1, max_length: 128, lora: true, lora_r: 4, lora_alpha: 8, learning_rate: 1.0e-6}
 validate: {allow_failure: true}
