@@ -10,7 +10,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 TORCH ?= torch==2.13.0
 
 .PHONY: setup setup-gpu run run-gpu run-gpu-hub test test-fast lint dag clean-runs
-setup: $(VENV)/.installed
+setup: $(VENV)/.installed .dvc/offline.html
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -23,6 +23,11 @@ $(VENV)/.installed: pyproject.toml
 	# DVC's per-repo state (locks, indexes) lives in the user's cache, not /var/tmp
 	dvc config --local core.site_cache_dir "$(HOME)/.cache/srlm/dvc-site"
 	touch $@
+
+# `dvc plots show` renders offline: Vega, Vega-Lite and vega-embed inline in the page .dvc/config names
+# (from the vl-convert-python wheel; git-ignored, rewritten when the packages change)
+.dvc/offline.html: $(VENV)/.installed
+	$(PY) -m stages.offline_plots $@
 
 run: setup
 	dvc repro
@@ -44,9 +49,9 @@ dag: setup
 # evaluation on all oasst1 validation first-turn prompts, as a DVC experiment (params.yaml is untouched).
 # Hours on a 2-core CPU; sized for a GPU box. run-oasst-hub reads the same data from the Hugging Face Hub.
 OASST ?= ../shared/data/oasst2_en
-# The judge recipe and pair rule the grid picks (docs/judge.md): its variant's sft knobs, the judge mode and the
-# pair rule, e.g. -S sft.balance=length -S sft.contrastive=1000 -S judge.mode=compare -S pairs.length_control=0.25
-OASST_JUDGE ?= -S judge.mode=logprob
+# The judge recipe the GPU grid picked (BENCHMARKS.md "Judge: length"; also in profiles/gpu.yaml): length-balanced
+# EFT with contrastive examples, compare mode. make run-oasst OASST_JUDGE="-S judge.mode=logprob" runs the old one.
+OASST_JUDGE ?= -S sft.balance=length -S sft.contrastive=1000 -S judge.mode=compare
 # The sft settings are the GPU grid's (benchmarks/judge_grid.py COMMON; BENCHMARKS.md "Judge: length").
 OASST_COMMON := -S sft.max_length=1024 -S sft.lora=false -S sft.epochs=1 -S sft.learning_rate=6e-5 \
   -S sft.batch_size=16 -S sft.grad_accum=1 -S sft.batching=grouped -S sft.compare_pairs=2000 \

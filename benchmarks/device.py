@@ -10,7 +10,9 @@ On the device, every call the same command (docs/gpu.md has the exact lines, wit
    dvc.lock and metrics of any earlier run; unpack the data to WORK/shared/data (so `../shared/data`
    resolves as at home); merge the profile into params.yaml (stages/profile.py: the same merge as
    `make run-gpu`); `core.no_scm` in .dvc/config.local.
-2. `dvc repro`: DVC runs the stages of dvc.yaml in DAG order and skips what a previous call finished. At
+2. `dvc repro evaluate_base`, `dvc repro evaluate_m0`, `dvc repro evaluate@1`, ... then `dvc repro`: every model
+   is measured as soon as it exists, so a run cut short has measured all it made. DVC runs each target's
+   stages in DAG order and skips what a previous call finished. At
    the time limit the run gets Ctrl-C; the stage in flight keeps its committed shards, and the next call's
    `dvc repro` resumes it.
 3. when the pipeline is done, the extras that fit in the time left, each once: `raw` (benchmarks/vllm_gpu.py:
@@ -204,6 +206,13 @@ def stop(p: subprocess.Popen) -> None:
             return
         except subprocess.TimeoutExpired:
             continue
+
+
+def repro_order(iterations: list[str]) -> list[list[str]]:
+    """The `dvc repro` calls of a run, measurement first: the base model and M0 are measured before iteration 1
+    starts, and each M(t) before iteration t+1, so a run stopped by the time limit (or a failure) has measured
+    every model it made. The last call builds the rest (plots). DVC skips what an earlier call built."""
+    return [["evaluate_base"], ["evaluate_m0"], *([f"evaluate@{t}"] for t in iterations), []]
 
 
 def run_logged(cmd: list[str], cwd: Path, env: dict, log: Path, until: float) -> tuple[str, int | None]:
@@ -423,7 +432,12 @@ def run(args, src: Path = ROOT) -> None:
     state["calls"].append(call)
     save(work, state)
     t_repro = time.time()
-    status, rc = run_logged([sys.executable, "-m", "dvc", "repro"], repo, env, work / "logs" / "repro.log", until)
+    for targets in repro_order(state["iterations"]):
+        status, rc = run_logged(
+            [sys.executable, "-m", "dvc", "repro", *targets], repo, env, work / "logs" / "repro.log", until
+        )
+        if status != "done":
+            break
     call.update(repro=status, repro_rc=rc, repro_started=t_repro, repro_s=time.time() - t_repro)
     state["done"] = status == "done"
     print(f"dvc repro: {status} (exit {rc}) after {time.time() - t0:.0f} s", flush=True)

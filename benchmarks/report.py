@@ -77,7 +77,10 @@ def model_row(key: str, name: str, ev=None, resp=None, pairs=None, dpo=None) -> 
         "chosen_longer_rate": _get(pairs, "chosen_longer_rate"),
         "dpo_loss_first": _get(dpo, "loss_first"),
         "dpo_loss_last": _get(dpo, "loss_last"),
-        "dpo_reward_accuracy_last": _get(dpo, "reward_accuracy_last"),
+        # on all of iteration t's pairs after training, with its 95% interval (stages/dpo.py)
+        "dpo_reward_accuracy": {"acc": _get(dpo, "reward_accuracy"), "ci95": _get(dpo, "reward_accuracy_ci95")},
+        "dpo_loss_after": _get(dpo, "loss_pairs_after"),
+        "vs_prev": _get(ev, "head2head", "vs_prev"),
     }
 
 
@@ -134,19 +137,30 @@ def markdown(data: dict) -> str:
     lines = [
         "| iter | model | IFEval prompt strict | prompt loose | instruction strict | instruction loose | IFEval cap hit | "
         "judge acc, all pairs | shorter preferred | longer preferred | longer-wins baseline | answer tokens (mean) | "
-        "truncated | pairs / prompts | chosen longer | DPO loss first -> last | DPO reward acc |",
-        "|---|---|---|---|---|---|---:|---|---|---|---|---:|---:|---:|---:|---|---:|",
+        "truncated | pairs / prompts | chosen longer | DPO loss first -> last (all pairs after) | DPO reward acc | "
+        "vs M(t-1): W T L, win, answers changed |",
+        "|---|---|---|---|---|---|---:|---|---|---|---|---:|---:|---:|---:|---|---:|---|",
     ]
     for r in rows:
         pairs = "-" if r["pairs"] is None else f"{r['pairs']} / {r['prompts']}"
         loss = "-" if r["dpo_loss_first"] is None else f"{r['dpo_loss_first']:.3f} -> {r['dpo_loss_last']:.3f}"
+        if r["dpo_loss_after"] is not None:
+            loss += f" ({r['dpo_loss_after']:.3f})"
+        vs = r["vs_prev"] or {}
+        n = vs.get("prompts") or 0
+        versus = (
+            f"W{round(vs['win'] * n)} T{round(vs['tie'] * n)} L{round(vs['loss'] * n)}, "
+            f"{acc({'acc': vs['win'], 'ci95': vs.get('win_ci95')})}, {vs.get('changed', '-')}/{n}"
+            if n
+            else "-"
+        )
         lines.append(
             f"| {r['iteration']} | {r['model']} | "
             + " | ".join(acc(r[k]) for k in IFEVAL)
             + f" | {num(r['ifeval_cap_hit'], '.1%')} | {acc(r['judge_all'])} | {acc(r['judge_shorter_preferred'])} | "
             f"{acc(r['judge_longer_preferred'])} | {acc(r['longer_wins_all'])} | {num(r['answer_tokens_mean'], '.1f')} | "
             f"{num(r['truncated_share'], '.1%')} | {pairs} | {num(r['chosen_longer_rate'], '.2f')} | {loss} | "
-            f"{num(r['dpo_reward_accuracy_last'], '.2f')} |"
+            f"{acc(r['dpo_reward_accuracy'])} | {versus} |"
         )
     sft = data.get("sft") or {}
     if sft:
@@ -205,7 +219,8 @@ def markdown(data: dict) -> str:
         d, e = v["dpo"] or {}, v["eval"]
         lines.append(
             f"\nDPO variant ({v['tag']}, iteration 1, same pairs): loss {d.get('loss_first')} -> {d.get('loss_last')}, "
-            f"reward acc {d.get('reward_accuracy_last')}, {d.get('seconds')} s training; its M1: IFEval prompt strict "
+            f"reward acc on its pairs {acc({'acc': d.get('reward_accuracy'), 'ci95': d.get('reward_accuracy_ci95')})}; "
+            "its M1: IFEval prompt strict "
             f"{acc(e['prompt_level_strict_acc'])}, judge acc {acc(e['judge_all'])} (shorter preferred "
             f"{acc(e['judge_shorter_preferred'])}, longer preferred {acc(e['judge_longer_preferred'])})."
         )

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from itertools import combinations
 
-from .stats import wilson_interval
+from .stats import ci95, wilson_interval
 
 TIE = 0.5
 
@@ -66,6 +66,7 @@ def rank_agreement(groups: list[list[tuple[int, float | None]]]) -> dict:
         "prompts": len(groups),
         "pairs": n_pairs,
         "pairwise_accuracy": _rate(sum(outcomes), n_pairs),
+        "pairwise_accuracy_ci95": ci95(sum(outcomes), n_pairs),
         "pairwise_ties": _rate(sum(o == TIE for o in outcomes), n_pairs),
         "spearman": _rate(sum(spearman), n_corr),
         "kendall_tau": _rate(sum(kendall), n_corr),
@@ -125,6 +126,8 @@ def ab_agreement(chosen_first: list[bool], p_first_shuffled: list[float], p_firs
         "ab_accuracy_shuffled": acc_shuf,
         "ab_accuracy_swapped": acc_swap,
         "ab_accuracy": round((acc_shuf + acc_swap) / 2, 4) if n else None,
+        # per pair the mean of its two orders, so n is the pairs, not the 2n presentations
+        "ab_accuracy_ci95": ci95((sum(correct_shuf) + sum(correct_swap)) / 2, n),
         "ab_first_rate": _rate(sum(firsts), 2 * n),  # 0.5 = no position bias
         "ab_consistency": _rate(consistent, n),  # same answer picked in both orders
     }
@@ -155,8 +158,10 @@ def head_to_head(p_x_first: list[float], p_y_first: list[float]) -> dict:
     return {
         "prompts": n,
         "win": _rate(wins, n),
+        "win_ci95": ci95(wins, n),
         "tie": _rate(n - wins - losses, n),
         "loss": _rate(losses, n),
+        "loss_ci95": ci95(losses, n),
         "win_minus_loss": _rate(wins - losses, n),
     }
 
@@ -203,3 +208,8 @@ def length_correlation(prompt_ids: list[str], scores: list[float | None], length
         "pooled": None if pooled is None else round(pooled, 4),
         "answers": len(scored),
     }
+
+
+def longer_wins_ci95(pairs: list[tuple[int, int]]) -> list[float] | None:
+    """95% Wilson interval of `longer_wins_accuracy` on the same pairs."""
+    return ci95(sum(_outcome(float(c), float(r)) for c, r in pairs), len(pairs))

@@ -39,11 +39,26 @@ def resolve(source: str, gguf_file: str | None) -> tuple[str, str | None]:
         if not path.is_file():
             raise SrlmError(f"error: base.source {source} does not exist")
         return str(path.parent), path.name
+    if not path.exists() and not _hub_id(source):
+        raise SrlmError(
+            f"error: base.source {source}: no such folder (base.source is a local folder, a .gguf file or a Hub id ORG/NAME)"
+        )
     if path.exists() and not (path / "config.json").is_file() and gguf_file is None:
         raise SrlmError(
             f"error: base.source {source} is a folder without config.json (set base.gguf_file for GGUF folders)"
         )
     return source, gguf_file  # a local folder, or a Hub id resolved by transformers
+
+
+def _hub_id(source: str) -> bool:
+    """Could `source` name a Hub repo (ORG/NAME)? A path such as /data/model or ./model cannot."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(source)
+    except HFValidationError:
+        return False
+    return not source.startswith((".", "~"))
 
 
 def materialise(source: str, gguf_file: str | None, out: Path, trust_remote_code: bool = False) -> dict:
@@ -81,10 +96,11 @@ def main(argv: list[str] | None = None) -> None:
     all_or_none(args.out, args.metrics)
     t0 = time.time()
     info = materialise(p.base.source, p.base.gguf_file, args.out, p.backend.trust_remote_code)
-    info["seconds"] = round(time.time() - t0, 1)
     if args.metrics:
         write_json(info, args.metrics)
-    print(f"base: {info['parameters'] / 1e6:.0f}M parameters from {p.base.source} -> {args.out} in {info['seconds']}s")
+    print(
+        f"base: {info['parameters'] / 1e6:.0f}M parameters from {p.base.source} -> {args.out} in {time.time() - t0:.1f}s"
+    )
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from . import params as P
 from . import rows, timing
 from .errors import SrlmError, entry
 from .models import check_model_dir, load_model, save_model
+from .stats import ci95
 from .training import is_main_process, lora_config, loss_summary, relaunch, trainer_args
 
 
@@ -100,24 +101,32 @@ def main(argv: list[str] | None = None) -> None:
             args=DPOConfig(
                 **trainer_args(p.dpo, rows.derive_seed(p.seed, "dpo", args.iteration), Path(work)),
                 beta=p.dpo.beta,
+                per_device_eval_batch_size=1,  # the accuracy is then a plain count over the pairs
                 **loss_options(p.dpo),
             ),
         )
         timing.mark("load")  # weights, data, trainer (and LoRA) set up
         trainer.train()
         timing.mark("train")
+        # the trained policy on all its pairs (a step's log covers one batch): before training the policy is
+        # the reference (dpo.reference previous), so the DPO loss is ln 2 = 0.6931 and no pair is ranked; after,
+        # how far it moved. With dpo.nll_weight the loss includes the weighted NLL term.
+        after = trainer.evaluate(data)
+        timing.mark("score")
         if not is_main_process(trainer):
             return
         save_model(trainer.model, tok, args.out)
-    rewards = [h for h in trainer.state.log_history if "rewards/accuracies" in h]
+    correct = round(after["eval_rewards/accuracies"] * len(data))  # answer and judge pairs alike
     metrics = {
         "pairs": len(data),
         "answer_pairs": len(prefs),
         "judge_pairs": len(judge_pairs),
         "reference": (reference or args.model).as_posix(),
         **loss_summary(trainer),
-        "seconds": round(time.time() - t0, 1),
-        "reward_accuracy_last": round(rewards[-1]["rewards/accuracies"], 4) if rewards else None,
+        "loss_pairs_after": round(after["eval_loss"], 4),  # mean DPO loss on the pairs after training
+        "reward_accuracy": round(correct / len(data), 4),  # pairs whose chosen answer gains the larger reward
+        "reward_accuracy_ci95": ci95(correct, len(data)),
+        "reward_margin": round(after["eval_rewards/margins"], 4),
         "validation_overridden": bool(verdict.get("overridden")),
         "processes": trainer.accelerator.num_processes,
     }
@@ -129,8 +138,9 @@ def main(argv: list[str] | None = None) -> None:
         + (f" + {len(judge_pairs)} judge pairs" if len(judge_pairs) else "")
         + f" (reference {metrics['reference']}, loss {' + '.join(loss['loss_type'])}"
         + (f", ld_alpha {loss['ld_alpha']}" if "ld_alpha" in loss else "")
-        + f"), {metrics['steps']} steps, loss {metrics['loss_first']} -> {metrics['loss_last']}, "
-        f"{metrics['seconds']}s -> {args.out}"
+        + f"), {metrics['steps']} steps, loss {metrics['loss_first']} -> {metrics['loss_last']} (on all pairs "
+        f"after: {metrics['loss_pairs_after']}), reward accuracy {metrics['reward_accuracy']} "
+        f"{metrics['reward_accuracy_ci95']}, {time.time() - t0:.1f}s -> {args.out}"
     )
 
 

@@ -12,6 +12,7 @@ outputs appear together only when main returns; stages/shards.py: committed shar
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from typing import Callable
 
@@ -76,12 +77,16 @@ def entry(main):
         try:
             try:
                 result = main(argv)
+                sys.stdout.flush()  # a closed pipe fails here, inside the handler below, not at interpreter exit
             except BaseException:
                 _settle(_finish, False)
                 raise
             _settle(_finish, True)
             status = "ok"
             return result
+        except BrokenPipeError:  # the reader went away (`srlm params | head`): stop quietly, as `cat` does
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit-time flush cannot fail again
+            raise SystemExit(141) from None  # 128 + SIGPIPE, the shell's status for a writer killed by the pipe
         except SrlmError as e:
             if e.exit_code == 1:
                 raise SystemExit(str(e)) from None  # the interpreter prints it to stderr and exits 1

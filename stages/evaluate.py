@@ -206,6 +206,7 @@ def ab_test(backend: Backend, groups: pl.DataFrame, seed: int, batch_size: int, 
     return {
         **agreement.ab_agreement(chosen_first, both[: len(pairs)], both[len(pairs) :]),
         "longer_wins_accuracy": agreement.longer_wins_accuracy(lengths),
+        "longer_wins_accuracy_ci95": agreement.longer_wins_ci95(lengths),
         # per pair, for the length slices (popped by human_agreement)
         "outcomes": agreement.ab_outcomes(chosen_first, both[: len(pairs)], both[len(pairs) :]),
         "longer_wins_outcomes": [agreement.longer_wins_accuracy([pair]) for pair in lengths],
@@ -250,6 +251,7 @@ def head2head(judge: Backend, mine: pl.DataFrame, theirs: pl.DataFrame, batch_si
     probs = prefer_first(judge, q + q, x + y, y + x, batch_size, desc)
     return {
         **agreement.head_to_head(probs[: len(q)], probs[len(q) :]),
+        "changed": int((both["response"] != both["response_y"]).sum()),  # prompts whose answers differ at all
         "chars_mean": round(float(both["response"].str.len_chars().mean()), 1) if len(q) else None,
         "chars_mean_other": round(float(both["response_y"].str.len_chars().mean()), 1) if len(q) else None,
     }
@@ -282,18 +284,19 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--vs-m0", type=Path, help="M0's held-out answers, for the head-to-head")
     ap.add_argument("--ifeval-answers", type=Path, help="where the IFEval answers go (parquet, responses schema)")
     ap.add_argument("--out", type=Path, required=True, help="metrics JSON (metrics/iter<t>/eval.json)")
-    ap.add_argument("--plots", type=Path, help="score histogram for dvc plots (metrics/iter<t>/eval_scores.json)")
     ap.add_argument("--params", default="params.yaml")
     args = ap.parse_args(argv)
     base = args.iteration == "base"
-    if base and (args.heldout or args.vs or args.vs_m0 or args.plots):
-        ap.error("--iteration base runs IFEval only: no --heldout, --vs, --vs-m0 or --plots")
+    if base and (args.heldout or args.vs or args.vs_m0):
+        ap.error("--iteration base runs IFEval only: no --heldout, --vs or --vs-m0")
     if not base and args.heldout is None:
         ap.error("--heldout is required (except with --iteration base)")
     p = P.load(args.params)
-    rows.all_or_none(args.heldout, args.ifeval_answers, args.out, args.plots)
+    rows.all_or_none(args.heldout, args.ifeval_answers, args.out)
     cfg, t0, desc = p.evaluate, time.time(), "evaluate_base" if base else f"evaluate@{args.iteration}"
-    seed = rows.derive_seed(p.seed, "evaluate", args.iteration)
+    # one sampling seed for every model's answers (held-out, IFEval): two identical models give identical answers,
+    # so answers that differ between M(t-1) and M(t) (head2head `changed`) differ because training changed the model
+    seed = rows.derive_seed(p.seed, "evaluate")
     skipped = []  # what this run could not measure, and why: printed and kept in eval.json
     groups = prompts = None
     if not base:
@@ -349,15 +352,8 @@ def main(argv: list[str] | None = None) -> None:
                 )
             judge.close()
             metrics["head2head"]["judge"] = judge.model_name
-        metrics["seconds"] = round(time.time() - t0, 1)
     metrics["skipped"] = skipped
     rows.write_json(metrics, args.out)
-    if args.plots:
-        hist = (metrics["human"] or {}).get("score_hist") or {}
-        total = sum(hist.values()) or 1
-        rows.write_json(
-            {"scores": [{"score": int(k), "share": round(v / total, 4)} for k, v in hist.items()]}, args.plots
-        )
     for what in skipped:
         print(f"{desc}: skipped {what}")
     ife = metrics["ifeval"]
@@ -376,7 +372,7 @@ def main(argv: list[str] | None = None) -> None:
         f"{desc}: pairwise acc {h.get('pairwise_accuracy')} (A/B {h.get('ab_accuracy')}, answer-1 rate "
         f"{h.get('ab_first_rate')}; shorter-preferred pairs {_acc(shorter)}), parse rate {h.get('parse_rate')}, "
         f"head-to-head { ({k: v['win_minus_loss'] for k, v in metrics['head2head'].items() if k != 'judge'}) }, "
-        f"{ife_line} -> {args.out}"
+        f"{ife_line}, {time.time() - t0:.1f}s -> {args.out}"
     )
 
 

@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> None:
     records = [
         {
             **g,
-            "id": rows.content_id(r["id"], g["grade"], model, cfg.mode),
+            "id": rows.content_id(r["id"], g["sample"], model, cfg.mode),
             "response_id": r["id"],
             "prompt_id": r["prompt_id"],
             "mode": cfg.mode,

@@ -111,6 +111,9 @@ class Sft(Train):
     # max_length rows, padding-free, batch_size then counts packed rows (docs/judge.md: with sdpa attention
     # the flattened batch costs quadratic attention, so packed pays off with flash-attention kernels)
     batching: Literal["padded", "grouped", "packed"]
+    # what M0 learns: ift_eft = instructions and judging (a base model); eft = judging only (an instruction-tuned
+    # model); none = M0 is the base model as it is (already a capable judge; README "Use your own model")
+    train_on: Literal["ift_eft", "eft", "none"]
 
 
 class Dpo(Train):

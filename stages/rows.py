@@ -63,11 +63,11 @@ SCHEMAS: dict[str, dict[str, pl.DataType]] = {
         "seed": pl.Int64,
     },
     "judgments": {
-        "id": pl.String,  # hash of response id, grade index and judge
+        "id": pl.String,  # hash of response id, sample index and judge
         "response_id": pl.String,
         "prompt_id": pl.String,
-        "grade": pl.Int32,  # 0..k-1 (sample mode); 0 (logprob and compare modes)
-        "score": pl.Float64,  # null when the grade could not be parsed: never 0
+        "sample": pl.Int32,  # which of the K sampled grades, 0..k-1 (sample mode); 0 (logprob and compare modes)
+        "score": pl.Float64,  # the grade, 0-5 (logprob: expected grade); null when it could not be parsed, never 0
         "raw": pl.String,  # the judge's text (sample) or "" (logprob)
         # logprob mode: P(score = 0..5); compare mode: P(this answer is the better one) per comparison; sample: []
         "probs": pl.List(pl.Float64),

@@ -38,11 +38,11 @@ def parse_score(text: str) -> float | None:
 
 
 def sample_grades(texts: list[str]) -> list[dict]:
-    return [{"grade": g, "score": parse_score(t), "raw": t, "probs": []} for g, t in enumerate(texts)]
+    return [{"sample": g, "score": parse_score(t), "raw": t, "probs": []} for g, t in enumerate(texts)]
 
 
 def logprob_grades(probs: list[float]) -> list[dict]:
-    return [{"grade": 0, "score": sum(s * q for s, q in zip(SCORES, probs)), "raw": "", "probs": probs}]
+    return [{"sample": 0, "score": sum(s * q for s, q in zip(SCORES, probs)), "raw": "", "probs": probs}]
 
 
 def ordered_pairs(ids: list[str]) -> list[tuple[str, str]]:
@@ -59,7 +59,7 @@ def compare_grades(ids: list[str], p_first: dict[tuple[str, str], float]) -> dic
         wins[a].append(p_first[(a, b)])
         wins[b].append(1.0 - p_first[(a, b)])
     return {
-        i: [{"grade": 0, "score": 5 * sum(w) / len(w) if w else None, "raw": "", "probs": w}] for i, w in wins.items()
+        i: [{"sample": 0, "score": 5 * sum(w) / len(w) if w else None, "raw": "", "probs": w}] for i, w in wins.items()
     }
 
 

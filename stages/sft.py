@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -39,6 +40,15 @@ def main(argv: list[str] | None = None) -> None:
     rows.all_or_none(args.out, args.metrics)
     check_model_dir(args.base)
     ift, eft = rows.read(args.ift, "ift"), rows.read(args.eft, "eft")
+    if p.sft.train_on == "none":  # an already capable judge: M0 is the base model, byte for byte
+        with rows.atomic_dir(args.out) as tmp:
+            shutil.copytree(args.base, tmp, dirs_exist_ok=True)
+        if args.metrics:
+            rows.write_json({"trained": False, "examples": 0, "steps": 0}, args.metrics)
+        print(f"sft: sft.train_on is none: M0 = {args.base} as it is -> {args.out}")
+        return
+    if p.sft.train_on == "eft":  # instruction-tuned already: train the judge only
+        ift = ift.head(0)
     if relaunch(p.sft, "stages.sft", argv):  # sft.num_processes > 1: the same stage, one process per device
         return
 
@@ -80,7 +90,6 @@ def main(argv: list[str] | None = None) -> None:
         "examples": len(data),
         **counts,
         **loss_summary(trainer),
-        "seconds": round(time.time() - t0, 1),
         "processes": trainer.accelerator.num_processes,
     }
     if args.metrics:
@@ -88,7 +97,7 @@ def main(argv: list[str] | None = None) -> None:
     print(
         f"sft: {counts['ift']} IFT + {counts['eft']} EFT + {counts['compare']} comparative + "
         f"{counts['contrastive']} contrastive examples, {metrics['steps']} steps, "
-        f"loss {metrics['loss_first']} -> {metrics['loss_last']}, {metrics['seconds']}s -> {args.out}"
+        f"loss {metrics['loss_first']} -> {metrics['loss_last']}, {time.time() - t0:.1f}s -> {args.out}"
     )
 
 

@@ -32,3 +32,12 @@ def difference_interval(k1: int, n1: int, k2: int, n2: int, z: float = 1.96) -> 
     (l1, u1), (l2, u2) = wilson_interval(k1, n1, z), wilson_interval(k2, n2, z)
     d = p1 - p2
     return d - math.sqrt((p1 - l1) ** 2 + (u2 - p2) ** 2), d + math.sqrt((u1 - p1) ** 2 + (p2 - l2) ** 2)
+
+
+def ci95(successes: float, n: int) -> list[float] | None:
+    """The 95% Wilson interval of successes/n as [low, high] rounded to 4 places, None when n is 0. A tie
+    counted as half a success keeps its half: the interval of a fractional count is still well defined."""
+    if n == 0:
+        return None
+    lo, hi = wilson_interval(min(max(successes, 0), n), n)
+    return [round(lo, 4), round(hi, 4)]

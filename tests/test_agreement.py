@@ -2,7 +2,15 @@
 
 import pytest
 
-from stages.agreement import ab_agreement, head_to_head, length_correlation, longer_wins_accuracy, rank_agreement
+from stages.agreement import (
+    ab_agreement,
+    head_to_head,
+    length_correlation,
+    longer_wins_accuracy,
+    longer_wins_ci95,
+    rank_agreement,
+)
+from stages.stats import ci95
 
 
 def test_perfect_judge():
@@ -65,8 +73,10 @@ def test_head_to_head_counts_inconsistent_orders_as_ties():
     assert head_to_head([0.8, 0.8], [0.2, 0.2]) == {
         "prompts": 2,
         "win": 1.0,
+        "win_ci95": [0.3424, 1.0],  # Wilson 95%, 2 of 2
         "tie": 0.0,
         "loss": 0.0,
+        "loss_ci95": [0.0, 0.6576],
         "win_minus_loss": 1.0,
     }
     m = head_to_head([0.8, 0.1, 0.7], [0.9, 0.9, 0.4])  # biased to slot 1, then a loss, then a win
@@ -76,6 +86,15 @@ def test_head_to_head_counts_inconsistent_orders_as_ties():
 def test_longer_wins_baseline():
     assert longer_wins_accuracy([(10, 5), (5, 10), (7, 7)]) == 0.5
     assert longer_wins_accuracy([]) is None
+    assert longer_wins_ci95([(10, 5), (5, 10), (7, 7)]) == ci95(1.5, 3) and longer_wins_ci95([]) is None
+
+
+def test_every_accuracy_has_its_interval():
+    m = rank_agreement([[(0, 5.0), (1, 3.0), (2, 1.0)], [(0, 4.0), (1, 2.0)]])
+    assert m["pairwise_accuracy_ci95"] == ci95(4, 4) == [0.5101, 1.0]
+    ab = ab_agreement([True, True], [0.9, 0.9], [0.9, 0.9])  # right in one order only: half a success per pair
+    assert ab["ab_accuracy"] == 0.5 and ab["ab_accuracy_ci95"] == ci95(1, 2)
+    assert ci95(0, 0) is None
 
 
 def test_length_slices_split_pairs_by_the_longer_answer_being_preferred():

@@ -114,6 +114,21 @@ def test_closure_follows_lazy_imports_and_packages():
     assert "stages/backend/hf.py" not in closure("stages.pairs")  # scoring's Backend import is TYPE_CHECKING only
 
 
+def plots_inputs() -> list[str]:
+    """The metrics files the plots stage reads for params.yaml's iterations (stages/plots.py: inputs)."""
+    from stages.plots import inputs
+
+    iterations = yaml.safe_load((ROOT / "params.yaml").read_text())["iterations"]
+    return inputs(sorted(int(t) for t in iterations))
+
+
+def test_plots_deps_are_the_files_it_reads():
+    """Each iteration's metrics files, not the metrics/ folder (which makes every stage a parent of plots)."""
+    deps = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["plots"]["deps"]
+    data = [d for d in deps if not d.startswith("stages/")]
+    assert data == plots_inputs(), f"run python tests/test_architecture.py: plots deps {data} != {plots_inputs()}"
+
+
 def _graph() -> dict[str, set[str]]:
     return {module_name(f): imports(f) for f in PKG.rglob("*.py")}
 
@@ -145,6 +160,10 @@ def test_no_stage_imports_another_stage():
 
 
 if __name__ == "__main__":  # `python tests/test_architecture.py`: rewrite dvc.yaml's code deps to the closures
+    # and the plots stage's data deps to the metrics files of params.yaml's iterations
+    import sys
+
+    sys.path.insert(0, str(ROOT))  # this checkout's stages package, not whichever one the venv installed
     stages, out, current = dvc_stages(), [], None
     for line in (ROOT / "dvc.yaml").read_text().split("\n"):
         if (m := re.match(r"^  (\w+):\s*$", line)) and m.group(1) in stages:
@@ -152,8 +171,12 @@ if __name__ == "__main__":  # `python tests/test_architecture.py`: rewrite dvc.y
         if (d := re.match(r"^(\s+)- stages/\S+\s*$", line)) and current:
             if not written:
                 out += [f"{d.group(1)}- {f}" for f in sorted(closure(stages[current][0]))]
+                if current == "plots":
+                    out += [f"{d.group(1)}- {f}" for f in plots_inputs()]
                 written = True
+            continue
+        if current == "plots" and re.match(r"^\s+- metrics/\S+\.json\s*$", line):
             continue
         out.append(line)
     (ROOT / "dvc.yaml").write_text("\n".join(out))
-    print("dvc.yaml: code deps rewritten to each stage's import closure")
+    print("dvc.yaml: code deps rewritten to each stage's import closure, plots deps to the iterations' metrics")

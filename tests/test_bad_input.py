@@ -44,7 +44,7 @@ JUDGMENT_ROW = {
     "id": "j1",
     "response_id": "r1",
     "prompt_id": "p1",
-    "grade": 0,
+    "sample": 0,
     "score": 4.0,
     "raw": "Score: 4",
     "probs": [],

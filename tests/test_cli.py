@@ -1,10 +1,18 @@
-"""srlm status on hand-made metrics files: one line per model, missing files shown as '-'."""
+"""srlm status, show, params and base.source on hand-made files: one line per model with 95% intervals, a failed
+gate shown as FAILED, every column of a dataset, a closed pipe ends quietly, a missing folder is named."""
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
-from stages import cli
+import pytest
+
+from stages import cli, rows
 from stages import params as P
+from stages.base import resolve
+from stages.errors import SrlmError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -14,28 +22,101 @@ def write(path: Path, obj) -> None:
     path.write_text(json.dumps(obj))
 
 
-def test_status_shows_judge_accuracy_and_head_to_head(tmp_path, monkeypatch, capsys):
+def test_status_shows_every_rate_with_its_interval(tmp_path, monkeypatch, capsys):
     p = P.load(str(ROOT / "params.yaml"))  # iterations 1 and 2
     monkeypatch.chdir(tmp_path)
     ifeval = {"prompt_level_strict_acc": {"acc": 0.25, "n": 8, "ci95": [0.0709, 0.5907]}}
     write(Path("metrics/base/eval.json"), {"ifeval": ifeval})
     shorter = {"acc": 0.4, "n": 5, "ci95": [0.1176, 0.7693]}
-    write(
-        Path("metrics/iter0/eval.json"),
-        {"human": {"pairwise_accuracy": 0.6125, "length_slices": {"pointwise": {"shorter_preferred": shorter}}}},
-    )
+    human = {
+        "pairwise_accuracy": 0.6125,
+        "pairwise_accuracy_ci95": [0.41, 0.78],
+        "length_slices": {"pointwise": {"shorter_preferred": shorter}},
+    }
+    write(Path("metrics/iter0/eval.json"), {"human": human})
     write(Path("metrics/iter1/judge.json"), {"parse_rate": 0.9})
     write(Path("metrics/iter1/validate.json"), {"passed": False, "overridden": True})
-    write(
-        Path("metrics/iter1/eval.json"),
-        {"human": None, "head2head": {"vs_prev": {"win_minus_loss": -0.5}}, "ifeval": None},
-    )
+    h2h = {"prompts": 4, "win": 0.25, "win_ci95": [0.0456, 0.6994], "tie": 0.25, "loss": 0.5, "changed": 3}
+    write(Path("metrics/iter1/eval.json"), {"human": None, "head2head": {"vs_prev": h2h}, "ifeval": None})
     write(Path("models/M1/config.json"), {})
     write(Path("models/base/config.json"), {})
     cli.status(p)
     head, base, m0, it1, it2 = capsys.readouterr().out.splitlines()
-    assert head.split()[-8:] == ["judge", "acc", "short-pref", "vs", "prev", "IFEval", "strict", "[95%]"]
+    assert "judge acc [95%]" in head and "short-pref [95%]" in head and "IFEval strict [95%]" in head
     assert base.split() == ["base", "-", "-", "-", "-", "-", "-", "models/base", "-", "-", "-", "0.25", "[0.07-0.59]"]
-    assert m0.split() == ["0", "base", "-", "-", "-", "-", "-", "-", "0.613", "0.40", "n=5", "-", "-"]
-    assert it1.split() == ["1", "M0", "-", "-", "90%", "-", "forced", "models/M1", "-", "-", "-0.50", "-"]
+    assert m0.split() == [
+        "0",
+        "base",
+        "-",
+        "-",
+        "-",
+        "-",
+        "-",
+        "-",
+        "0.61",
+        "[0.41-0.78]",
+        "0.40",
+        "[0.12-0.77]",
+        "-",
+        "-",
+    ]
+    assert it1.split() == [
+        "1", "M0", "-", "-", "90%", "-", "forced", "models/M1", "-", "-", "W1", "T1", "L2", "0.25", "[0.05-0.70]", "3/4", "-"
+    ]  # fmt: skip
     assert it2.split() == ["2", "M1", "-", "-", "-", "-", "-", "-", "-", "-", "-", "-"]
+
+
+def test_status_shows_a_failed_gate(tmp_path, monkeypatch, capsys):
+    """A failed validate@t leaves no metrics/iter<t>/validate.json (DVC keeps no output of a failed stage):
+    the verdict written beside the report says FAILED, not '-'."""
+    p = P.load(str(ROOT / "params.yaml"))
+    monkeypatch.chdir(tmp_path)
+    write(Path("reports/iter2/validation.json"), {"passed": False, "overridden": False})
+    write(Path("reports/iter1/validation.json"), {"passed": False, "overridden": False})
+    write(Path("metrics/iter1/validate.json"), {"passed": True, "overridden": False})  # a later pass wins
+    cli.status(p)
+    lines = capsys.readouterr().out.splitlines()  # header, base, M0, 1, 2
+    assert lines[3].split()[6] == "ok" and lines[4].split()[6] == "FAILED"
+
+
+def test_show_prints_every_column_of_preferences(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    conv = lambda role, text: [{"role": role, "content": text}]  # noqa: E731
+    row = {
+        "id": "a1",
+        "prompt_id": "p1",
+        "prompt": conv("user", "Name a colour."),
+        "chosen": conv("assistant", "Blue, the colour of a clear sky. " * 20),
+        "rejected": conv("assistant", "I refuse."),
+        "chosen_id": "c1",
+        "rejected_id": "r1",
+        "score_chosen": 4.5,
+        "score_rejected": 1.0,
+        "iteration": 2,
+    }
+    rows.write(rows.frame([row], "preferences"), Path("data/iter2/preferences.parquet"), "preferences")
+    cli.show("2", "preferences", 3)
+    out = capsys.readouterr().out
+    for column in rows.SCHEMAS["preferences"]:
+        assert any(line.split()[0] == column for line in out.splitlines()[1:-1] if line.strip()), column
+    assert "assistant: I refuse." in out and "user: Name a colour." in out
+    assert max(len(line) for line in out.splitlines()) < 330  # long answers are cut
+    assert out.splitlines()[-1] == "1 rows"
+
+
+def test_params_into_a_closed_pipe_ends_without_a_traceback():
+    """`srlm params | head`: the reader is gone before srlm writes; no BrokenPipeError traceback."""
+    read, write_end = os.pipe()
+    os.close(read)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    r = subprocess.run(
+        [sys.executable, "-m", "stages.cli", "params"], stdout=write_end, stderr=subprocess.PIPE, cwd=ROOT, env=env
+    )
+    os.close(write_end)
+    assert r.returncode == 141 and r.stderr == b"", r.stderr.decode()
+
+
+def test_base_source_that_is_no_folder_says_so():
+    with pytest.raises(SrlmError, match="base.source /nonexistent/model: no such folder"):
+        resolve("/nonexistent/model", None)
+    assert resolve("HuggingFaceTB/SmolLM2-135M-Instruct", None) == ("HuggingFaceTB/SmolLM2-135M-Instruct", None)

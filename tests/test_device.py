@@ -159,3 +159,9 @@ def test_a_machine_without_the_packages_is_told_what_to_carry(tmp_path, monkeypa
     with pytest.raises(SystemExit, match="lacks vllm, trl"):
         device.run(args)
     assert "NOT RUN" in (tmp_path / "out/summary.md").read_text() and not (tmp_path / "w").exists()
+
+
+def test_repro_order_measures_each_model_before_the_next_iteration():
+    # a run cut short by the time limit must have measured every model it made: M0 before iteration 1, M1 before 2
+    order = device.repro_order(["1", "2"])
+    assert order == [["evaluate_base"], ["evaluate_m0"], ["evaluate@1"], ["evaluate@2"], []]

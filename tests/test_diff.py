@@ -100,7 +100,7 @@ def judgments(scores: list[float | None]) -> pl.DataFrame:
                 "id": f"j{i}",
                 "response_id": f"r{i}",
                 "prompt_id": f"p{i % 3}",
-                "grade": 0,
+                "sample": 0,
                 "score": s,
                 "raw": f"Score: {s}",
                 "probs": [],

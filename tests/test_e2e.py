@@ -95,6 +95,19 @@ def test_rerun_does_nothing_and_status_is_clean(repo):
     assert "up to date" in sh([sys.executable, "-m", "dvc", "status"], dst, env)
 
 
+def test_forced_rerun_of_the_gate_changes_no_metric_and_retrains_nothing(repo):
+    """No timing in a DVC metric or dependency: validate@1 run again writes the same bytes, so dpo@1 stays up
+    to date and `dvc metrics diff` against the commit of the first run is empty."""
+    dst, env, _ = repo
+    sh(["git", "add", "-A"], dst, env)
+    sh(["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-q", "-m", "run"], dst, env)
+    out = sh([sys.executable, "-m", "dvc", "repro", "-f", "-s", "validate@1"], dst, env)
+    assert ran(out) == {"validate@1"}
+    assert "dpo@1" not in sh([sys.executable, "-m", "dvc", "status"], dst, env)
+    assert sh([sys.executable, "-m", "dvc", "metrics", "diff"], dst, env).strip() == ""
+    assert not [f for f in (dst / "metrics").rglob("*.json") if '"seconds"' in f.read_text()]
+
+
 def test_judge_knob_reruns_only_judge_and_what_follows(repo):
     dst, env, _ = repo
     params = yaml.safe_load((dst / "params.yaml").read_text())

@@ -36,7 +36,7 @@ def make(responses, grades, truncated=(), looping=()):
                 "id": f"{rid}-{g}",
                 "response_id": rid,
                 "prompt_id": responses[rid][0],
-                "grade": g,
+                "sample": g,
                 "score": s,
                 "raw": "" if s is None else f"Score: {s}",
                 "probs": [],

@@ -85,7 +85,9 @@ def test_gpu_profile_has_the_sizes_of_the_issue(tmp_path):
     p = profile.apply(params, [ROOT / "profiles/gpu.yaml"])
     assert p.backend.name == "vllm" and sorted(p.iterations) == ["1", "2", "3"]
     assert p.prompts.n >= 512 and p.responses.n == 4 and p.responses.max_new_tokens == 256
-    assert p.judge.mode == "logprob" and p.evaluate.max_prompts is None and p.evaluate.max_heldout_prompts is None
+    # the judge grid's winner (BENCHMARKS.md "Judge: length"): length-balanced EFT + contrastive, compare mode
+    assert p.judge.mode == "compare" and p.sft.balance == "length" and p.sft.contrastive > 0
+    assert p.evaluate.max_prompts is None and p.evaluate.max_heldout_prompts is None
     # only keys that differ from params.yaml
     base = yaml.safe_load((ROOT / "params.yaml").read_text())
 

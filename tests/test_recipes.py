@@ -55,7 +55,7 @@ def grades(spec: dict[str, list], responses: pl.DataFrame, texts: dict[str, list
                 "id": f"{rid}-j{k}",
                 "response_id": rid,
                 "prompt_id": prompt[rid],
-                "grade": k,
+                "sample": k,
                 "score": s,
                 "raw": (texts or {}).get(rid, [None] * len(ss))[k] or ("" if s is None else f"Score: {s}\nBecause."),
                 "probs": [],
@@ -249,7 +249,10 @@ def test_meta_judge_stage_on_the_tiny_model(tmp_path, tiny_model):
     rows.write(r, tmp_path / "r.parquet", "responses")
     rows.write(j, tmp_path / "j.parquet", "judgments")
     rows.write(prefs, tmp_path / "p.parquet", "preferences")
-    cfg = str(write_params(tmp_path / "params.yaml", "meta_judge: {enabled: true, min_margin: 0.0}"))
+    # judge@t's own sampled judgments: sample mode (the default is logprob)
+    cfg = str(
+        write_params(tmp_path / "params.yaml", "meta_judge: {enabled: true, min_margin: 0.0}\njudge: {mode: sample}")
+    )
     args = ["--iteration", "1", "--model", str(tiny_model), "--responses", str(tmp_path / "r.parquet"),
             "--judgments", str(tmp_path / "j.parquet"), "--preferences", str(tmp_path / "p.parquet"),
             "--out", str(tmp_path / "mj.parquet"), "--metrics", str(tmp_path / "m.json"), "--params", cfg]  # fmt: skip

@@ -119,10 +119,16 @@ def test_dry_run_folder_loads_with_datasets_and_card(project, tmp_path):
     from huggingface_hub import DatasetCard
 
     write_params(project / "params.yaml", "release: {test_fraction: 0.5, license: cc-by-4.0}")
-    rows.write_json(
-        {"judge_agreement": {"spearman": 0.41, "pairs": 30}, "head_to_head": {"win_rate": 0.62}},
-        project / "metrics/iter1/eval.json",
-    )
+    human = {
+        "pairwise_accuracy": 0.61,
+        "pairwise_accuracy_ci95": [0.43, 0.76],
+        "longer_wins_accuracy": 0.69,
+        "longer_wins_accuracy_ci95": [0.51, 0.83],
+        "pairs": 30,
+        "length_slices": {"pointwise": {"all": {"acc": 0.61, "n": 30, "ci95": [0.43, 0.76]}}},
+    }
+    h2h = {"prompts": 8, "win": 0.62, "win_ci95": [0.31, 0.86], "tie": 0.13, "loss": 0.25, "loss_ci95": [0.07, 0.59]}
+    rows.write_json({"human": human, "head2head": {"vs_prev": h2h}}, project / "metrics/iter1/eval.json")
     ifeval = {"prompt_level_strict_acc": {"acc": 0.25, "n": 8, "ci95": [0.0709, 0.5907]}, "cap_hit": {"share": 0.5}}
     rows.write_json({"ifeval": ifeval}, project / "metrics/base/eval.json")
     rows.write_json(
@@ -158,8 +164,16 @@ def test_dry_run_folder_loads_with_datasets_and_card(project, tmp_path):
         "## Lineage",
         md5,
         "**passed**",
-        "spearman",
-        "0.62",
+        "## Dataset Structure",
+        "### Example rows",
+        "Question 0?",  # an example row, as it is
+        "## Bias, Risks, and Limitations",
+        "0.610 [0.430, 0.760]",  # the judge's accuracy beside its interval ...
+        "0.690 [0.510, 0.830]",  # ... and the longer-answer baseline on the same pairs
+        "0.620 [0.310, 0.860]",  # a win rate with its interval
+        "| preferences.pairs | 6 | - |",  # observed value (an older validate.json has no thresholds)
+        "@article{yuan2024selfrewarding",
+        "Not built in a git checkout",
         "datasets",
         "min_margin",
         "4f1e0a9c2d3b5e6f",
@@ -260,6 +274,66 @@ def test_overridden_validation_is_released_and_recorded(project, tmp_path):
     out = tmp_path / "out"
     release(1, REPO, load(project), project, dry_run=out)
     assert "FAILED, released under the override" in (out / "README.md").read_text()
+
+
+def test_card_has_thresholds_provenance_and_the_judges_raw_texts(project, tmp_path):
+    """Checks with observed value, threshold and knob; the embedded base model named for what it is; the
+    judgments (raw grade texts) as their own config that load_dataset reads."""
+    import datasets
+
+    check = {
+        "dataset": "preferences",
+        "check": "min_pairs",
+        "observed": 6,
+        "threshold": ">= 2",
+        "params": ["validate.min_pairs"],
+        "passed": True,
+    }
+    rows.write_json({**VALIDATION, "checks": [check]}, project / "metrics/iter1/validate.json")
+    rows.write_json({"gguf_file": "SmolLM2-135M-Instruct.Q4_1.gguf"}, project / "metrics/base.json")
+    judged = [
+        {
+            "id": f"j{i}",
+            "response_id": f"c{i}",
+            "prompt_id": f"p{i}",
+            "sample": 0,
+            "score": 4.0,
+            "raw": f"Score: 4\nA fine answer number {i}.",
+            "probs": [],
+            "mode": "sample",
+            "model": "models/M0",
+            "seed": 1,
+        }
+        for i in range(6)
+    ]
+    rows.write(rows.frame(judged, "judgments"), project / "data/iter1/judgments.parquet", "judgments")
+    dvc_commit(project, "validate@1")
+    out = tmp_path / "out"
+    release(1, REPO, load(project), project, dry_run=out)
+    text = (out / "README.md").read_text()
+    assert "| preferences.min_pairs | 6 | >= 2 | validate.min_pairs | pass |" in text
+    assert "de-quantised to float32 from the Q4_1 GGUF `SmolLM2-135M-Instruct.Q4_1.gguf`" in text
+    assert "HuggingFaceTB/SmolLM2-135M-Instruct" in text and "judge: Score: 4 A fine answer number 0." in text
+    ds = datasets.load_dataset(str(out), "judgments", cache_dir=str(tmp_path / "hf-cache"))
+    assert ds["train"]["raw"][0].startswith("Score: 4") and len(ds["train"]) == 6
+
+
+def test_dirty_lock_is_refused_for_upload_and_stated_in_a_dry_run(project, tmp_path, capsys):
+    import subprocess
+
+    def git(*args):
+        subprocess.run(["git", *args], cwd=project, check=True, capture_output=True)
+
+    git("init", "-q")
+    git("-c", "user.email=t@e", "-c", "user.name=t", "add", "-A")
+    git("-c", "user.email=t@e", "-c", "user.name=t", "commit", "-qm", "run")
+    (project / "dvc.lock").write_text((project / "dvc.lock").read_text() + "\n# edited\n")
+    with pytest.raises(ReleaseError, match="uncommitted changes to dvc.lock"):
+        release(1, REPO, load(project), project)
+    out = tmp_path / "out"
+    release(1, REPO, load(project), project, dry_run=out)
+    assert "WARNING uncommitted changes to dvc.lock" in capsys.readouterr().err
+    assert "**with uncommitted changes** to dvc.lock" in (out / "README.md").read_text()
 
 
 def test_upload_one_commit_tag_and_noop_rerelease(project, tmp_path, capsys):

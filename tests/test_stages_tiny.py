@@ -4,6 +4,7 @@ import json
 
 import polars as pl
 import pytest
+import yaml
 
 from stages import backend as B
 from stages import dpo, judge, pairs, prompts, responses, rows, seed, sft, validate
@@ -15,7 +16,7 @@ TINY = """
 prompts: {n: 6, fewshot: 3, min_chars: 1, max_chars: 2000, max_similarity: 1.0, max_new_tokens: 12, batch_size: 4, temperature: 1.0,
           top_p: 0.9}
 responses: {n: 3, max_new_tokens: 10, batch_size: 6, temperature: 1.0}
-judge: {k: 2, max_new_tokens: 6, batch_size: 8}
+judge: {mode: sample, k: 2, max_new_tokens: 6, batch_size: 8}
 sft: {max_steps: 2, batch_size: 2, grad_accum: 1, max_length: 256, lora: false, learning_rate: 2.0e-4, compare_pairs: 0}
 dpo: {max_steps: 2, batch_size: 2, grad_accum: 1, max_length: 128, lora: true, lora_r: 4, lora_alpha: 8, learning_rate: 1.0e-6}
 validate: {allow_failure: true}
@@ -101,7 +102,7 @@ def test_sample_mode_keeps_raw_text_and_null_scores(run):
     d, _ = run
     j = rows.read(d / "judgments.parquet", "judgments")
     r = rows.read(d / "responses.parquet", "responses")
-    assert len(j) == 2 * len(r) and set(j["grade"]) == {0, 1}
+    assert len(j) == 2 * len(r) and set(j["sample"]) == {0, 1}
     # a random model does not write "Score: N": those grades are missing with their text, never 0
     missing = j.filter(j["score"].is_null())
     assert len(missing) > 0 and (missing["raw"].str.len_chars() > 0).any()
@@ -259,6 +260,8 @@ def test_pairs_validate_and_dpo(run, tiny_model, tmp_path):
     )
     m = json.loads((tmp_path / "dpo.json").read_text())
     assert m["steps"] == 2 and m["pairs"] == len(prefs) and m["validation_overridden"] is True
+    assert 0 <= m["reward_accuracy"] <= 1 and len(m["reward_accuracy_ci95"]) == 2 and m["loss_pairs_after"] > 0
+    assert "seconds" not in m  # timings are printed, never in a DVC metric
     assert (tmp_path / "M1" / "model.safetensors").exists() and not (tmp_path / "M1" / "adapter_config.json").exists()
 
 
@@ -308,3 +311,22 @@ def test_sft_trains_and_saves_a_plain_model(run, tiny_model, tmp_path):
     assert m["steps"] == 2 and m["examples"] == m["ift"] + m["eft"] and len(m["loss_curve"]) == 2
     assert (tmp_path / "M0" / "config.json").exists()
     B.make_backend(knobs("backend"), tmp_path / "M0")  # loads as a model folder
+
+
+@pytest.mark.parametrize("train_on", ["eft", "none"])
+def test_sft_train_on_for_an_instruction_tuned_or_judge_ready_model(run, tiny_model, tmp_path, train_on):
+    """sft.train_on: eft trains the judge only (no IFT example); none makes M0 the base model, byte for byte."""
+    d, _ = run
+    tiny = yaml.safe_load(TINY)
+    tiny["sft"] |= {"train_on": train_on, "max_length": 640}  # room for the rubric: EFT examples are long
+    cfg = str(write_params(tmp_path / "params.yaml", yaml.safe_dump(tiny)))
+    out = tmp_path / "M0"
+    args = ["--base", str(tiny_model), "--ift", str(d / "ift.parquet"), "--eft", str(d / "eft.parquet")]
+    sft.main([*args, "--params", cfg, "--out", str(out), "--metrics", str(tmp_path / "sft.json")])
+    m = json.loads((tmp_path / "sft.json").read_text())
+    if train_on == "none":
+        assert m == {"trained": False, "examples": 0, "steps": 0}
+        files = lambda root: {f.relative_to(root): f.read_bytes() for f in root.rglob("*") if f.is_file()}  # noqa: E731
+        assert files(out) == files(tiny_model)
+    else:
+        assert m["ift"] == 0 and m["examples"] == m["eft"] > 0 and m["steps"] == 2

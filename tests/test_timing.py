@@ -138,14 +138,16 @@ def test_report_reads_metrics_into_one_row_per_model(tmp_path):
     (met / "iter1/responses.json").write_text(json.dumps({"mean_tokens": 142.7, "truncated_share": 0.21}))
     (met / "iter1/pairs.json").write_text(json.dumps({"pairs": 480, "prompts": 510, "chosen_longer_rate": 0.71}))
     (met / "iter1/dpo.json").write_text(
-        json.dumps({"loss_first": 0.6931, "loss_last": 0.61, "reward_accuracy_last": 0.75})
+        json.dumps(
+            {"loss_first": 0.6931, "loss_last": 0.61, "reward_accuracy": 0.75, "reward_accuracy_ci95": [0.5, 0.9]}
+        )
     )
     (tmp_path / ".srlm/timings").mkdir(parents=True)
     (tmp_path / ".srlm/timings/dpo@1.json").write_text(json.dumps(_rec("dpo@1", 1.0, start=1.0, train=30.0)))
     md = report.markdown(report.collect(tmp_path))
     row = next(line for line in md.splitlines() if line.startswith("| 1 | M1 |"))
     assert "0.200 [0.15, 0.25]" in row and "0.660 [0.61, 0.71]" in row and "0.400 [0.35, 0.45]" in row
-    assert "142.7 | 21.0% | 480 / 510 | 0.71 | 0.693 -> 0.610 | 0.75 |" in row and "10.0%" in row
+    assert "142.7 | 21.0% | 480 / 510 | 0.71 | 0.693 -> 0.610 | 0.750 [0.50, 0.90] |" in row and "10.0%" in row
     assert "| 1 | - | - | - | - | - | 31 | - | 31 |" in md
 
 
@@ -169,7 +171,7 @@ def test_report_extras_raw_start_up_and_dpo_variant(tmp_path):
     (tmp_path / ".srlm/timings/r.json").write_text(
         json.dumps(_rec("responses@1", 1.0, start=1.0, engine=8.0, generate=20.0))
     )
-    (res / "dpo_lora.json").write_text(json.dumps({"loss_first": 0.69, "loss_last": 0.6, "reward_accuracy_last": 0.7}))
+    (res / "dpo_lora.json").write_text(json.dumps({"loss_first": 0.69, "loss_last": 0.6, "reward_accuracy": 0.7}))
     (res / "eval_dpo_lora.json").write_text(
         json.dumps({"human": {"length_slices": {"pointwise": {"all": _acc(0.6, 9)}}}})
     )

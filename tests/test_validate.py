@@ -83,7 +83,7 @@ def make_data(prompts=TOPICS, n_resp=4, grades=lambda i, j: [3 + (j % 2), 3 + (j
                     "id": rows.content_id(rid, g),
                     "response_id": rid,
                     "prompt_id": pid,
-                    "grade": g,
+                    "sample": g,
                     "score": s,
                     "raw": f"Score: {s}",
                     "probs": [],
@@ -257,7 +257,7 @@ FAILING = [  # (check, mutation, knobs loosened so that only the check under tes
     ("judgments.score_spread", edit("judgments", lambda r: [{**x, "score": 4.0} for x in r]), {}),
     (
         "judgments.grade_agreement",
-        edit("judgments", lambda r: [{**x, "score": [0.0, 5.0, 2.0][x["grade"]]} for x in r]),
+        edit("judgments", lambda r: [{**x, "score": [0.0, 5.0, 2.0][x["sample"]]} for x in r]),
         {},
     ),
     ("preferences.min_pairs", edit("preferences", lambda r: r[:1]), {}),

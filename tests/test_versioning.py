@@ -3,6 +3,7 @@ and `dvc exp run -S judge.k=5` through the real params schema."""
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -12,6 +13,7 @@ import yaml
 
 from stages import lineage, pairs, plots, rows
 from stages import params as P
+from stages.errors import SrlmError
 
 from .conftest import ROOT
 from .test_diff import A_ROWS
@@ -76,10 +78,17 @@ def fake_metrics(root, t, hist, tie, chosen, rejected):
         },
         root / f"metrics/iter{t}/pairs.json",
     )
+    rows.write_json(
+        {"loss_pairs_after": round(0.6 - t / 10, 4), "reward_accuracy": 0.7, "reward_accuracy_ci95": [0.4, 0.89]},
+        root / f"metrics/iter{t}/dpo.json",
+    )
+    rows.write_json({"truncated_share": 0.1, "loops_share": 0.05}, root / f"metrics/iter{t}/responses.json")
+    rows.write_json({"flawed_share": 0.2}, root / f"metrics/iter{t}/prompts.json")
 
 
-def fake_eval(root, folder, strict_k, shorter=None):
-    """An eval.json with an IFEval block of 8 prompts and, for a judge, the shorter-preferred slice."""
+def fake_eval(root, folder, strict_k, shorter=None, judged=None):
+    """An eval.json with an IFEval block of 8 prompts and, for a judge, its agreement with human ranks
+    (`judged` = pairwise accuracy over 10 pairs) and the shorter-preferred slice."""
 
     def acc(k, n):
         return {"acc": k / n, "n": n, "ci95": [round(k / n - 0.2, 4), round(k / n + 0.2, 4)]}
@@ -93,22 +102,38 @@ def fake_eval(root, folder, strict_k, shorter=None):
         }
     }
     if shorter is not None:
-        ev["human"] = {"length_slices": {"pointwise": {"shorter_preferred": acc(shorter, 4)}}}
+        ev["human"] = {
+            "pairwise_accuracy": judged,
+            "pairwise_accuracy_ci95": [round(judged - 0.2, 4), round(judged + 0.2, 4)],
+            "longer_wins_accuracy": 0.69,
+            "longer_wins_accuracy_ci95": [0.5, 0.83],
+            "score_hist": {"0": 0, "1": 1, "2": 2, "3": 3, "4": 1, "5": 0},
+            "length_slices": {
+                "pointwise": {"all": acc(round(judged * 10), 10), "shorter_preferred": acc(shorter, 4)},
+                "longer_wins": {"all": acc(7, 10)},
+            },
+        }
     rows.write_json(ev, root / f"metrics/{folder}/eval.json")
 
 
+def fake_run(root):
+    fake_metrics(root, 1, {"0": 0, "1": 1, "2": 1, "3": 2, "4": 0, "5": 0}, 0.2, 300.0, 200.0)
+    fake_metrics(root, 2, {"0": 0, "1": 0, "2": 1, "3": 1, "4": 2, "5": 0}, 0.1, 420.0, 210.0)
+    fake_eval(root, "base", 2)
+    fake_eval(root, "iter0", 3, shorter=1, judged=0.5)
+    fake_eval(root, "iter1", 3, shorter=2, judged=0.6)
+    fake_eval(root, "iter2", 4, shorter=2, judged=0.7)
+
+
 def test_plot_tables(tmp_path):
-    fake_metrics(tmp_path, 1, {"0": 0, "1": 1, "2": 1, "3": 2, "4": 0, "5": 0}, 0.2, 300.0, 200.0)
-    fake_metrics(tmp_path, 2, {"0": 0, "1": 0, "2": 1, "3": 1, "4": 2, "5": 0}, 0.1, 420.0, 210.0)
-    (tmp_path / "metrics/iter3").mkdir()  # an iteration not run yet: skipped
-    hist, per_iter = plots.tables(tmp_path / "metrics")
+    fake_run(tmp_path)
+    found = plots.read_all(tmp_path / "metrics", [1, 2])
+    made = plots.tables(found)
+    per_iter, hist, models = made["iterations"], made["scores"], made["models"]
     assert per_iter["iteration"].to_list() == [1, 2] and per_iter["chosen_chars"].to_list() == [300.0, 420.0]
+    assert per_iter["dpo_loss_after"].to_list() == [0.5, 0.4]
     assert hist.filter(iteration=2, score=4)["share"].item() == 0.5 and len(hist) == 12
-    fake_eval(tmp_path, "base", 2)
-    fake_eval(tmp_path, "iter0", 3, shorter=1)
-    fake_eval(tmp_path, "iter2", 4, shorter=2)
-    models = plots.models_table(tmp_path / "metrics")
-    assert models["model"].to_list() == ["base", "M0", "M2"] and models["iteration"].to_list() == [None, 0, 2]
+    assert models["model"].to_list() == ["base", "M0", "M1", "M2"] and models["iteration"].to_list() == [None, 0, 1, 2]
     m0 = models.row(1, named=True)
     assert (m0["ifeval_prompt_strict"], m0["ifeval_prompt_strict_lo"], m0["ifeval_prompt_strict_hi"]) == (
         0.375,
@@ -117,45 +142,87 @@ def test_plot_tables(tmp_path):
     )
     assert m0["judge_shorter_preferred"] == 0.25 and m0["ifeval_cap_hit"] == 0.25 and m0["ifeval_loops"] == 0.125
     assert models.row(0, named=True)["judge_shorter_preferred"] is None  # the base model is not judged
+    assert made["judge_scores"]["model"].unique(maintain_order=True).to_list() == ["M0", "M1", "M2"]
+    acc = made["accuracy"]  # every accuracy beside its interval, and the length baseline on the same pairs
+    assert acc.filter(model="base")["measure"].to_list() == ["IFEval prompt-level strict"]
+    assert acc.filter(model="M0")["measure"].to_list() == [
+        "judge vs human ranks",
+        "judge, shorter answer preferred",
+        "longer answer wins (baseline, same pairs)",
+        "IFEval prompt-level strict",
+    ]
+    assert acc.filter(model="M2", measure="DPO reward accuracy on its pairs").row(0) == (
+        "M2", "DPO reward accuracy on its pairs", 0.7, 0.4, 0.89
+    )  # fmt: skip
+    assert acc["low"].null_count() == 0 and (acc["low"] <= acc["acc"]).all() and (acc["acc"] <= acc["high"]).all()
+    # an iteration of params.yaml whose files are missing is an error, not a shorter plot
+    with pytest.raises(SrlmError, match="metrics/iter3/prompts.json is missing"):
+        plots.read_all(tmp_path / "metrics", [1, 2, 3])
+    s = plots.summary(found)  # the DVC metrics: plain names, a rate beside its interval
+    assert s["M0"] == {
+        "judge_accuracy": 0.5,
+        "judge_accuracy_ci95": [0.3, 0.7],
+        "longer_wins": 0.69,
+        "longer_wins_ci95": [0.5, 0.83],
+        "ifeval_strict": 0.375,
+        "ifeval_strict_ci95": [0.175, 0.575],
+    }
+    assert s["M2"]["reward_accuracy"] == 0.7 and s["M2"]["pairs"] == 20 and s["M2"]["dpo_loss_after"] == 0.4
+    assert s["base"] == {"ifeval_strict": 0.25, "ifeval_strict_ci95": [0.05, 0.45]}
 
 
-def test_dvc_plots_render(tmp_path, monkeypatch):
-    """The real dvc.yaml `plots` stage and plot definitions, on fake metrics: `dvc repro plots` then `dvc plots show`."""
+def _plots_repo(tmp_path):
+    """A throwaway DVC repo with the real dvc.yaml plots stage and definitions, templates and offline page."""
+    from stages.offline_plots import page
+
     repo = new_repo(tmp_path / "repo")
     spec = yaml.safe_load((ROOT / "dvc.yaml").read_text())
-    # the definitions fed by the plots stage (evaluate's read metrics files this fake repo lacks)
-    ours = [d for d in spec["plots"] if all(str(src).startswith("plots/") for src in next(iter(d.values()))["y"])]
-    (repo / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"plots": spec["stages"]["plots"]}, "plots": ours}))
+    (repo / "dvc.yaml").write_text(
+        yaml.safe_dump({"stages": {"plots": spec["stages"]["plots"]}, "plots": spec["plots"]})
+    )
+    shutil.copy(ROOT / "params.yaml", repo / "params.yaml")
     shutil.copytree(ROOT / ".dvc/plots", repo / ".dvc/plots")
+    (repo / ".dvc/offline.html").write_text(page())
+    dvc(repo, "config", "plots.html_template", "offline.html")
     for dep in spec["stages"]["plots"]["deps"]:  # the stage's code (its import closure)
         if dep.startswith("stages/"):
             (repo / dep).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(ROOT / dep, repo / dep)
-    fake_metrics(repo, 1, {"0": 0, "1": 1, "2": 1, "3": 2, "4": 0, "5": 0}, 0.2, 300.0, 200.0)
-    fake_metrics(repo, 2, {"0": 0, "1": 0, "2": 1, "3": 1, "4": 2, "5": 0}, 0.1, 420.0, 210.0)
-    fake_eval(repo, "base", 2)
-    fake_eval(repo, "iter0", 3, shorter=1)
+    fake_run(repo)
+    return repo
+
+
+def test_dvc_plots_render_offline_with_integer_axes_titles_and_colours(tmp_path, monkeypatch):
+    """`dvc repro plots` then `dvc plots show`: every plot of dvc.yaml draws; the page loads no script from the
+    network; iteration axes are ordinal (no 1.5), axes are titled (never a bare "y"), series are coloured."""
+    repo = _plots_repo(tmp_path)
     monkeypatch.setenv("PYTHONPATH", str(ROOT))
     dvc(repo, "repro", "-q", "plots")
-    shown = json.loads(dvc_out(repo, "plots", "show", "--json"))
-    assert set(shown["data"]) == {
-        "score_histogram",
-        "score_by_iteration",
-        "length_drift",
-        "tie_parse_rates",
-        "length_bias",
-        "truncation",
-        "ifeval",
-        "judge_shorter_preferred",
-    }, shown
-    shown = shown["data"]
-    bars = shown["ifeval"][0]["content"]["data"]["values"]
-    assert {(d["model"], float(d["ifeval_prompt_strict"])) for d in bars} == {("base", 0.25), ("M0", 0.375)}
+    shown = json.loads(dvc_out(repo, "plots", "show", "--json"))["data"]
+    assert set(shown) == {
+        "score_histogram", "judge_scores", "accuracy", "score_by_iteration", "length_drift", "rates", "length_bias",
+        "truncation", "dpo_loss",
+    }  # fmt: skip
     hist = shown["score_histogram"][0]["content"]["data"]["values"]
     assert {(int(d["iteration"]), int(d["score"]), float(d["share"])) for d in hist} >= {(2, 4, 0.5), (1, 3, 0.5)}
+    models = {d["model"] for d in shown["judge_scores"][0]["content"]["data"]["values"]}
+    assert models == {"M0", "M1", "M2"}  # one set of bars per model, from one table, not a list per iteration
+    accs = {(d["model"], d["measure"]) for d in shown["accuracy"][0]["content"]["data"]["values"]}
+    assert ("base", "IFEval prompt-level strict") in accs and ("M1", "judge, shorter answer preferred") in accs
+    for name, (plot,) in shown.items():
+        spec = plot["content"]
+        enc = spec.get("encoding") or spec["spec"]["encoding"]
+        layers = [enc] + [layer["encoding"] for layer in spec.get("spec", {}).get("layer", [])]
+        assert enc["x"]["title"] and enc["x"]["type"] == "ordinal", name
+        assert all(e["y"].get("title") not in ("y", "") for e in layers if "title" in e.get("y", {})), name
+        assert any(e.get("y", {}).get("title") for e in layers), name
+        assert "field" in enc["color"] and enc["color"]["field"] != "rev", name
     dvc(repo, "plots", "show", "-o", "out")
     html = (repo / "out/index.html").read_text()
-    assert "Mean chosen and rejected length" in html and "vega" in html
+    assert "Mean chosen and rejected length" in html and "window.vegaEmbed" in html
+    scripts = re.findall(r"<script\b[^>]*>", html, flags=re.I)
+    assert scripts and not [s for s in scripts if "src" in s.lower()], scripts  # everything inline, no CDN
+    assert not re.search(r"(?:src|href)\s*=\s*[\"']?(?:https?:)?//", html, flags=re.I)
 
 
 def test_push_pull_round_trip(tmp_path):
@@ -210,7 +277,7 @@ def test_lineage_record_of_pairs(in_tmp):
                 "id": f"j{i}",
                 "response_id": f"r{i}",
                 "prompt_id": "p",
-                "grade": 0,
+                "sample": 0,
                 "score": float(i + 2),
                 "raw": "",
                 "probs": [],
