@@ -208,11 +208,15 @@ def stop(p: subprocess.Popen) -> None:
             continue
 
 
-def repro_order(iterations: list[str]) -> list[list[str]]:
+def repro_order(iterations: list[str], stages: dict) -> list[list[str]]:
     """The `dvc repro` calls of a run, measurement first: the base model and M0 are measured before iteration 1
     starts, and each M(t) before iteration t+1, so a run stopped by the time limit (or a failure) has measured
-    every model it made. The last call builds the rest (plots). DVC skips what an earlier call built."""
-    return [["evaluate_base"], ["evaluate_m0"], *([f"evaluate@{t}"] for t in iterations), []]
+    every model it made. The last call builds the rest (plots). DVC skips what an earlier call built.
+    `stages`: dvc.yaml's stages (a pipeline without evaluate stages is reproduced in one call)."""
+    order = [[name] for name in ("evaluate_base", "evaluate_m0") if name in stages]
+    if "evaluate" in stages:
+        order += [[f"evaluate@{t}"] for t in iterations]
+    return [*order, []]
 
 
 def run_logged(cmd: list[str], cwd: Path, env: dict, log: Path, until: float) -> tuple[str, int | None]:
@@ -432,7 +436,7 @@ def run(args, src: Path = ROOT) -> None:
     state["calls"].append(call)
     save(work, state)
     t_repro = time.time()
-    for targets in repro_order(state["iterations"]):
+    for targets in repro_order(state["iterations"], yaml.safe_load((repo / "dvc.yaml").read_text())["stages"]):
         status, rc = run_logged(
             [sys.executable, "-m", "dvc", "repro", *targets], repo, env, work / "logs" / "repro.log", until
         )

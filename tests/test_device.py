@@ -163,5 +163,7 @@ def test_a_machine_without_the_packages_is_told_what_to_carry(tmp_path, monkeypa
 
 def test_repro_order_measures_each_model_before_the_next_iteration():
     # a run cut short by the time limit must have measured every model it made: M0 before iteration 1, M1 before 2
-    order = device.repro_order(["1", "2"])
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    order = device.repro_order(["1", "2"], stages)
     assert order == [["evaluate_base"], ["evaluate_m0"], ["evaluate@1"], ["evaluate@2"], []]
+    assert device.repro_order(["1"], yaml.safe_load(TOY)["stages"]) == [[]]  # no evaluate stages: one call
