@@ -10,7 +10,9 @@ no expectation for are computed here with polars/numpy as derived columns, then 
                         pairwise cosine of the set
   responses_of_prompt   distinct responses of the prompt, on the prompt's first row only
   grade_span            max - min of a response's parsed grades, on its first grade only
-  score_point           the grade rounded to a whole point
+  score_point           the grade at the resolution that can decide a pair: a whole point for sampled grades
+                        (judge.mode sample: integers), a tenth of a point for expected grades (logprob,
+                        compare: continuous, so 3.1 and 3.3 make a pair that 3 and 3 would not)
   content               one request or not (stages/prompt_content.py: ok, multi_request, scaffolding)
   identical             chosen and rejected are the same response (id or text)
   margin, length_ratio  score_chosen - score_rejected; chosen chars / rejected chars
@@ -126,7 +128,9 @@ def judgments_frame(judgments: pl.DataFrame):
         "response_id",
         "score",
         "mode",
-        score_point=pl.col("score").round(0).cast(pl.Int64),
+        score_point=pl.when(pl.col("mode") == "sample")
+        .then(pl.col("score").round(0))
+        .otherwise(pl.col("score").round(1)),
         grade_span=pl.when(first & (parsed >= 2)).then(span),
     ).to_pandas()
 

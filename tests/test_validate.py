@@ -13,6 +13,7 @@ import subprocess
 import sys
 
 import numpy as np
+import polars as pl
 import pytest
 
 from stages import gx, rows
@@ -255,6 +256,13 @@ FAILING = [  # (check, mutation, knobs loosened so that only the check under tes
         {},
     ),
     ("judgments.score_spread", edit("judgments", lambda r: [{**x, "score": 4.0} for x in r]), {}),
+    (  # expected grades (logprob) all within a tenth of 3.1: no pair decided by more than noise
+        "judgments.score_spread",
+        edit(
+            "judgments", lambda r: [{**x, "mode": "logprob", "score": 3.1 + (i % 3) * 0.01} for i, x in enumerate(r)]
+        ),
+        {},
+    ),
     (
         "judgments.grade_agreement",
         edit("judgments", lambda r: [{**x, "score": [0.0, 5.0, 2.0][x["sample"]]} for x in r]),
@@ -543,3 +551,16 @@ def test_gate_stops_dvc_repro_before_dpo(tmp_path):
     run = sh(dvc, "repro")
     assert run.returncode == 0, run.stdout + run.stderr
     assert (tmp_path / "trained").exists() and json.loads((tmp_path / "metrics/validate.json").read_text())["passed"]
+
+
+def test_score_point_is_the_resolution_that_decides_a_pair():
+    # sampled grades are whole points; expected grades (logprob, compare) are continuous, so 3.14 and 3.32 make a
+    # pair, and a judge whose grades all round to 3 can still discriminate at a tenth of a point
+    judgments = pl.DataFrame(
+        {
+            "response_id": ["a", "b", "c", "d"],
+            "score": [3.14, 3.32, 3.0, 4.0],
+            "mode": ["logprob", "logprob", "sample", "sample"],
+        }
+    )
+    assert Q.judgments_frame(judgments)["score_point"].tolist() == [3.1, 3.3, 3.0, 4.0]
