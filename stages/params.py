@@ -247,7 +247,7 @@ class Validate(Strict):
     max_truncated_rate: float = Field(ge=0, le=1)  # share of responses stopped at responses.max_new_tokens
     # judgments
     min_parse_rate: float = Field(ge=0, le=1)
-    max_score_share: float = Field(gt=0, le=1)  # share of the most common score (quality.py: score_point)
+    max_score_share: float = Field(gt=0, le=1)  # share of the most common (rounded) score
     max_grade_span: float = Field(ge=0, le=5)  # K grades of a response agree when max - min <= this
     min_grade_agreement: float = Field(ge=0, le=1)  # share of responses whose grades agree
     # preferences
