@@ -109,10 +109,13 @@ def test_forced_rerun_of_the_gate_changes_no_metric_and_retrains_nothing(repo):
 
 
 def test_judge_knob_reruns_only_judge_and_what_follows(repo):
+    # what a knob invalidates is dvc status's answer (a real rerun of two iterations would add ~3 minutes to the
+    # suite and only show DVC rebuilding downstream of a changed output, which DVC guarantees)
     dst, env, _ = repo
     params = yaml.safe_load((dst / "params.yaml").read_text())
     params["judge"]["batch_size"] = 3
     (dst / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    out = sh([sys.executable, "-m", "dvc", "repro"], dst, env)
-    assert {"judge@1", "judge@2"} <= ran(out)
-    assert not ran(out) & {"base", "seed", "sft", "prompts@1", "responses@1"}
+    status = subprocess.run([sys.executable, "-m", "dvc", "status", "--json"], cwd=dst, env=env, capture_output=True)
+    changed = set(json.loads(status.stdout or "{}"))
+    assert {"judge@1", "judge@2"} <= changed
+    assert not changed & {"base", "seed", "sft", "prompts@1", "responses@1", "prompts@2", "responses@2"}
