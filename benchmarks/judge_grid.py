@@ -40,6 +40,7 @@ sys.path.insert(0, str(ROOT))
 import polars as pl  # noqa: E402
 import yaml  # noqa: E402
 
+from benchmarks.report import acc  # noqa: E402
 from stages import agreement, evaluate, pairs, rows, scoring  # noqa: E402
 from stages import params as P  # noqa: E402
 from stages.backend import make_backend  # noqa: E402
@@ -338,12 +339,6 @@ def train(name: str, params: Path, work: Path, base: Path) -> dict:
     return {k: m.get(k) for k in (*keep, "steps", "loss_first", "loss_last")} | {"train_s": round(time.time() - t, 1)}
 
 
-def fmt(s: dict | None) -> str:
-    if not s or s.get("acc") is None:
-        return "-"
-    return f"{s['acc']:.3f} [{s['ci95'][0]:.2f}, {s['ci95'][1]:.2f}]"
-
-
 JUDGES = {  # table row -> (results key, what it is)
     "pointwise": ("pointwise", "logprob score of each answer alone"),
     "pointwise - length trend": ("pointwise_residual", "the same less its within-prompt trend on log length"),
@@ -373,8 +368,8 @@ def table(results: list[dict]) -> str:
             sl = m[key] if key == "longer_wins" else m[key]["slices"]
             first = f"{m['ab']['ab_first_rate']:.2f}" if key == "ab" else "-"
             lines.append(
-                f"| {r['variant']} | {judge} | {fmt(sl['all'])} | {fmt(sl['shorter_preferred'])} | "
-                f"{fmt(sl['longer_preferred'])} | {first} |"
+                f"| {r['variant']} | {judge} | {acc(sl['all'])} | {acc(sl['shorter_preferred'])} | "
+                f"{acc(sl['longer_preferred'])} | {first} |"
             )
         for mode, s in m.get("sim", {}).items():
             cells = [
@@ -496,11 +491,11 @@ def main() -> None:
         if m:
             log(
                 t0,
-                f"{name}: pointwise {fmt(m['pointwise']['slices']['all'])}, shorter-preferred "
-                f"{fmt(m['pointwise']['slices']['shorter_preferred'])} | A/B {fmt(m['ab']['slices']['all'])}, "
-                f"shorter {fmt(m['ab']['slices']['shorter_preferred'])}, answer-1 {m['ab']['ab_first_rate']} | "
-                f"compare {fmt(m['compare']['slices']['all'])}, shorter "
-                f"{fmt(m['compare']['slices']['shorter_preferred'])} ({rec['seconds']}s)",
+                f"{name}: pointwise {acc(m['pointwise']['slices']['all'])}, shorter-preferred "
+                f"{acc(m['pointwise']['slices']['shorter_preferred'])} | A/B {acc(m['ab']['slices']['all'])}, "
+                f"shorter {acc(m['ab']['slices']['shorter_preferred'])}, answer-1 {m['ab']['ab_first_rate']} | "
+                f"compare {acc(m['compare']['slices']['all'])}, shorter "
+                f"{acc(m['compare']['slices']['shorter_preferred'])} ({rec['seconds']}s)",
             )
     log(t0, f"done: {jsonl}, {out / 'judge_grid.md'}")
     print(table(results))
