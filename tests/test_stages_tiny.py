@@ -109,24 +109,18 @@ def test_sample_mode_keeps_raw_text_and_null_scores(run):
     assert json.loads((d / "jm.json").read_text())["parse_rate"] == round(1 - len(missing) / len(j), 4)
 
 
+def judge_in_mode(d, tiny_model, tmp_path, judge_params: str) -> tuple:
+    """judge@1 of the run's responses with the tiny model and TINY + this judge section: (params path, judgments)."""
+    cfg = str(write_params(tmp_path / "params.yaml", TINY + f"\njudge: {judge_params}\n"))
+    out = tmp_path / "j.parquet"
+    judge.main(["--iteration", "1", "--model", str(tiny_model), "--params", cfg,
+                "--responses", str(d / "responses.parquet"), "--out", str(out)])  # fmt: skip
+    return cfg, out
+
+
 def test_logprob_mode_gives_a_distribution_per_response(run, tiny_model, tmp_path):
     d, _ = run
-    cfg = str(write_params(tmp_path / "params.yaml", TINY + "\njudge: {mode: logprob, batch_size: 4}\n"))
-    out = tmp_path / "j.parquet"
-    judge.main(
-        [
-            "--iteration",
-            "1",
-            "--model",
-            str(tiny_model),
-            "--params",
-            cfg,
-            "--responses",
-            str(d / "responses.parquet"),
-            "--out",
-            str(out),
-        ]
-    )
+    _, out = judge_in_mode(d, tiny_model, tmp_path, "{mode: logprob, batch_size: 4}")
     j = rows.read(out, "judgments")
     assert len(j) == len(rows.read(d / "responses.parquet", "responses")) and j["score"].null_count() == 0
     for probs, score in zip(j["probs"], j["score"]):
@@ -136,22 +130,7 @@ def test_logprob_mode_gives_a_distribution_per_response(run, tiny_model, tmp_pat
 
 def test_compare_mode_scores_each_response_by_its_win_probabilities(run, tiny_model, tmp_path):
     d, _ = run
-    cfg = str(write_params(tmp_path / "params.yaml", TINY + "\njudge: {mode: compare, batch_size: 4}\n"))
-    out = tmp_path / "j.parquet"
-    judge.main(
-        [
-            "--iteration",
-            "1",
-            "--model",
-            str(tiny_model),
-            "--params",
-            cfg,
-            "--responses",
-            str(d / "responses.parquet"),
-            "--out",
-            str(out),
-        ]
-    )
+    _, out = judge_in_mode(d, tiny_model, tmp_path, "{mode: compare, batch_size: 4}")
     j = rows.read(out, "judgments")
     r = rows.read(d / "responses.parquet", "responses")
     assert len(j) == len(r) and set(j["mode"]) == {"compare"}
@@ -188,21 +167,7 @@ def test_same_seed_gives_byte_identical_datasets(run, tiny_model, tmp_path):
 def test_pairs_validate_and_dpo(run, tiny_model, tmp_path):
     d, cfg = run
     # the random judge rarely parses: build pairs from logprob grades, which always score
-    lp = str(write_params(tmp_path / "params.yaml", TINY + "\njudge: {mode: logprob}\n"))
-    judge.main(
-        [
-            "--iteration",
-            "1",
-            "--model",
-            str(tiny_model),
-            "--params",
-            lp,
-            "--responses",
-            str(d / "responses.parquet"),
-            "--out",
-            str(tmp_path / "j.parquet"),
-        ]
-    )
+    lp, _ = judge_in_mode(d, tiny_model, tmp_path, "{mode: logprob}")
     pairs.main(
         [
             "--iteration",
