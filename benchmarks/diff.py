@@ -4,8 +4,8 @@
 
 B keeps 80% of A's pairs (1 in 8 of them with a new rejected score), drops the rest and adds 20%
 new ones. Timed, median of --repeats runs each:
-  cli      `python -m stages.cli diff 1 2 --format json` end to end (interpreter start, imports, output)
-  compare  `stages.diff.compare("1", "2")` in this process (imports already paid)
+  cli      `python -m stages.commands.cli diff 1 2 --format json` end to end (interpreter start, imports, output)
+  compare  `stages.commands.diff.compare("1", "2")` in this process (imports already paid)
   read     baseline in the same run: reading the two datasets with rows.read, the I/O floor
 """
 
@@ -26,7 +26,8 @@ import polars as pl
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from stages import diff, rows  # noqa: E402
+from stages.commands import diff  # noqa: E402
+from stages.core import rows  # noqa: E402
 
 WORDS = (
     "the a model answer question data river light number simple explain write list short poem about why how".split()
@@ -86,7 +87,7 @@ def main() -> None:
         cmd = [
             sys.executable,
             "-m",
-            "stages.cli",
+            "stages.commands.cli",
             "--params",
             str(ROOT / "params.yaml"),
             "diff",

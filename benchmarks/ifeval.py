@@ -4,7 +4,7 @@
         [--profile profiles/gpu.yaml] [--max-prompts 0] [--max-new-tokens 1024] [--batch-size 64] [-S key=value]
 
 Each model runs `python -m stages.evaluate --iteration base --model M` (the IFEval-only mode) with params.yaml,
-merged with the --profile files (stages/profile.py) and then the overrides given here (`--max-prompts 0` = all
+merged with the --profile files (stages/commands/profile.py) and then the overrides given here (`--max-prompts 0` = all
 541; `-S key=value` for any other knob, YAML values),
 in its own process, timed. One JSON line per model goes to --out (the model, the settings, the machine, the
 whole `ifeval` block of eval.json and the wall seconds), and a markdown table row per model is printed for
@@ -29,7 +29,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from stages.profile import combined, merge  # noqa: E402
+from stages.commands.profile import combined, merge  # noqa: E402
 
 LEVELS = ("prompt_level_strict_acc", "inst_level_strict_acc", "prompt_level_loose_acc", "inst_level_loose_acc")
 

@@ -20,11 +20,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import polars as pl  # noqa: E402
 
-from stages import agreement, evaluate  # noqa: E402
-from stages import params as P  # noqa: E402
-from stages.backend import make_backend  # noqa: E402
-from stages.prompting import judge_messages  # noqa: E402
-from stages.scoring import judge_logprob, judge_sample  # noqa: E402
+from stages import evaluate  # noqa: E402
+from stages.core import params as P  # noqa: E402
+from stages.engine.backend import make_backend  # noqa: E402
+from stages.judging.prompting import judge_messages  # noqa: E402
+from stages.judging.scoring import judge_logprob, judge_sample  # noqa: E402
+from stages.measure import agreement  # noqa: E402
 
 
 def mean_scores(grades: list[list[dict]]) -> list[float | None]:

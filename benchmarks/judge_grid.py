@@ -41,13 +41,16 @@ import polars as pl  # noqa: E402
 import yaml  # noqa: E402
 
 from benchmarks.report import acc  # noqa: E402
-from stages import agreement, evaluate, pairs, rows, scoring  # noqa: E402
-from stages import params as P  # noqa: E402
-from stages.backend import make_backend  # noqa: E402
+from stages import evaluate, pairs  # noqa: E402
+from stages.core import params as P  # noqa: E402
+from stages.core import rows  # noqa: E402
+from stages.engine.backend import make_backend  # noqa: E402
 from stages.judge import comparisons  # noqa: E402
-from stages.prompting import judge_messages  # noqa: E402
-from stages.stats import wilson_interval  # noqa: E402
-from stages.text import loops  # noqa: E402
+from stages.judging import scoring  # noqa: E402
+from stages.judging.prompting import judge_messages  # noqa: E402
+from stages.judging.text import loops  # noqa: E402
+from stages.measure import agreement  # noqa: E402
+from stages.measure.stats import wilson_interval  # noqa: E402
 
 # The training every variant shares (GPU sizes): full fine-tune as in BENCHMARKS.md "Judge", one epoch at twice
 # the learning rate of the earlier two-epoch grid, batches of similar length (no padding compute).

@@ -26,8 +26,9 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from stages import judge, prompts, responses, rows  # noqa: E402
-from stages import params as P  # noqa: E402
+from stages import judge, prompts, responses  # noqa: E402
+from stages.core import params as P  # noqa: E402
+from stages.core import rows  # noqa: E402
 
 
 def raw_generate(model_dir: Path, texts: list[str], cfg: P.Responses) -> tuple[float, int]:

@@ -4,11 +4,11 @@
 
 Runs prompts@t itself (params.yaml with prompts.n = N, in a scratch folder) and keeps its committed shards: the
 raw generations. Then it replays them, in the stage's order, through the stage's own functions three ways:
-  before  parse_instruction and the length / near-duplicate filters only (prompts@t before stages/prompt_content.py)
+  before  parse_instruction and the length / near-duplicate filters only (prompts@t before stages/judging/prompt_content.py)
   cut     prompts.multi_request: cut (several requests run together are cut at the first continuation marker)
   drop    prompts.multi_request: drop
 and prints, for each, how many prompts are kept, why the others were dropped, how many kept prompts are not one
-request (stages/prompt_content.py: classify), and the kept prompts. --out writes the same as JSON.
+request (stages/judging/prompt_content.py: classify), and the kept prompts. --out writes the same as JSON.
 """
 
 from __future__ import annotations
@@ -28,10 +28,12 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from stages import params as P  # noqa: E402
-from stages import prompts, rows, shards  # noqa: E402
-from stages.prompt_content import classify, numbered  # noqa: E402
-from stages.prompting import parse_instruction  # noqa: E402
+from stages import prompts  # noqa: E402
+from stages.core import params as P  # noqa: E402
+from stages.core import rows  # noqa: E402
+from stages.engine import shards  # noqa: E402
+from stages.judging.prompt_content import classify, numbered  # noqa: E402
+from stages.judging.prompting import parse_instruction  # noqa: E402
 
 
 def replay(parsed: list[str], pool: list[str], cfg: P.Prompts, mode: str) -> dict:

@@ -30,8 +30,8 @@ import sys
 from pathlib import Path
 
 from benchmarks.report import _get, _ifeval
-from stages import profile
-from stages.stats import difference_interval
+from stages.commands import profile
+from stages.measure.stats import difference_interval
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE = ["profiles/gpu.yaml"]
@@ -58,7 +58,7 @@ def chosen(names: list[str], known: dict[str, list[str]]) -> list[str]:
 
 
 def exp_command(name: str, profiles: list[str], root: Path = ROOT, force: bool = False) -> list[str]:
-    """The `dvc exp run` of one recipe: its profiles as -S flags (stages/profile.py, as make run-gpu)."""
+    """The `dvc exp run` of one recipe: its profiles as -S flags (stages/commands/profile.py, as make run-gpu)."""
     sets = profile.flags(profile.combined([root / p for p in profiles]))
     return ["dvc", "exp", "run", "-n", name, *(["-f"] if force else []), *[x for s in sets for x in ("-S", s)]]
 
@@ -124,7 +124,7 @@ def reader(root: Path, name: str, results: dict[str, Path]):
         got = git(root, "show", f"{sha}:{path}", check=False)
         if got.returncode == 0:
             return json.loads(got.stdout)
-        from stages import rows  # a DVC-tracked file: through the cache
+        from stages.core import rows  # a DVC-tracked file: through the cache
 
         return rows.read_json(path, rev=sha, repo=str(root))
 
@@ -266,11 +266,11 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     base = args.base or BASE
     known = recipes(args.repo, base)
-    if args.cmd == "list":  # the same command as `run` makes, shorter: stages.profile spells out the -S flags
+    if args.cmd == "list":  # the same command as `run` makes, shorter: stages.commands.profile spells out the -S flags
         for name, profs in known.items():
             own = profile.flags(profile.combined([args.repo / p for p in profs[len(base) :]]))
             print(f"{name}: {' '.join(own) or 'the paper recipe'}")
-            print(f"  python -m stages.profile exp-run {' '.join(profs)} -- -n {name}")
+            print(f"  python -m stages.commands.profile exp-run {' '.join(profs)} -- -n {name}")
         return
     if args.cmd == "run":
         names = chosen(args.names, known)

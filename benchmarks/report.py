@@ -19,6 +19,7 @@ import re
 from pathlib import Path
 
 from benchmarks import timings
+from stages.plots import dpo_intervals
 
 IFEVAL = ("prompt_level_strict_acc", "prompt_level_loose_acc", "inst_level_strict_acc", "inst_level_loose_acc")
 STAGES = ("prompts", "responses", "judge", "pairs", "validate", "dpo", "evaluate")
@@ -78,7 +79,10 @@ def model_row(key: str, name: str, ev=None, resp=None, pairs=None, dpo=None) -> 
         "dpo_loss_first": _get(dpo, "loss_first"),
         "dpo_loss_last": _get(dpo, "loss_last"),
         # on all of iteration t's pairs after training, with its 95% interval (stages/dpo.py)
-        "dpo_reward_accuracy": {"acc": _get(dpo, "reward_accuracy"), "ci95": _get(dpo, "reward_accuracy_ci95")},
+        "dpo_reward_accuracy": {
+            "acc": _get(dpo, "reward_accuracy"),
+            "ci95": _get(dpo_intervals(dpo or {}), "reward_accuracy_ci95"),
+        },
         "dpo_loss_after": _get(dpo, "loss_pairs_after"),
         "vs_prev": _get(ev, "head2head", "vs_prev"),
     }
@@ -219,7 +223,7 @@ def markdown(data: dict) -> str:
         d, e = v["dpo"] or {}, v["eval"]
         lines.append(
             f"\nDPO variant ({v['tag']}, iteration 1, same pairs): loss {d.get('loss_first')} -> {d.get('loss_last')}, "
-            f"reward acc on its pairs {acc({'acc': d.get('reward_accuracy'), 'ci95': d.get('reward_accuracy_ci95')})}; "
+            f"reward acc on its pairs {acc({'acc': d.get('reward_accuracy'), 'ci95': dpo_intervals(d).get('reward_accuracy_ci95')})}; "
             "its M1: IFEval prompt strict "
             f"{acc(e['prompt_level_strict_acc'])}, judge acc {acc(e['judge_all'])} (shorter preferred "
             f"{acc(e['judge_shorter_preferred'])}, longer preferred {acc(e['judge_longer_preferred'])})."

@@ -58,10 +58,10 @@ def main() -> None:
 
     import torch
 
-    from stages import params as P
-    from stages import rows
-    from stages.backend import make_backend
-    from stages.shards import Task, Work
+    from stages.core import params as P
+    from stages.core import rows
+    from stages.engine.backend import make_backend
+    from stages.engine.shards import Task, Work
 
     torch.set_num_threads(1)
     tmp = Path(tempfile.mkdtemp(prefix="srlm-resume-bench-"))

@@ -16,9 +16,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from stages import params as P  # noqa: E402
 from stages import seed  # noqa: E402
-from stages.eft import sft_examples  # noqa: E402
+from stages.core import params as P  # noqa: E402
+from stages.judging.eft import sft_examples  # noqa: E402
 
 
 def main() -> None:

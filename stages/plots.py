@@ -28,9 +28,13 @@ from pathlib import Path
 
 import polars as pl
 
-from . import params as P
-from . import rows
-from .errors import SrlmError, entry
+from stages.core import params as P
+from stages.core import rows
+from stages.core.errors import SrlmError, entry
+from stages.measure.stats import ci95
+
+# the params this stage reads: dvc.yaml's params list and the lineage record (python -m stages.commands.dag write)
+PARAMS = ("iterations",)
 
 ITER_COLUMNS = {
     "score_mean": ("judge", "score_mean"),
@@ -44,8 +48,8 @@ ITER_COLUMNS = {
     "chosen_longer_rate": ("pairs", "chosen_longer_rate"),
     "chosen_truncated": ("pairs", "chosen_truncated"),
     "rejected_truncated": ("pairs", "rejected_truncated"),
-    "length_spearman_within": ("judge", "length_spearman_within"),
-    "length_spearman_pooled": ("judge", "length_spearman_pooled"),
+    "length_spearman_within": ("validate", "judge_length", "within"),
+    "length_spearman_pooled": ("validate", "judge_length", "pooled"),
     "truncated_share": ("responses", "truncated_share"),
     "loops_share": ("responses", "loops_share"),
     "flawed_prompt_share": ("prompts", "flawed_share"),
@@ -96,7 +100,7 @@ SUMMARY = {
     "loss_vs_prev_ci95": ("eval", ("head2head", "vs_prev", "loss_ci95")),
     "answers_changed": ("eval", ("head2head", "vs_prev", "changed")),  # held-out answers unlike M(t-1)'s
 }
-ITERATION_FILES = ("prompts", "responses", "judge", "pairs", "dpo", "eval")
+ITERATION_FILES = ("prompts", "responses", "judge", "pairs", "validate", "dpo", "eval")
 MODELS = {"base": ("metrics/base", ("eval",)), "M0": ("metrics/iter0", ("eval",))}  # before the loop
 
 
@@ -104,6 +108,14 @@ def _get(d, keys):
     for k in keys:
         d = d.get(k) if isinstance(d, dict) else None
     return d
+
+
+def dpo_intervals(dpo: dict) -> dict:
+    """dpo@t's metrics with the 95% interval of its reward accuracy, from the count it records (a statistic is
+    a measuring stage's, so a change to it never retrains)."""
+    if "reward_correct" not in dpo:
+        return dpo
+    return {**dpo, "reward_accuracy_ci95": ci95(dpo["reward_correct"], dpo["pairs"])}
 
 
 def inputs(iterations: list[int]) -> list[str]:
@@ -128,7 +140,7 @@ def read_all(metrics: Path, iterations: list[int]) -> dict[str, tuple[int | None
                     f"error: {folder / name}.json is missing: run its stage first; if params.yaml has a new "
                     "iteration, `python tests/test_architecture.py` adds its files to the plots stage's deps"
                 )
-            got[name] = value
+            got[name] = dpo_intervals(value) if name == "dpo" else value
         found[model] = (t, got)
     return found
 
@@ -177,7 +189,7 @@ def tables(found: dict[str, tuple[int | None, dict[str, dict]]]) -> dict[str, pl
             continue
         for score, n, share in _histogram(got["judge"].get("score_hist") or {}):
             hist.append({"iteration": t, "score": score, "grades": n, "share": share})
-        per_iter.append({"iteration": t, **{col: got[src].get(key) for col, (src, key) in ITER_COLUMNS.items()}})
+        per_iter.append({"iteration": t, **{col: _get(got[src], keys) for col, (src, *keys) in ITER_COLUMNS.items()}})
     schema = {"iteration": pl.Int64, "score": pl.Int64, "grades": pl.Int64, "share": pl.Float64}
     return {
         "scores": pl.DataFrame(hist, schema=schema),

@@ -5,12 +5,12 @@
 
 Each generation sees `prompts.fewshot` instructions drawn (seeded) from the IFT pool and is
 parsed into one new instruction. A small model often continues the numbered examples instead
-(stages/prompt_content.py): several requests run together are cut at the first continuation marker
+(stages/judging/prompt_content.py): several requests run together are cut at the first continuation marker
 (`prompts.multi_request: cut`, chosen by measurement, BENCHMARKS.md "Prompt content") or dropped (`drop`).
 Dropped, and counted by reason: empty, too short or too long, scaffolding (no request: list markers
 only, a bare lead-in, the template's own words), multi_request (drop mode), and near-duplicates
 (word-level LCS similarity, as Self-Instruct's ROUGE-L filter) of the pool or of a prompt already
-kept. Generation is committed in shards of few-shot draws (stages/shards.py): an interrupted run
+kept. Generation is committed in shards of few-shot draws (stages/engine/shards.py): an interrupted run
 resumes where it stopped.
 """
 
@@ -21,13 +21,24 @@ import random
 from collections import Counter
 from pathlib import Path
 
-from . import lineage, rows
-from . import params as P
-from .errors import SrlmError, entry
-from .prompt_content import classify, cut_at_continuation, numbered
-from .prompting import parse_instruction, self_instruct_messages
-from .shards import Task, Work
-from .text import near_duplicate, words
+from stages.core import lineage, rows
+from stages.core import params as P
+from stages.core.errors import SrlmError, entry
+from stages.engine.shards import Task, Work
+from stages.judging.prompt_content import classify, cut_at_continuation, numbered
+from stages.judging.prompting import parse_instruction, self_instruct_messages
+from stages.judging.text import near_duplicate, words
+
+# the params this stage reads: dvc.yaml's params list and the lineage record (python -m stages.commands.dag write)
+PARAMS = (
+    "seed",
+    "backend.name",
+    "backend.dtype",
+    "backend.trust_remote_code",
+    "backend.max_model_len",
+    "prompts",
+    "shards.size",
+)
 
 
 def filter_prompts(candidates: list[str], pool: list[str], cfg: P.Prompts) -> tuple[list[int], Counter]:
@@ -120,14 +131,14 @@ def main(argv: list[str] | None = None) -> None:
         stage=f"prompts@{args.iteration}",
         inputs={"model": args.model, "pool": args.pool},
         params=p,
-        sections=("seed", "backend", "prompts"),
+        sections=PARAMS,
         seed=seed,
     )
     metrics = {
         "generated": len(candidates),
         "kept": len(df),
         "dropped": dict(sorted(reasons.items())),
-        # what the generations were before any cut (stages/prompt_content.py), and what was cut
+        # what the generations were before any cut (stages/judging/prompt_content.py), and what was cut
         "content": {
             "multi_request": content["multi_request"],
             "scaffolding": content["scaffolding"],

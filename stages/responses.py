@@ -5,7 +5,7 @@
 
 A response's id hashes its prompt id, text and generating model, so identical samples
 collapse into one row (counted as `duplicates`); empty samples are dropped and counted.
-Work is committed in shards (stages/shards.py): an interrupted run resumes where it stopped;
+Work is committed in shards (stages/engine/shards.py): an interrupted run resumes where it stopped;
 `--workers N` splits the shards over N processes with the same rows as one.
 
 With `pairs.temporal` (docs/recipes.md) the anchor model (`--anchor`, models/M0) answers the same prompts too,
@@ -20,11 +20,23 @@ from pathlib import Path
 
 import polars as pl
 
-from . import lineage, rows
-from . import params as P
-from .errors import SrlmError, entry
-from .shards import Task, Work
-from .text import loops
+from stages.core import lineage, rows
+from stages.core import params as P
+from stages.core.errors import SrlmError, entry
+from stages.engine.shards import Task, Work
+from stages.judging.text import loops
+
+# the params this stage reads: dvc.yaml's params list and the lineage record (python -m stages.commands.dag write)
+PARAMS = (
+    "seed",
+    "backend.name",
+    "backend.dtype",
+    "backend.trust_remote_code",
+    "backend.max_model_len",
+    "responses",
+    "pairs.temporal",
+    "shards.size",
+)
 
 
 @entry
@@ -90,7 +102,7 @@ def main(argv: list[str] | None = None) -> None:
         stage=f"responses@{args.iteration}",
         inputs={"model": args.model, "prompts": args.prompts} | ({"anchor": args.anchor} if len(works) > 1 else {}),
         params=p,
-        sections=("seed", "backend", "responses", "pairs.temporal"),
+        sections=PARAMS,
         seed=seed,
     )
     (model, empty, dup), *anchor = counts
@@ -123,7 +135,7 @@ def answer_metrics(df: pl.DataFrame, empty: int, dup: int) -> dict:
         "max_tokens": int(tokens.max() or 0),
         "truncated": int(df["truncated"].sum()),  # stopped at max_new_tokens
         "truncated_share": round(float(df["truncated"].mean() or 0), 4),
-        "loops": int(df["loops"].sum()),  # repeat a span of themselves (stages/text.py)
+        "loops": int(df["loops"].sum()),  # repeat a span of themselves (stages/judging/text.py)
         "loops_share": round(float(df["loops"].mean() or 0), 4),
     }
 

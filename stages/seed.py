@@ -9,7 +9,7 @@ Sources (params `seed_data.ift` / `seed_data.eft`, each a list of {path, format}
   ranked           question, answer, rank (0 = best), several answers per question
   quality          prompt_text, response_text, quality_score in 0..1
   hub              a Hugging Face dataset id; oasst trees if it has message_id, else as jsonl
-EFT rows get a rubric judgment: "Score: N", then a one-line justification (stages/prompting.py).
+EFT rows get a rubric judgment: "Score: N", then a one-line justification (stages/judging/prompting.py).
 """
 
 from __future__ import annotations
@@ -20,11 +20,14 @@ from pathlib import Path
 
 import polars as pl
 
-from . import params as P
-from . import rows
-from .errors import brief, entry
-from .prompting import judgment_text
-from .sources import SourceError, convert, load_source
+from stages.core import params as P
+from stages.core import rows
+from stages.core.errors import brief, entry
+from stages.judging.prompting import judgment_text
+from stages.judging.sources import SourceError, convert, load_source
+
+# the params this stage reads: dvc.yaml's params list and the lineage record (python -m stages.commands.dag write)
+PARAMS = ("seed", "seed_data")
 
 
 def build(sources: list[P.Source], kind: str, counts: dict | None = None) -> pl.DataFrame:

@@ -2,7 +2,7 @@
 EFT (LLM-as-a-Judge) examples, as prompt/completion conversations so the loss covers only
 the assistant's reply. The EFT examples (pointwise grades, comparative pairs in both orders,
 length-contrastive examples; sft.balance, sft.compare_pairs, sft.contrastive) are built by
-stages/eft.py. sft.batching decides how examples share a batch (random and padded, grouped by
+stages/judging/eft.py. sft.batching decides how examples share a batch (random and padded, grouped by
 length, or packed into max_length rows padding-free): the same loss, less compute on padding.
 
     python -m stages.sft --base models/base --ift data/seed/ift.parquet --eft data/seed/eft.parquet \
@@ -18,12 +18,15 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import params as P
-from . import rows, timing
-from .eft import sft_examples
-from .errors import entry
-from .models import check_model_dir, load_model, save_model
-from .training import is_main_process, lora_config, loss_summary, relaunch, trainer_args
+from stages.core import params as P
+from stages.core import rows, timing
+from stages.core.errors import entry
+from stages.engine.models import check_model_dir, load_model, save_model
+from stages.engine.training import is_main_process, lora_config, loss_summary, relaunch, trainer_args
+from stages.judging.eft import sft_examples
+
+# the params this stage reads: dvc.yaml's params list and the lineage record (python -m stages.commands.dag write)
+PARAMS = ("seed", "backend.trust_remote_code", "sft")
 
 
 @entry

@@ -10,8 +10,8 @@ judgments.json, preferences.json, and meta_judgments.json when meta_judge.enable
 Expectations ExpectationSuite JSON). Thresholds are
 the `validate` section of params.yaml, handed to the suites as suite parameters, so
 `dvc exp run -S validate.min_pairs=50` tightens one. Derived statistics (near-duplicates,
-distinct-n, seed overlap, embedding cosine, grade agreement) come from stages/quality.py, the
-GX plumbing from stages/gx.py, the failure lines and the HTML report from stages/report.py.
+distinct-n, seed overlap, embedding cosine, grade agreement) come from stages/measure/quality.py, the
+GX plumbing from stages/measure/gx.py, the failure lines and the HTML report from stages/measure/report.py.
 
 Output: --out, a JSON metric (passed, overridden, failed, observed values, every check) and
 --report, an HTML page with one table per dataset. On failure it prints one line per failed
@@ -34,11 +34,14 @@ from pathlib import Path
 
 import polars as pl
 
-from . import params as P
-from . import rows
-from .errors import SrlmError, entry
-from .report import failure_line, report_html
-from .rows import DATASETS, KINDS
+from stages.core import params as P
+from stages.core import rows
+from stages.core.errors import SrlmError, entry
+from stages.core.rows import DATASETS, KINDS
+from stages.measure.report import failure_line, report_html
+
+# the params this stage reads: dvc.yaml's params list and the lineage record (python -m stages.commands.dag write)
+PARAMS = ("validate", "responses.n", "pairs.temporal", "meta_judge.enabled", "meta_judge.max_share")
 
 
 def suite_parameters(p: P.Params) -> dict:
@@ -50,14 +53,26 @@ def suite_parameters(p: P.Params) -> dict:
     return values
 
 
+def judge_length(responses: pl.DataFrame, judgments: pl.DataFrame) -> dict:
+    """Spearman of judge@t's score vs answer characters: within a prompt (mean over prompts) and over all
+    answers (stages/measure/agreement.py: length_correlation)."""
+    from stages.judging.scoring import response_scores
+    from stages.measure.agreement import length_correlation
+
+    scored = responses.join(response_scores(judgments), left_on="id", right_on="response_id", how="left")
+    return length_correlation(
+        scored["prompt_id"].to_list(), scored["score"].to_list(), scored["response"].str.len_chars().to_list()
+    )
+
+
 def gated(p: P.Params) -> tuple[str, ...]:
     """The datasets the gate checks: every iteration's, and meta_judge@t's judge pairs when it makes them."""
     return DATASETS if p.meta_judge.enabled else KINDS
 
 
 def build_frame(kind: str, df: pl.DataFrame, pool: list[str] | None, cfg: P.Validate, embedder, answer_pairs=0):
-    """The flat pandas frame that the kind's suite runs on (derived columns: see stages/quality.py)."""
-    from . import quality as Q
+    """The flat pandas frame that the kind's suite runs on (derived columns: see stages/measure/quality.py)."""
+    from stages.measure import quality as Q
 
     if kind == "prompts":
         return Q.prompts_frame(df, pool, cfg.sample_size, embedder)
@@ -78,8 +93,8 @@ def run_gate(
 ) -> dict:
     """Run the suites of `kinds` on the datasets; return the verdict (not yet written anywhere).
     `embedder`: "auto" loads all-MiniLM-L6-v2 if installed; None skips the embedding checks."""
-    from . import gx
-    from . import quality as Q
+    from stages.measure import gx
+    from stages.measure import quality as Q
 
     cfg, warnings, skipped = p.validate_, [], []
     if isinstance(embedder, str) and "prompts" in kinds:
@@ -105,7 +120,7 @@ def run_gate(
         if unknown:
             raise SrlmError(
                 f"error: validations/{kind}.json names unknown parameters {sorted(unknown)} "
-                "(add them to the validate section of stages/params.py)"
+                "(add them to the validate section of stages/core/params.py)"
             )
         keep, empty = [], data[kind].is_empty()
         for e in suite["expectations"]:
@@ -147,7 +162,7 @@ def schema_failure(e: Exception, cfg: P.Validate) -> dict:
     check = {
         "dataset": "schema",
         "check": "row_schema",
-        "expectation": "stages.rows.SCHEMAS",
+        "expectation": "stages.core.rows.SCHEMAS",
         "column": None,
         "observed": e.detail,
         "threshold": "matches the row schema",
@@ -187,6 +202,7 @@ def main(argv: list[str] | None = None) -> None:
         result = schema_failure(e, cfg)
     else:
         result = run_gate(data, p, pool, args.suites, kinds=kinds)
+        result["judge_length"] = judge_length(data["responses"], data["judgments"])
     for w in result["warnings"]:
         print(f"validate@{args.iteration}: WARNING {w}", file=sys.stderr)
     if args.report:  # not DVC outputs: written pass or fail, so `srlm status` can show a gate that failed

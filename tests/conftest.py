@@ -36,7 +36,7 @@ def write_params(path: Path, text: str) -> Path:
 
 def knobs(section: str, **changes):
     """A section of the repo's params.yaml (the one source of values) with some knobs changed."""
-    from stages import params as P
+    from stages.core import params as P
 
     return getattr(P.load(ROOT / "params.yaml"), section).model_copy(update=changes)
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from stages.agreement import (
+from stages.measure.agreement import (
     ab_agreement,
     head_to_head,
     length_correlation,
@@ -10,7 +10,7 @@ from stages.agreement import (
     longer_wins_ci95,
     rank_agreement,
 )
-from stages.stats import ci95
+from stages.measure.stats import ci95
 
 
 def test_perfect_judge():
@@ -98,7 +98,7 @@ def test_every_accuracy_has_its_interval():
 
 
 def test_length_slices_split_pairs_by_the_longer_answer_being_preferred():
-    from stages.agreement import pair_outcomes, sliced
+    from stages.measure.agreement import pair_outcomes, sliced
 
     # one prompt, ranks 0 < 1 < 2: the best answer is the shortest, the worst the longest
     groups = [[(0, 5.0, 10), (1, 3.0, 50), (2, 1.0, 90)], [(0, 2.0, 80), (1, 4.0, 20)]]

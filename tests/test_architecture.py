@@ -9,109 +9,38 @@ a module that reads files at import time brings them along (DATA_FILES).
 
 from __future__ import annotations
 
-import ast
-import re
-from pathlib import Path
-
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+from stages.commands.dag import ROOT, closure, differences, dvc_stages, imports, module_name, reruns
+
 PKG = ROOT / "stages"
-DATA_FILES = {"stages/prompting.py": ["stages/templates"]}  # the rubric, self-instruct and compare templates
-
-
-def module_file(name: str) -> Path | None:
-    """stages.a.b -> stages/a/b.py or stages/a/b/__init__.py (None outside the package)."""
-    parts = name.split(".")
-    if parts[0] != "stages":
-        return None
-    base = ROOT.joinpath(*parts)
-    for f in (base.with_suffix(".py"), base / "__init__.py"):
-        if f.is_file():
-            return f
-    return None
-
-
-def module_name(path: Path) -> str:
-    rel = path.relative_to(ROOT).with_suffix("")
-    parts = rel.parts[:-1] if rel.name == "__init__" else rel.parts
-    return ".".join(parts)
-
-
-def _type_checking(node: ast.AST) -> bool:
-    test = getattr(node, "test", None)
-    return isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(test)
-
-
-def imports(path: Path) -> set[str]:
-    """Modules of the stages package that `path` imports (explicit edges only)."""
-    package = module_name(path) if path.name == "__init__.py" else module_name(path).rpartition(".")[0]
-    found: set[str] = set()
-
-    def visit(node: ast.AST) -> None:
-        if _type_checking(node):
-            return
-        if isinstance(node, ast.Import):
-            found.update(a.name for a in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
-                mod = f"{base}.{node.module}" if node.module else base
-            else:
-                mod = node.module or ""
-            found.add(mod)
-            found.update(f"{mod}.{a.name}" for a in node.names)  # `from . import rows` names a module
-        for child in ast.iter_child_nodes(node):
-            visit(child)
-
-    visit(ast.parse(path.read_text(encoding="utf-8")))
-    return {m for m in found if module_file(m) is not None}
-
-
-def closure(module: str) -> set[str]:
-    """Files (repo-relative) that running `python -m module` can execute or read, within stages/."""
-    todo, seen = [module], set()
-    while todo:
-        mod = todo.pop()
-        if mod in seen:
-            continue
-        seen.add(mod)
-        parts = mod.split(".")
-        todo += [".".join(parts[:i]) for i in range(1, len(parts))]  # parent packages' __init__ run first
-        todo += sorted(imports(module_file(mod)))
-    files = {module_file(m).relative_to(ROOT).as_posix() for m in seen}
-    return files | {d for f in files for d in DATA_FILES.get(f, [])}
-
-
-def dvc_stages() -> dict[str, tuple[str, set[str]]]:
-    """{stage name: (module its cmd runs, its deps under stages/)}; foreach stages once (all keys share them)."""
-    out = {}
-    for name, st in yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"].items():
-        body = st.get("do", st)
-        module = re.search(r"python -m (stages\.\w+)", body["cmd"]).group(1)
-        out[name] = (module, {d for d in body.get("deps", []) if str(d).startswith("stages/")})
-    return out
+# stages that make datasets or models; every other stage measures (validate, evaluate, plots)
+DATA_STAGES = {"base", "seed", "sft", "prompts", "responses", "judge", "pairs", "meta_judge", "dpo"}
 
 
 def stage_modules() -> set[str]:
-    return {m for m, _ in dvc_stages().values()}
+    return {st["module"] for st in dvc_stages().values()}
 
 
-def test_dvc_code_deps_are_each_stages_import_closure():
-    wrong = []
-    for name, (module, deps) in dvc_stages().items():
-        want = closure(module)
-        if deps != want:
-            wrong.append(f"{name}: add {sorted(want - deps)}, remove {sorted(deps - want)}")
-    assert not wrong, "dvc.yaml code deps differ from the import closure:\n" + "\n".join(wrong)
+def test_dvc_yaml_is_what_the_dag_command_writes():
+    """Code deps = each stage's import closure; params lists = each stage module's PARAMS."""
+    wrong = differences()
+    assert not wrong, "run python -m stages.commands.dag write:\n" + "\n".join(wrong)
 
 
 def test_closure_follows_lazy_imports_and_packages():
     files = closure("stages.responses")
-    # make_backend imports the engines inside a function; importing stages.backend.x runs the package __init__
-    assert {"stages/backend/__init__.py", "stages/backend/hf.py", "stages/backend/vllm.py", "stages/rows.py"} <= files
-    assert "stages/templates" not in files  # responses never renders a template
-    assert "stages/backend/hf.py" not in closure("stages.pairs")  # scoring's Backend import is TYPE_CHECKING only
+    # make_backend imports the engines inside a function; importing stages.engine.backend.x runs the package __init__
+    assert {
+        "stages/engine/backend/__init__.py",
+        "stages/engine/backend/hf.py",
+        "stages/engine/backend/vllm.py",
+        "stages/core/rows.py",
+    } <= files
+    assert "stages/judging/templates" not in files  # responses never renders a template
+    assert "stages/engine/backend/hf.py" not in closure(
+        "stages.pairs"
+    )  # scoring's Backend import is TYPE_CHECKING only
 
 
 def plots_inputs() -> list[str]:
@@ -159,24 +88,44 @@ def test_no_stage_imports_another_stage():
     )
 
 
-if __name__ == "__main__":  # `python tests/test_architecture.py`: rewrite dvc.yaml's code deps to the closures
-    # and the plots stage's data deps to the metrics files of params.yaml's iterations
-    import sys
+def test_no_data_stage_reaches_measure_or_commands():
+    """A change to the statistics or to a command never regenerates data or retrains a model."""
+    stages = dvc_stages()
+    assert DATA_STAGES <= set(stages)
+    bad = {
+        name: sorted(
+            f for f in closure(stages[name]["module"]) if f.startswith(("stages/measure/", "stages/commands/"))
+        )
+        for name in DATA_STAGES
+    }
+    assert not any(bad.values()), {k: v for k, v in bad.items() if v}
 
-    sys.path.insert(0, str(ROOT))  # this checkout's stages package, not whichever one the venv installed
-    stages, out, current = dvc_stages(), [], None
-    for line in (ROOT / "dvc.yaml").read_text().split("\n"):
-        if (m := re.match(r"^  (\w+):\s*$", line)) and m.group(1) in stages:
-            current, written = m.group(1), False
-        if (d := re.match(r"^(\s+)- stages/\S+\s*$", line)) and current:
-            if not written:
-                out += [f"{d.group(1)}- {f}" for f in sorted(closure(stages[current][0]))]
-                if current == "plots":
-                    out += [f"{d.group(1)}- {f}" for f in plots_inputs()]
-                written = True
-            continue
-        if current == "plots" and re.match(r"^\s+- metrics/\S+\.json\s*$", line):
-            continue
-        out.append(line)
-    (ROOT / "dvc.yaml").write_text("\n".join(out))
-    print("dvc.yaml: code deps rewritten to each stage's import closure, plots deps to the iterations' metrics")
+
+def test_stage_modules_are_the_top_level_of_stages():
+    """stages/ holds only the DVC entry modules; every library module lives in a subpackage."""
+    top = {module_name(f) for f in PKG.glob("*.py") if f.name != "__init__.py"}
+    assert top == stage_modules()
+
+
+def _rerun(file: str) -> set[str]:
+    return {i.split("@")[0] for i in reruns([file])[0]["instances"]}
+
+
+def test_rerun_scopes():
+    """The issue's rerun table: scoring reruns no SFT; the statistics no judge, pairs or DPO; the templates no
+    responses; a command nothing; the engine no pairs."""
+    assert "sft" not in _rerun("stages/judging/scoring.py")
+    assert _rerun("stages/measure/stats.py").isdisjoint({"judge", "pairs", "dpo", "sft", "responses"})
+    assert "responses" not in _rerun("stages/judging/templates/judge.txt")
+    assert _rerun("stages/commands/cli.py") == set()
+    assert "pairs" not in _rerun("stages/engine/shards.py")
+    assert _rerun("stages/core/rows.py") == set(dvc_stages())  # core is every stage's: keep it small
+
+
+def test_params_yaml_comments_rerun_nothing(tmp_path):
+    """DVC compares param values: a comment edit in params.yaml leaves every stage's params unchanged."""
+    import yaml
+
+    text = (ROOT / "params.yaml").read_text()
+    edited = "\n".join(line.replace("#", "# edited:", 1) if "#" in line else line for line in text.split("\n"))
+    assert edited != text and yaml.safe_load(edited) == yaml.safe_load(text)

@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from stages import backend as B
-from stages import judge, responses, rows
-from stages.backend.interface import prompt_budget
-from stages.backend.vllm import cut_prompts, link_model
-from stages.errors import SrlmError
+from stages import judge, responses
+from stages.core import rows
+from stages.core.errors import SrlmError
+from stages.engine import backend as B
+from stages.engine.backend.interface import prompt_budget
+from stages.engine.backend.vllm import cut_prompts, link_model
 
 from .conftest import knobs, write_params
 
@@ -44,7 +45,7 @@ def test_link_model_points_one_path_at_each_model(tmp_path):
 
 
 def _rendered_lengths(model: Path, questions: list[str]) -> list[int]:
-    from stages.models import load_tokenizer
+    from stages.engine.models import load_tokenizer
 
     tok = load_tokenizer(model)
     texts = [
@@ -245,7 +246,7 @@ def test_trained_models_are_saved_with_the_base_config(tiny_model, tmp_path):
 
     from transformers import AutoModelForCausalLM
 
-    from stages.models import load_tokenizer, save_model
+    from stages.engine.models import load_tokenizer, save_model
 
     model = AutoModelForCausalLM.from_pretrained(tiny_model)
     model.config.use_cache = False  # as after TRL's trainers

@@ -20,9 +20,10 @@ import polars as pl
 import pytest
 import yaml
 
-from stages import base, dpo, judge, lineage, pairs, responses, rows, seed, sft
-from stages import params as P
-from stages.errors import SrlmError, entry
+from stages import base, dpo, judge, pairs, responses, seed, sft
+from stages.core import lineage, rows
+from stages.core import params as P
+from stages.core.errors import SrlmError, entry
 
 from .conftest import ROOT, write_params
 from .test_release import project, template  # noqa: F401  (fixtures: a tiny DVC project with iteration 1)
@@ -578,7 +579,7 @@ def _env() -> dict:
 
 
 def test_held_out_rank_that_is_not_a_number_is_one_line():
-    from stages.sources import SourceError, ranked_groups
+    from stages.judging.sources import SourceError, ranked_groups
 
     df = pl.DataFrame(
         {"prompt": ["q"], "chosen": ["a"], "rejected": ["b"], "chosen_rank": ["first"], "rejected_rank": [1]}
@@ -745,7 +746,7 @@ def test_read_only_output_folder(tmp_path, in_tmp):
 
 
 def test_release_dry_run_into_a_read_only_folder(project, tmp_path):  # noqa: F811
-    from stages import cli
+    from stages.commands import cli
 
     with tmpfs(tmp_path / "ro", PAGE, readonly=True) as ro:
         for target in (ro, ro / "sub"):
@@ -757,7 +758,7 @@ def test_release_dry_run_into_a_read_only_folder(project, tmp_path):  # noqa: F8
 
 
 def test_release_dry_run_never_replaces_a_file(project, tmp_path):  # noqa: F811
-    from stages import cli
+    from stages.commands import cli
 
     (tmp_path / "notes.txt").write_text("mine")
     with pytest.raises(SystemExit, match=r"could not write .*notes.txt: .*notes.txt is a file, not a folder$"):
@@ -800,7 +801,7 @@ def test_a_second_run_of_a_stage_is_refused_at_once(tmp_path, in_tmp, tiny_model
 
 
 def test_work_folder_removed_mid_run_is_named(tmp_path, in_tmp, tiny_model, monkeypatch):
-    from stages import shards
+    from stages.engine import shards
 
     write_params(tmp_path / "params.yaml", GEN)
     two_prompts(tmp_path)

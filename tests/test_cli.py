@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from stages import cli, rows
-from stages import params as P
 from stages.base import resolve
-from stages.errors import SrlmError
+from stages.commands import cli
+from stages.core import params as P
+from stages.core import rows
+from stages.core.errors import SrlmError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -110,7 +111,11 @@ def test_params_into_a_closed_pipe_ends_without_a_traceback():
     os.close(read)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     r = subprocess.run(
-        [sys.executable, "-m", "stages.cli", "params"], stdout=write_end, stderr=subprocess.PIPE, cwd=ROOT, env=env
+        [sys.executable, "-m", "stages.commands.cli", "params"],
+        stdout=write_end,
+        stderr=subprocess.PIPE,
+        cwd=ROOT,
+        env=env,
     )
     os.close(write_end)
     assert r.returncode == 141 and r.stderr == b"", r.stderr.decode()

@@ -23,7 +23,7 @@ from .conftest import ROOT
 @pytest.mark.parametrize(
     "path, skip",
     [
-        ("stages/params.py", False),
+        ("stages/core/params.py", False),
         ("data/seed/ift.jsonl", False),
         ("data/seed/.gitignore", False),
         (".dvc/config", False),

@@ -7,8 +7,9 @@ import subprocess
 import polars as pl
 import pytest
 
-from stages import cli, diff, lineage, rows
-from stages.errors import SrlmError
+from stages.commands import cli, diff
+from stages.core import lineage, rows
+from stages.core.errors import SrlmError
 
 from .conftest import ROOT
 

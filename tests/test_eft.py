@@ -3,10 +3,10 @@
 import polars as pl
 import pytest
 
-from stages import eft
-from stages.errors import SrlmError
-from stages.prompting import judgment_text
-from stages.text import loops
+from stages.core.errors import SrlmError
+from stages.judging import eft
+from stages.judging.prompting import judgment_text
+from stages.judging.text import loops
 
 SENTENCE = "Water boils at one hundred degrees at sea level because of the air pressure."
 

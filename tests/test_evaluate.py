@@ -5,7 +5,9 @@ import json
 import polars as pl
 import pytest
 
-from stages import evaluate, ifeval, params, rows
+from stages import evaluate
+from stages.core import params, rows
+from stages.measure import ifeval
 
 from .conftest import SHARED_DATA, knobs, write_params
 
@@ -105,7 +107,7 @@ def test_real_validation_pairs_load():
 
 
 def test_compare_grades_average_each_answers_win_probability_over_both_orders():
-    from stages.scoring import compare_grades, ordered_pairs
+    from stages.judging.scoring import compare_grades, ordered_pairs
 
     assert ordered_pairs(["a", "b", "c"]) == [("a", "b"), ("a", "c"), ("b", "a"), ("b", "c"), ("c", "a"), ("c", "b")]
     # a judge that always prefers answer 1 (p = 0.9): the position bias cancels, every answer gets 2.5

@@ -10,8 +10,8 @@ import pytest
 if sys.version_info < (3, 11):  # the ifeval extra installs if-verifiable on Python >= 3.11 only
     pytest.skip("if-verifiable needs Python >= 3.11", allow_module_level=True)
 
-from stages import ifeval
-from stages.stats import wilson_interval
+from stages.measure import ifeval
+from stages.measure.stats import wilson_interval
 
 from .conftest import SHARED_DATA
 
@@ -82,7 +82,9 @@ def test_hand_made_verdicts(r, answer, expected):
 
 
 def test_sentence_count_uses_offline_punkt_tab():
-    assert ifeval.punkt_tab_available(), "NLTK punkt_tab missing: run `python -m stages.ifeval install-punkt-tab`"
+    assert ifeval.punkt_tab_available(), (
+        "NLTK punkt_tab missing: run `python -m stages.measure.ifeval install-punkt-tab`"
+    )
 
     def at_least(n: int) -> dict:
         return row("length_constraints:number_sentences", relation="at least", num_sentences=n)

@@ -3,10 +3,10 @@ import math
 import polars as pl
 import pytest
 
-from stages import rows
+from stages.core import rows
 from stages.judge import score_summary
+from stages.judging.scoring import response_scores
 from stages.pairs import length_slope, pair_metrics, select_pairs
-from stages.scoring import response_scores
 
 
 def make(responses, grades, truncated=(), looping=()):

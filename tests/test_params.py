@@ -1,8 +1,10 @@
+import re
+
 import pytest
 import yaml
 
-from stages import params as P
-from stages.errors import SrlmError
+from stages.core import params as P
+from stages.core.errors import SrlmError
 
 from .conftest import ROOT
 
@@ -65,7 +67,7 @@ def test_prompt_length_bounds_must_be_ordered(tmp_path):
 
 
 def test_srlm_params_prints_exactly_params_yaml(capsys):
-    from stages import cli
+    from stages.commands import cli
 
     cli.main(["--params", str(ROOT / "params.yaml"), "params"])
     assert yaml.safe_load(capsys.readouterr().out) == yaml.safe_load((ROOT / "params.yaml").read_text())
@@ -95,7 +97,7 @@ def test_the_schema_holds_no_default_so_params_yaml_is_the_one_source(tmp_path):
         for name, f in cls.model_fields.items()
         if not f.is_required()
     ]
-    assert not optional, f"defaults in stages/params.py (put the value in params.yaml instead): {optional}"
+    assert not optional, f"defaults in stages/core/params.py (put the value in params.yaml instead): {optional}"
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
     del raw["pairs"]["skip_degenerate"]
     with pytest.raises(SrlmError, match=r"pairs\.skip_degenerate: Field required"):
@@ -108,3 +110,42 @@ def test_an_iteration_built_from_a_missing_one_is_an_error(tmp_path):
     with pytest.raises(SrlmError, match=r"iterations\.3\.prev is 2, but there is no iteration 2") as e:
         load_text(tmp_path, yaml.safe_dump(raw))
     assert "seed_data" not in str(e.value)  # the message names the key, not the whole file
+
+
+def _commented_keys(text: str) -> dict[str, bool]:
+    """{dotted key: has prose} for params.yaml's mapping keys: a `#` comment on its line or on the line above."""
+    found, stack, prev = {}, [], ""
+    for line in text.split("\n"):
+        m = re.match(r"^(\s*)([\w]+):", line)
+        if m:
+            indent = len(m.group(1))
+            stack = [(i, k) for i, k in stack if i < indent] + [(indent, m.group(2))]
+            found[".".join(k for _, k in stack)] = "#" in line or prev.lstrip().startswith("#")
+        if line.strip():
+            prev = line
+    return found
+
+
+def _schema_fields(model, prefix=""):
+    """Dotted names of every knob of the schema (a source, a list or dict of them or of iterations, and a
+    generation's sampling settings, written inline, count as one knob)."""
+    for name, field in model.model_fields.items():
+        key = f"{prefix}{field.alias or name}"
+        sub = field.annotation
+        if isinstance(sub, type) and issubclass(sub, P.Strict) and sub not in (P.Source, P.Sampling):
+            yield from _schema_fields(sub, key + ".")
+        else:
+            yield key
+
+
+def test_every_knob_has_its_prose_in_params_yaml():
+    """What a knob means lives beside it in params.yaml only (editing it reruns nothing); stages/core/params.py
+    keeps names, types and bounds."""
+    keys = _commented_keys((ROOT / "params.yaml").read_text())
+    fields = list(_schema_fields(P.Params))
+    assert len(fields) > 100
+    missing = [f for f in fields if not keys.get(f)]
+    assert not missing, f"params.yaml keys without a comment: {missing}"
+    source = (ROOT / "stages/core/params.py").read_text()
+    prose = [line for line in source.split("\n") if re.match(r"^    \w+: .*=.*  # ", line)]
+    assert not prose, f"knob prose in stages/core/params.py (move it to params.yaml): {prose}"

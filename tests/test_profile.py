@@ -1,4 +1,4 @@
-"""Profiles (stages/profile.py): one merge for the device runner's params.yaml and `dvc exp run -S`, and the
+"""Profiles (stages/commands/profile.py): one merge for the device runner's params.yaml and `dvc exp run -S`, and the
 shipped GPU profiles are valid params with the sizes the GPU run promises."""
 
 import shutil
@@ -6,9 +6,9 @@ import shutil
 import pytest
 import yaml
 
-from stages import params as P
-from stages import profile
-from stages.errors import SrlmError
+from stages.commands import profile
+from stages.core import params as P
+from stages.core.errors import SrlmError
 
 from .conftest import ROOT
 

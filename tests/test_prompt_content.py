@@ -3,7 +3,7 @@ prompts@t filter that cuts or drops them."""
 
 import pytest
 
-from stages import prompt_content as C
+from stages.judging import prompt_content as C
 from stages.prompts import cut_multi_requests, filter_prompts
 
 from .conftest import knobs

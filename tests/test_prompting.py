@@ -1,7 +1,13 @@
 import pytest
 
-from stages.prompting import JUSTIFICATIONS, judge_messages, judgment_text, parse_instruction, self_instruct_messages
-from stages.scoring import parse_score
+from stages.judging.prompting import (
+    JUSTIFICATIONS,
+    judge_messages,
+    judgment_text,
+    parse_instruction,
+    self_instruct_messages,
+)
+from stages.judging.scoring import parse_score
 
 
 @pytest.mark.parametrize(

@@ -13,11 +13,13 @@ import polars as pl
 import pytest
 
 from benchmarks import recipes
-from stages import dpo, gx, meta_judge, pairs, responses, rows, validate
-from stages import params as P
-from stages.errors import SrlmError
-from stages.prompting import META_PREFILL, judge_messages, meta_judge_messages
-from stages.stats import difference_interval
+from stages import dpo, meta_judge, pairs, responses, validate
+from stages.core import params as P
+from stages.core import rows
+from stages.core.errors import SrlmError
+from stages.judging.prompting import META_PREFILL, judge_messages, meta_judge_messages
+from stages.measure import gx
+from stages.measure.stats import difference_interval
 
 from .conftest import ROOT, knobs, write_params
 

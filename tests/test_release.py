@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from stages import cli, rows
-from stages import params as P
-from stages.release import ReleaseError, release
+from stages.commands import cli
+from stages.commands.release import ReleaseError, release
+from stages.core import params as P
+from stages.core import rows
 from tests.conftest import write_params
 from tests.hub_standin import HubStandIn
 

@@ -11,8 +11,9 @@ import time
 
 import pytest
 
-from stages import params, responses, rows
-from stages.shards import Task, Work
+from stages import responses
+from stages.core import params, rows
+from stages.engine.shards import Task, Work
 
 from .conftest import ROOT, write_params
 

@@ -1,7 +1,7 @@
 import polars as pl
 import pytest
 
-from stages import rows
+from stages.core import rows
 
 
 def prompt_rows(n=3):
@@ -78,7 +78,7 @@ def test_empty_frames_keep_the_schema():
 
 
 def test_loops_flags_degenerate_repetition_only():
-    from stages.text import loops
+    from stages.judging.text import loops
 
     sentence = "the cat sat on the mat and looked out of the window"
     assert loops(" ".join([sentence] * 3))  # the same sentence three times: a loop

@@ -5,9 +5,11 @@ import json
 
 import pytest
 
-from stages import backend as B
-from stages import dpo, rows, training
-from stages.errors import SrlmError
+from stages import dpo
+from stages.core import rows
+from stages.core.errors import SrlmError
+from stages.engine import backend as B
+from stages.engine import training
 
 from .conftest import knobs, write_params
 

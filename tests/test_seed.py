@@ -3,10 +3,11 @@ import json
 import polars as pl
 import pytest
 
-from stages import params as P
-from stages import rows, seed
-from stages.errors import SrlmError
-from stages.scoring import parse_score
+from stages import seed
+from stages.core import params as P
+from stages.core import rows
+from stages.core.errors import SrlmError
+from stages.judging.scoring import parse_score
 
 from .conftest import ROOT, SHARED_DATA
 

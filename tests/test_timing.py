@@ -1,4 +1,4 @@
-"""Stage timing (stages/timing.py): a stage DVC runs records where its wall time went, outside metrics/;
+"""Stage timing (stages/core/timing.py): a stage DVC runs records where its wall time went, outside metrics/;
 benchmarks/timings.py and benchmarks/report.py turn the records and metrics into the tables."""
 
 import json
@@ -9,8 +9,8 @@ import sys
 import pytest
 
 from benchmarks import report, timings
-from stages import backend as B
-from stages import timing
+from stages.core import timing
+from stages.engine import backend as B
 
 from .conftest import ROOT, knobs, write_params
 

@@ -16,12 +16,13 @@ import numpy as np
 import polars as pl
 import pytest
 
-from stages import gx, rows
-from stages import params as P
-from stages import quality as Q
-from stages.report import failure_line
-from stages.rows import DATASETS
-from stages.text import words
+from stages.core import params as P
+from stages.core import rows
+from stages.core.rows import DATASETS
+from stages.judging.text import words
+from stages.measure import gx
+from stages.measure import quality as Q
+from stages.measure.report import failure_line
 from stages.validate import KINDS, main, run_gate
 
 from .conftest import ROOT, write_params

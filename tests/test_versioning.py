@@ -11,9 +11,10 @@ import sys
 import pytest
 import yaml
 
-from stages import lineage, pairs, plots, rows
-from stages import params as P
-from stages.errors import SrlmError
+from stages import pairs, plots
+from stages.core import lineage, rows
+from stages.core import params as P
+from stages.core.errors import SrlmError
 
 from .conftest import ROOT
 from .test_diff import A_ROWS
@@ -83,6 +84,10 @@ def fake_metrics(root, t, hist, tie, chosen, rejected):
         root / f"metrics/iter{t}/dpo.json",
     )
     rows.write_json({"truncated_share": 0.1, "loops_share": 0.05}, root / f"metrics/iter{t}/responses.json")
+    rows.write_json(
+        {"passed": True, "judge_length": {"within": 0.1, "prompts": 3, "pooled": 0.2}},
+        root / f"metrics/iter{t}/validate.json",
+    )
     rows.write_json({"flawed_share": 0.2}, root / f"metrics/iter{t}/prompts.json")
 
 
@@ -173,7 +178,7 @@ def test_plot_tables(tmp_path):
 
 def _plots_repo(tmp_path):
     """A throwaway DVC repo with the real dvc.yaml plots stage and definitions, templates and offline page."""
-    from stages.offline_plots import page
+    from stages.commands.offline_plots import page
 
     repo = new_repo(tmp_path / "repo")
     spec = yaml.safe_load((ROOT / "dvc.yaml").read_text())
@@ -351,7 +356,7 @@ def test_exp_run_sets_a_judge_knob(tmp_path, monkeypatch):
     """`dvc exp run -S judge.k=5` passes the params schema and `dvc exp show` lists the judge knobs."""
     repo = new_repo(tmp_path / "repo")
     shutil.copy(ROOT / "params.yaml", repo / "params.yaml")
-    cmd = "python -c \"from stages import params, rows; rows.write_json(params.load().judge.model_dump(), 'judge.json')\""
+    cmd = "python -c \"from stages.core import params, rows; rows.write_json(params.load().judge.model_dump(), 'judge.json')\""
     (repo / "dvc.yaml").write_text(
         yaml.safe_dump(
             {"stages": {"judge": {"cmd": cmd, "params": ["judge"], "metrics": [{"judge.json": {"cache": False}}]}}}
@@ -368,4 +373,4 @@ def test_exp_run_sets_a_judge_knob(tmp_path, monkeypatch):
     params = {e["name"]: e["data"]["params"]["params.yaml"]["data"]["judge"] for e in exps}
     assert params["k5"]["k"] == 5 and {"mode", "temperature", "top_p", "max_new_tokens"} <= set(params["k5"])
     metrics = {e["name"]: e["data"]["metrics"]["judge.json"]["data"] for e in exps}
-    assert metrics["k5"]["k"] == 5  # the stage saw the knob through stages.params
+    assert metrics["k5"]["k"] == 5  # the stage saw the knob through stages.core.params

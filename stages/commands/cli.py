@@ -1,0 +1,174 @@
+"""srlm: look at what the self-rewarding pipeline has built.
+
+The pipeline itself runs under DVC:
+  dvc repro              build everything (base -> M0 -> iterations)
+  dvc repro dpo@2        build exactly what M2 needs
+  dvc metrics show       a row per model (metrics/summary/); `dvc metrics diff` compares commits
+  dvc exp run -S judge.k=5   an experiment with one knob changed
+
+This command reads the results:
+  srlm status            one line per model (base, M0, M1, ...): prompts, responses, parse rate, pairs,
+                         validation, judge accuracy vs human ranks (all pairs, and those where humans preferred
+                         the shorter answer), head-to-head vs the previous model, IFEval; rates with 95% intervals
+  srlm show 1 preferences [-n 3]   print rows of a dataset
+  srlm params            validate params.yaml and print it (YAML)
+  srlm release --iteration 1 --repo-id ORG/NAME [--dry-run DIR]   publish the pairs to the Hub (docs/release.md)
+  srlm diff 1 2 [--kind judgments] [--format table|json|markdown]   compare iterations or revisions (HEAD~1:2)
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from stages.commands import diff, release
+from stages.core import params as P
+from stages.core import rows
+from stages.core.errors import SrlmError, entry
+from stages.core.rows import DATASETS
+
+
+def _count(path: Path) -> str:
+    if not path.exists():
+        return "-"
+    import polars as pl
+
+    return str(pl.scan_parquet(path).select(pl.len()).collect().item())
+
+
+def _metric(path: Path, *keys: str):
+    """metrics JSON value at keys (nested), or None if the file or any key is missing."""
+    try:
+        value = rows.read_json(path)
+    except SrlmError:  # a corrupt metrics file shows as missing here; the stage that reads it says why
+        return None
+    for key in keys:
+        value = value.get(key) if isinstance(value, dict) else None
+    return value
+
+
+def _num(value, fmt: str) -> str:
+    return "-" if value is None else format(value, fmt)
+
+
+def _interval(block) -> str:
+    """A rate beside its 95% Wilson interval, 'acc [lo-hi]', from an accuracy block of eval.json ({acc, n, ci95})
+    or from {acc, ci95} built of a rate and its `*_ci95` sibling; '-' when absent."""
+    if not isinstance(block, dict) or block.get("acc") is None:
+        return "-"
+    ci = block.get("ci95")
+    return f"{block['acc']:.2f}" + (f" [{ci[0]:.2f}-{ci[1]:.2f}]" if ci else "")
+
+
+def _verdict(met: Path, key: str) -> str:
+    """ok / forced / FAILED / -: metrics/iter<t>/validate.json, or, when a failed gate left none (DVC keeps no
+    output of a failed stage), the verdict validate wrote beside its report."""
+    for path in (met / "validate.json", Path(f"reports/iter{key}/validation.json")):
+        passed = _metric(path, "passed")
+        if passed is not None:
+            return "ok" if passed else ("forced" if _metric(path, "overridden") else "FAILED")
+    return "-"
+
+
+def _versus(h2h: dict | None) -> str:
+    """W1 T3 L0 0.25 [0.05-0.70] 3/4: head-to-head wins, ties, losses, the win rate with its 95% interval, and
+    how many held-out answers changed at all."""
+    if not isinstance(h2h, dict) or not h2h.get("prompts"):
+        return "-"
+    n = h2h["prompts"]
+    w, t, lo = (round((h2h.get(k) or 0) * n) for k in ("win", "tie", "loss"))
+    changed = f" {h2h['changed']}/{n}" if "changed" in h2h else ""
+    return f"W{w} T{t} L{lo} {_interval({'acc': h2h.get('win'), 'ci95': h2h.get('win_ci95')})}{changed}"
+
+
+def status(p: P.Params) -> None:
+    """One line per model, the base model and M0 first: the data M(t-1) made, then M(t) and how it does from
+    outside the loop (evaluate@t), every rate with its 95% Wilson interval (few prompts give wide intervals:
+    read them before the point value): judge accuracy against held-out human ranks, and on the human pairs
+    whose preferred answer is the shorter one (length alone scores 0 there), the head-to-head against M(t-1)
+    (wins, ties, losses, win rate, answers changed), and IFEval prompt-level strict accuracy."""
+    print(
+        f"{'iter':>4}  {'from':>4}  {'prompts':>7}  {'responses':>9}  {'parse':>6}  {'pairs':>5}  {'valid':>6}  "
+        f"{'model':<11}  {'judge acc [95%]':<16}  {'short-pref [95%]':<16}  {'vs prev: W T L, win [95%], changed':<36}  "
+        "IFEval strict [95%]"
+    )
+    # base: measured once from outside (evaluate_base); iteration 0 is M0 (sft from base): no data of its own
+    lines = [("base", "-"), ("0", "base")]
+    lines += [(k, f"M{it.prev}") for k, it in sorted(p.iterations.items(), key=lambda kv: int(kv[0]))]
+    for key, source in lines:
+        data, met = Path(f"data/iter{key}"), Path("metrics/base" if key == "base" else f"metrics/iter{key}")
+        parse = _metric(met / "judge.json", "parse_rate")
+        model = Path("models/base" if key == "base" else f"models/M{key}")
+        human = _metric(met / "eval.json", "human") or {}
+        acc = _interval({"acc": human.get("pairwise_accuracy"), "ci95": human.get("pairwise_accuracy_ci95")})
+        shorter = _metric(met / "eval.json", "human", "length_slices", "pointwise", "shorter_preferred")
+        vs_prev = _versus(_metric(met / "eval.json", "head2head", "vs_prev"))
+        ifeval = _metric(met / "eval.json", "ifeval", "prompt_level_strict_acc")
+        print(
+            f"{key:>4}  {source:>4}  {_count(data / 'prompts.parquet'):>7}  {_count(data / 'responses.parquet'):>9}  "
+            f"{_num(parse, '.0%'):>6}  {_count(data / 'preferences.parquet'):>5}  {_verdict(met, key):>6}  "
+            f"{str(model) if (model / 'config.json').exists() else '-':<11}  {acc:<16}  {_interval(shorter):<16}  "
+            f"{vs_prev:<36}  {_interval(ifeval)}"
+        )
+
+
+def _cell(value, width: int = 300) -> str:
+    """One value on one line: a conversation as `role: text` turns, long text cut at `width` characters."""
+    if isinstance(value, list) and value and isinstance(value[0], dict) and "role" in value[0]:
+        text = " | ".join(f"{m['role']}: {m['content']}" for m in value)
+    else:
+        text = str(value)
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def show(iteration: str, kind: str, n: int) -> None:
+    """The first n rows, one block per row and one line per column: every column is shown (a table of
+    preferences is too wide for a terminal, and polars would elide the middle columns, `rejected` among them)."""
+    df = rows.read(Path(f"data/iter{iteration}/{kind}.parquet"), kind)
+    pad = max(len(c) for c in df.columns)
+    for i, row in enumerate(df.head(n).iter_rows(named=True)):
+        print(f"-- row {i + 1} of {len(df)} " + "-" * 40)
+        for name, value in row.items():
+            print(f"{name:>{pad}}  {_cell(value)}")
+    print(f"{len(df)} rows")
+
+
+@entry
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(
+        prog="srlm", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--params", default="params.yaml")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("status", help="one line per iteration")
+    s = sub.add_parser("show", help="print rows of one dataset")
+    s.add_argument("iteration")
+    s.add_argument("kind", choices=DATASETS)
+    s.add_argument("-n", type=int, default=5)
+    sub.add_parser("params", help="validate params.yaml and print it (YAML)")
+    release.add_parser(sub)
+    diff.add_arguments(
+        sub.add_parser(
+            "diff",
+            help="compare a dataset between iterations or revisions",
+            description=diff.__doc__,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+    )
+    args = ap.parse_args(argv)
+    p = P.load(args.params)
+    if args.cmd == "status":
+        status(p)
+    elif args.cmd == "show":
+        show(args.iteration, args.kind, args.n)
+    elif args.cmd == "release":
+        release.run(args, p)
+    elif args.cmd == "diff":
+        diff.main_args(args, p)
+    else:
+        print(P.dump(p), end="")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""How models run: generation backends, resumable shards, model folders, training set-up."""
