@@ -35,7 +35,7 @@ from stages.judging.prompting import COMPARE_CHOICES, COMPARE_PREFILL, compare_m
 from stages.judging.scoring import compare_grades, judge_logprob, judge_sample, ordered_pairs, score_summary
 from stages.judging.sources import SourceError, load_source, need, ranked_groups
 from stages.judging.text import loops
-from stages.measure import agreement, ifeval
+from stages.measure import agreement, heldout_checks, ifeval
 
 # the params this module reads, per stage it runs as (dvc.yaml's params lists: python -m stages.commands.dag write)
 PARAMS = {
@@ -46,6 +46,7 @@ PARAMS = {
         "backend.trust_remote_code",
         "backend.max_model_len",
         "evaluate.ifeval",
+        "evaluate.constraints",
     ),
     "evaluate_m0": (
         "seed",
@@ -342,9 +343,12 @@ def main(argv: list[str] | None = None) -> None:
         why = f"{cfg.ifeval.source.path} not found"
     if why:
         skipped.append(f"IFEval ({why})")
+    constrained = heldout_checks.load(cfg.constraints, rows.derive_seed(p.seed, "heldout checks"))
+    if constrained is None:
+        skipped.append("held-out constraints (no source found)")
 
     # the base model with nothing to answer is not even loaded
-    backend = make_backend(p.backend, args.model) if not base or if_prompts else None
+    backend = make_backend(p.backend, args.model) if not base or if_prompts or constrained else None
     model_name = backend.model_name if backend else args.model.as_posix()
     metrics: dict = {"iteration": args.iteration, "model": model_name}
     if not base:
@@ -355,6 +359,12 @@ def main(argv: list[str] | None = None) -> None:
         heldout = answer_heldout(backend, prompts or [], cfg, seed, args.iteration)
     t_if = time.time()
     answers = answer_ifeval(backend, if_prompts, cfg.ifeval, seed, f"{desc} IFEval") if if_prompts else []
+    if constrained:  # greedy, so every model answers the same held-out set the same way twice
+        texts = [backend.chat([{"role": "user", "content": t}]) for t, _ in constrained]
+        outs = backend.generate(texts, n=1, sampling=cfg.constraints.generation, seed=seed, desc=f"{desc} constraints")
+        metrics["constraints"] = heldout_checks.metrics(constrained, [o[0].text for o in outs])
+    else:
+        metrics["constraints"] = None
     timing.mark("generate")
     if backend:
         backend.close()
@@ -394,6 +404,8 @@ def main(argv: list[str] | None = None) -> None:
         if ife
         else "IFEval skipped"
     )
+    con = metrics["constraints"]
+    ife_line += f", held-out constraints met {_acc(con['prompt_level'])}" if con else ""
     if base:
         print(f"{desc}: {ife_line} -> {args.out}")
         return

@@ -21,6 +21,12 @@ Length rules (docs/judge.md), so that the pairs do not teach DPO that longer is 
   one of the anchor's (M0's answers to the same prompts, which responses@t samples too and judge@t grades with
   the rest; `--anchor` names the anchor's folder as the rows' `model` column records it). Where M(t-1) is the
   anchor (iteration 1) both come from all answers, as in the plain rule. The rules above apply within each side.
+- `pairs.reward` (docs/checks.md): `judge` (the paper) uses the scores alone. `checks` and `both` use checks@t's
+  verdicts where the prompt has constraints: chosen = a clean answer meeting the most constraints (the judge's
+  rank breaks ties), rejected = one meeting fewer (a looping one first, else one meeting the fewest, the lowest
+  ranked of those). When every answer meets as many, `checks` makes no pair (a tie) and `both` lets the judge
+  decide by the rules above; a prompt without constraints is the judge's under `both` and makes no pair under
+  `checks`. The `reward` column says which decided each pair.
 Remaining equal choices fall to the smaller response id, so the pairs are deterministic.
 """
 
@@ -61,11 +67,21 @@ def select_pairs(
     length_residual: bool = False,
     skip_degenerate: bool = False,
     anchor: str | None = None,
+    checks: pl.DataFrame | None = None,
+    reward: str = "judge",
 ) -> tuple[pl.DataFrame, dict]:
     """The pairs and the counts of dropped prompts; the keyword rules are the `pairs` knobs (module docstring),
     their defaults the paper's plain best vs worst. `anchor` (pairs.temporal): the model whose answers are the
-    rejected side."""
+    rejected side. `checks` (checks@t's rows) with `reward` checks or both: constraints met decide first."""
+    if reward != "judge" and checks is None:
+        raise SrlmError(f"error: pairs.reward is {reward} but pairs was given no checks (--checks)")
     scored = responses.join(response_scores(judgments), left_on="id", right_on="response_id", how="left")
+    met = checks.select("response_id", "met", "total") if checks is not None else None
+    scored = (
+        scored.join(met, left_on="id", right_on="response_id", how="left")
+        if met is not None
+        else scored.with_columns(pl.lit(0).alias("met"), pl.lit(0).alias("total"))
+    ).with_columns(pl.col("met").fill_null(0), pl.col("total").fill_null(0))
     scored = scored.filter(pl.col("score").is_not_null()).sort(["prompt_id", "id"])
     # temporal: the anchor's answers are the rejected side, the others the chosen side; when every answer is the
     # anchor's (it is M(t-1)), both sides are all answers
@@ -83,7 +99,12 @@ def select_pairs(
     scored = scored.with_columns(
         (pl.col("score") - slope * (pl.col("log_chars") - pl.col("log_chars").mean().over("prompt_id"))).alias("rank")
     )
-    counts = {"prompts": responses["prompt_id"].n_unique(), "too_few_scored": 0, "degenerate": 0, "ties": 0}
+    counts = {
+        "prompts": responses["prompt_id"].n_unique(),
+        "too_few_scored": 0,
+        "degenerate": 0,
+        "ties": 0,
+    } | ({"unconstrained": 0} if reward == "checks" else {})  # prompts without constraints make no pair
     records = []
     for (pid,), group in scored.group_by("prompt_id", maintain_order=True):
         side = group.filter(pl.col("chooses")), group.filter(pl.col("rejects"))
@@ -93,6 +114,18 @@ def select_pairs(
         clean = side[0].filter(~pl.col("degenerate"))
         if clean.is_empty():
             counts["degenerate"] += 1
+            continue
+        decided = "judge"
+        if reward != "judge" and group["total"].max() > 0:
+            by_checks = checks_pair(clean, side[1])
+            if by_checks is not None:
+                records.append(pair_record(pid, *by_checks, "checks", iteration))
+                continue
+            if reward == "checks":
+                counts["ties"] += 1
+                continue
+        elif reward == "checks":
+            counts["unconstrained"] += 1
             continue
         top, bottom = clean["rank"].max(), side[1]["rank"].min()
         band = length_control * (top - bottom)
@@ -108,22 +141,45 @@ def select_pairs(
             counts["ties"] += 1
             continue
         worst = pool.sort(["chars", "id"], descending=[True, False]).row(0, named=True)
-        records.append(
-            {
-                "id": rows.content_id(pid, best["id"], worst["id"]),
-                "prompt_id": pid,
-                "prompt": [{"role": "user", "content": best["prompt"]}],
-                "chosen": [{"role": "assistant", "content": best["response"]}],
-                "rejected": [{"role": "assistant", "content": worst["response"]}],
-                "chosen_id": best["id"],
-                "rejected_id": worst["id"],
-                "score_chosen": best["score"],
-                "score_rejected": worst["score"],
-                "iteration": iteration,
-            }
-        )
+        records.append(pair_record(pid, best, worst, decided, iteration))
     counts["too_few_scored"] += counts["prompts"] - scored["prompt_id"].n_unique()  # prompts with no scored response
     return rows.frame(records, "preferences"), counts
+
+
+def checks_pair(clean: pl.DataFrame, rejects: pl.DataFrame) -> tuple[dict, dict] | None:
+    """(chosen, rejected) by constraints met: the clean answer meeting the most (judge rank, then the shorter,
+    then the smaller id breaking ties) against one meeting fewer (looping first, else the fewest met, the lowest
+    rank, the longer); None when no answer meets fewer."""
+    most = clean["met"].max()
+    best = (
+        clean.filter(pl.col("met") == most)
+        .sort(["rank", "chars", "id"], descending=[True, False, False])
+        .row(0, named=True)
+    )
+    below = rejects.filter(pl.col("met") < most)
+    if below.is_empty():
+        return None
+    pool = below.filter(pl.col("looping"))
+    if pool.is_empty():
+        pool = below.filter(pl.col("met") == below["met"].min())
+    worst = pool.sort(["rank", "chars", "id"], descending=[False, True, False]).row(0, named=True)
+    return best, worst
+
+
+def pair_record(pid: str, best: dict, worst: dict, decided: str, iteration: int) -> dict:
+    return {
+        "id": rows.content_id(pid, best["id"], worst["id"]),
+        "prompt_id": pid,
+        "prompt": [{"role": "user", "content": best["prompt"]}],
+        "chosen": [{"role": "assistant", "content": best["response"]}],
+        "rejected": [{"role": "assistant", "content": worst["response"]}],
+        "chosen_id": best["id"],
+        "rejected_id": worst["id"],
+        "score_chosen": best["score"],
+        "score_rejected": worst["score"],
+        "reward": decided,
+        "iteration": iteration,
+    }
 
 
 def pair_metrics(prefs: pl.DataFrame, counts: dict, responses: pl.DataFrame | None = None) -> dict:
@@ -144,6 +200,9 @@ def pair_metrics(prefs: pl.DataFrame, counts: dict, responses: pl.DataFrame | No
     return {
         **counts,
         "pairs": n,
+        # which reward decided the pairs (pairs.reward): the judge's scores or the constraints met
+        "decided_by_judge": int((prefs["reward"] == "judge").sum()),
+        "decided_by_checks": int((prefs["reward"] == "checks").sum()),
         "tie_rate": round(counts["ties"] / counts["prompts"], 4) if counts["prompts"] else 0.0,
         "margin_mean": round(float(margin.mean()), 4) if n else None,
         "chosen_chars_mean": round(float(chosen_len.mean()), 1) if n else None,
@@ -162,6 +221,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--iteration", type=int, required=True)
     ap.add_argument("--responses", type=Path, required=True)
     ap.add_argument("--judgments", type=Path, required=True)
+    ap.add_argument("--checks", type=Path, help="checks@t's parquet (read when pairs.reward is checks or both)")
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--metrics", type=Path)
     ap.add_argument(
@@ -177,6 +237,11 @@ def main(argv: list[str] | None = None) -> None:
     rows.all_or_none(args.out, lineage.path_for(args.out), args.metrics)
     responses, judgments = rows.read(args.responses, "responses"), rows.read(args.judgments, "judgments")
     check_judged(responses, judgments, args.responses, args.judgments)
+    checked = None
+    if p.pairs.reward != "judge":
+        if args.checks is None:
+            raise SrlmError(f"error: pairs.reward is {p.pairs.reward} but pairs was given no --checks file")
+        checked = rows.read(args.checks, "checks")
     prefs, counts = select_pairs(
         responses,
         judgments,
@@ -186,13 +251,16 @@ def main(argv: list[str] | None = None) -> None:
         length_residual=p.pairs.length_residual,
         skip_degenerate=p.pairs.skip_degenerate,
         anchor=args.anchor.as_posix() if p.pairs.temporal else None,
+        checks=checked,
+        reward=p.pairs.reward,
     )
     rows.write(prefs, args.out, "preferences")
     lineage.write(
         args.out,
         "preferences",
         stage=f"pairs@{args.iteration}",
-        inputs={"responses": args.responses, "judgments": args.judgments},
+        inputs={"responses": args.responses, "judgments": args.judgments}
+        | ({"checks": args.checks} if checked is not None else {}),
         params=p,
         sections=PARAMS,
     )
@@ -204,6 +272,7 @@ def main(argv: list[str] | None = None) -> None:
         rows.write_json(metrics, args.metrics)
     print(
         f"pairs@{args.iteration}: {metrics['pairs']} pairs from {counts['prompts']} prompts "
+        f"({metrics['decided_by_checks']} decided by checks) "
         f"(ties {counts['ties']}, too few scored {counts['too_few_scored']}, all degenerate {counts['degenerate']}; "
         f"chosen longer {metrics['chosen_longer_rate']}, truncated chosen/rejected {metrics['chosen_truncated']}/"
         f"{metrics['rejected_truncated']}, looping {metrics['chosen_loops']}/{metrics['rejected_loops']}) -> {args.out}"

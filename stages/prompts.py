@@ -12,6 +12,10 @@ only, a bare lead-in, the template's own words), multi_request (drop mode), and 
 (word-level LCS similarity, as Self-Instruct's ROUGE-L filter) of the pool or of a prompt already
 kept. Generation is committed in shards of few-shot draws (stages/engine/shards.py): an interrupted run
 resumes where it stopped.
+
+Verifiable constraints (docs/checks.md): a seeded `checks.share` of the kept prompts get `checks.per_prompt`
+constraints appended in plain words ("Answer in at most 40 words."), drawn from `checks.kinds`; the prompt text
+is the request with its constraints, and the `constraints` column holds them for checks@t.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from stages.core import lineage, rows
 from stages.core import params as P
 from stages.core.errors import SrlmError, entry
 from stages.engine.shards import Task, Work
+from stages.judging import checks
 from stages.judging.prompt_content import classify, cut_at_continuation, numbered
 from stages.judging.prompting import parse_instruction, self_instruct_messages
 from stages.judging.text import near_duplicate, words
@@ -37,6 +42,7 @@ PARAMS = (
     "backend.trust_remote_code",
     "backend.max_model_len",
     "prompts",
+    "checks",
     "shards.size",
 )
 
@@ -64,6 +70,28 @@ def filter_prompts(candidates: list[str], pool: list[str], cfg: P.Prompts) -> tu
             kept.append(i)
             kept_words.append(words(text))
     return kept, reasons
+
+
+def attach_constraints(
+    texts: list[str], cfg: P.Checks, seed: int
+) -> tuple[list[str], list[tuple[checks.Constraint, ...]]]:
+    """Each text, a seeded `cfg.share` of them with `cfg.per_prompt` constraints appended, and the constraints
+    (empty for the others). One rng walks the texts in order, so the draw depends on the seed and texts alone."""
+    unknown = checks.check_ids(cfg.kinds)
+    if unknown:
+        raise SrlmError(
+            f"error: params.yaml checks.kinds: unknown constraint kinds {unknown} (known: {', '.join(checks.KINDS)})"
+        )
+    rng, kinds = random.Random(seed), cfg.kinds or list(checks.KINDS)
+    out, attached = [], []
+    for text in texts:
+        if cfg.share and rng.random() < cfg.share:
+            text, cons = checks.attach(text, rng, kinds, cfg.per_prompt)
+        else:
+            cons = ()
+        out.append(text)
+        attached.append(cons)
+    return out, attached
 
 
 def cut_multi_requests(texts: list[str], mode: str) -> tuple[list[str], int]:
@@ -109,18 +137,20 @@ def main(argv: list[str] | None = None) -> None:
     content = Counter(classify(t) for t in parsed if t)  # an empty generation is counted as dropped "empty"
     candidates, cut = cut_multi_requests(parsed, cfg.multi_request)
     kept, reasons = filter_prompts(candidates, instructions, cfg)
+    texts, constraints = attach_constraints([candidates[i] for i in kept], p.checks, rows.derive_seed(seed, "checks"))
 
     df = rows.frame(
         [
             {
-                "id": rows.content_id(candidates[i]),
-                "prompt": candidates[i],
+                "id": rows.content_id(text),
+                "prompt": text,
                 "fewshot_ids": [ids[j] for j in shots[i]],
+                "constraints": [c.as_row() for c in cons],
                 "iteration": args.iteration,
                 "model": model,
                 "seed": seed,
             }
-            for i in kept
+            for i, text, cons in zip(kept, texts, constraints)
         ],
         "prompts",
     )
@@ -146,6 +176,7 @@ def main(argv: list[str] | None = None) -> None:
         },
         "flawed_share": round((content["multi_request"] + content["scaffolding"]) / max(len(raw), 1), 4),
         "cut": cut,
+        "constrained": sum(bool(c) for c in constraints),  # prompts with constraints appended (checks.share)
         "mean_chars": round(sum(len(t) for t in df["prompt"]) / max(len(df), 1), 1),
         "prompts_cut_to_context": work.truncated_prompts,
     }
@@ -154,7 +185,7 @@ def main(argv: list[str] | None = None) -> None:
     work.close()
     print(
         f"prompts@{args.iteration}: kept {len(df)} of {len(candidates)} ({dict(reasons) or 'none dropped'}; "
-        f"{cut} multi-request generations cut) -> {args.out}"
+        f"{cut} multi-request generations cut; {metrics['constrained']} with constraints) -> {args.out}"
     )
 
 

@@ -37,7 +37,7 @@ import polars as pl
 from stages.core import params as P
 from stages.core import rows
 from stages.core.errors import SrlmError, entry
-from stages.core.rows import DATASETS, KINDS
+from stages.core.rows import CHECKED, KINDS
 from stages.measure.report import failure_line, report_html
 
 # the params this stage reads: dvc.yaml's params list and the lineage record (python -m stages.commands.dag write)
@@ -65,12 +65,15 @@ def judge_length(responses: pl.DataFrame, judgments: pl.DataFrame) -> dict:
     )
 
 
-def gated(p: P.Params) -> tuple[str, ...]:
-    """The datasets the gate checks: every iteration's, and meta_judge@t's judge pairs when it makes them."""
-    return DATASETS if p.meta_judge.enabled else KINDS
+def gated(p: P.Params, checked: bool = False) -> tuple[str, ...]:
+    """The datasets the gate checks: every iteration's, checks@t's verdicts when given (dvc.yaml always gives
+    them), and meta_judge@t's judge pairs when it makes them."""
+    return KINDS + ((CHECKED,) if checked else ()) + (("meta_judgments",) if p.meta_judge.enabled else ())
 
 
-def build_frame(kind: str, df: pl.DataFrame, pool: list[str] | None, cfg: P.Validate, embedder, answer_pairs=0):
+def build_frame(
+    kind: str, df: pl.DataFrame, pool: list[str] | None, cfg: P.Validate, embedder, answer_pairs=0, responses=None
+):
     """The flat pandas frame that the kind's suite runs on (derived columns: see stages/measure/quality.py)."""
     from stages.measure import quality as Q
 
@@ -78,6 +81,8 @@ def build_frame(kind: str, df: pl.DataFrame, pool: list[str] | None, cfg: P.Vali
         return Q.prompts_frame(df, pool, cfg.sample_size, embedder)
     if kind == "meta_judgments":
         return Q.meta_judgments_frame(df, answer_pairs)
+    if kind == "checks":
+        return Q.checks_frame(df, responses)
     return {"responses": Q.responses_frame, "judgments": Q.judgments_frame, "preferences": Q.preferences_frame}[kind](
         df
     )
@@ -123,18 +128,20 @@ def run_gate(
                 "(add them to the validate section of stages/core/params.py)"
             )
         keep, empty = [], data[kind].is_empty()
+        constrained = kind == "checks" and bool((data[kind]["total"] > 0).any())
         for e in suite["expectations"]:
             needs = e["meta"].get("needs")
             if (
                 (needs == "embeddings" and embedder is None)
                 or (needs == "pool" and pool is None)
+                or (needs == "constraints" and not constrained)
                 or (empty and not e["type"].startswith("expect_table_"))
             ):  # an empty dataset: only its row count
                 skipped.append(f"{kind}.{e['meta']['check']}")
             else:
                 keep.append(e)
         answer_pairs = len(data["preferences"]) if "preferences" in data else 0
-        frame = build_frame(kind, data[kind], pool, cfg, embedder, answer_pairs)
+        frame = build_frame(kind, data[kind], pool, cfg, embedder, answer_pairs, data.get("responses"))
         checks += gx.run_suite(ctx, kind, frame, {**suite, "expectations": keep}, params)
     return verdict(checks, cfg, warnings, skipped)
 
@@ -181,6 +188,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--iteration", type=int, required=True)
     for name in KINDS:
         ap.add_argument(f"--{name}", type=Path, required=True, help=f"{name} parquet of the iteration")
+    ap.add_argument("--checks", type=Path, help="checks@t's verdicts on the responses' constraints (docs/checks.md)")
     ap.add_argument("--meta-judgments", type=Path, help="meta_judge@t's judge pairs (checked when meta_judge.enabled)")
     ap.add_argument("--pool", type=Path, help="seed IFT parquet (data/seed/ift.parquet) for the seed-overlap check")
     ap.add_argument(
@@ -193,7 +201,7 @@ def main(argv: list[str] | None = None) -> None:
     p = P.load(args.params)
     cfg, t0 = p.validate_, time.time()
     try:  # reading checks each file against its row schema
-        kinds = gated(p)
+        kinds = gated(p, args.checks is not None)
         if "meta_judgments" in kinds and args.meta_judgments is None:
             raise SrlmError("error: meta_judge.enabled is true but validate was given no --meta-judgments file")
         data = {k: rows.read(getattr(args, k), k) for k in kinds}

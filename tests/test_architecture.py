@@ -101,6 +101,17 @@ def test_no_data_stage_reaches_measure_or_commands():
     assert not any(bad.values()), {k: v for k, v in bad.items() if v}
 
 
+def test_core_imports_only_core():
+    """core/ is every stage's dep: if it imported a library, an edit there would rerun every stage."""
+    graph = _graph()
+    bad = {
+        m: sorted(d for d in deps if not d.startswith("stages.core"))
+        for m, deps in graph.items()
+        if m.startswith("stages.core")
+    }
+    assert not any(bad.values()), {k: v for k, v in bad.items() if v}
+
+
 def test_stage_modules_are_the_top_level_of_stages():
     """stages/ holds only the DVC entry modules; every library module lives in a subpackage."""
     top = {module_name(f) for f in PKG.glob("*.py") if f.name != "__init__.py"}

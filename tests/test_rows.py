@@ -10,6 +10,7 @@ def prompt_rows(n=3):
             "id": rows.content_id(f"p{i}"),
             "prompt": f"p{i}",
             "fewshot_ids": ["a", "b"],
+            "constraints": [],
             "iteration": 1,
             "model": "m",
             "seed": 7,
@@ -26,7 +27,7 @@ def test_content_id_is_stable_and_order_sensitive():
 
 
 def test_conform_orders_and_casts_columns():
-    df = pl.DataFrame(prompt_rows()).select(["seed", "prompt", "id", "fewshot_ids", "iteration", "model"])
+    df = pl.DataFrame(prompt_rows()).select(["seed", "prompt", "id", "constraints", "fewshot_ids", "iteration", "model"])
     out = rows.conform(df, "prompts")
     assert out.columns == list(rows.SCHEMAS["prompts"])
     assert out.schema["iteration"] == pl.Int32

@@ -141,6 +141,7 @@ class Pairs(Strict):
     length_residual: bool
     skip_degenerate: bool
     temporal: bool
+    reward: Literal["judge", "checks", "both"]
 
 
 class MetaJudge(Strict):
@@ -156,6 +157,19 @@ class IFEval(Strict):
     generation: Sampling
 
 
+class Checks(Strict):
+    share: float = Field(ge=0, le=1)
+    per_prompt: int = Field(ge=1, le=5)
+    kinds: list[str]  # checked against the library by prompts@t (core never imports judging/)
+
+
+class HeldoutChecks(Strict):
+    sources: list[Source]
+    max_prompts: int | None = Field(ge=1)
+    per_prompt: int = Field(ge=1, le=5)
+    generation: Sampling
+
+
 class Evaluate(Strict):
     human: Source
     first_turn_only: bool
@@ -167,6 +181,7 @@ class Evaluate(Strict):
     generation: Sampling
     compare_batch_size: int = Field(ge=1)
     ifeval: IFEval
+    constraints: HeldoutChecks
 
 
 class Validate(Strict):
@@ -257,6 +272,7 @@ class Params(Strict):
     prompts: Prompts
     responses: Responses
     judge: Judge
+    checks: Checks
     pairs: Pairs
     meta_judge: MetaJudge
     validate_: Validate = Field(alias="validate")

@@ -26,9 +26,15 @@ from stages.core.errors import SrlmError, brief
 KINDS = ("prompts", "responses", "judgments", "preferences")
 # ... and with the recipes of docs/recipes.md: meta_judge@t's judge pairs (empty unless meta_judge.enabled)
 DATASETS = (*KINDS, "meta_judgments")
+# ... and checks@t's verdicts on the responses' verifiable constraints (docs/checks.md)
+CHECKED = "checks"
 
 Message = pl.Struct({"role": pl.String, "content": pl.String})
 Conversation = pl.List(Message)
+# one verifiable instruction constraint (stages/judging/checks.py: Constraint.as_row); unused arguments are null/[]
+Constraint = pl.Struct(
+    {"id": pl.String, "n": pl.Int32, "relation": pl.String, "words": pl.List(pl.String), "text": pl.String}
+)
 
 SCHEMAS: dict[str, dict[str, pl.DataType]] = {
     # seed instruction data (IFT): also the few-shot pool for prompts@t
@@ -46,6 +52,7 @@ SCHEMAS: dict[str, dict[str, pl.DataType]] = {
         "id": pl.String,  # hash of the prompt text
         "prompt": pl.String,
         "fewshot_ids": pl.List(pl.String),
+        "constraints": pl.List(Constraint),  # appended to the prompt text (checks.share of prompts; else [])
         "iteration": pl.Int32,
         "model": pl.String,
         "seed": pl.Int64,
@@ -75,6 +82,17 @@ SCHEMAS: dict[str, dict[str, pl.DataType]] = {
         "model": pl.String,
         "seed": pl.Int64,
     },
+    # checks@t: per response, its prompt's constraints checked by code (stages/judging/checks.py)
+    "checks": {
+        "id": pl.String,  # hash of response id and the constraints checked
+        "response_id": pl.String,
+        "prompt_id": pl.String,
+        "constraint_ids": pl.List(pl.String),
+        "verdicts": pl.List(pl.Boolean),  # one per constraint, in the prompt's order
+        "met": pl.Int32,
+        "total": pl.Int32,  # 0 for a prompt without constraints
+        "share_met": pl.Float64,  # met / total; null when total is 0 (no evidence, not a zero)
+    },
     # TRL conversational preference format plus scores and ids
     "preferences": {
         "id": pl.String,  # hash of prompt id, chosen id, rejected id
@@ -86,6 +104,7 @@ SCHEMAS: dict[str, dict[str, pl.DataType]] = {
         "rejected_id": pl.String,
         "score_chosen": pl.Float64,
         "score_rejected": pl.Float64,
+        "reward": pl.String,  # what decided the pair: judge (scores) | checks (constraints met; pairs.reward)
         "iteration": pl.Int32,
     },
     # meta_judge@t: per meta-judged answer, the better and the worse of M(t-1)'s judgments of it, as M(t-1) ranked

@@ -135,6 +135,27 @@ def judgments_frame(judgments: pl.DataFrame):
     ).to_pandas()
 
 
+def checks_frame(checks: pl.DataFrame, responses: pl.DataFrame):
+    """A row per response: has it its checks row with a verdict per constraint, are its constraint ids known
+    (stages/judging/checks.py), and its share met (null without constraints)."""
+    from stages.judging.checks import KINDS
+
+    known = set(KINDS)
+    rows = checks.select(
+        "response_id",
+        "share_met",
+        complete=(pl.col("verdicts").list.len() == pl.col("total"))
+        & (pl.col("constraint_ids").list.len() == pl.col("total")),
+        known=pl.col("constraint_ids").map_elements(lambda ids: all(i in known for i in ids), return_dtype=pl.Boolean),
+    )
+    frame = responses.select(pl.col("id").alias("response_id")).join(rows, on="response_id", how="left")
+    return frame.select(
+        "share_met",
+        checked=pl.col("complete").fill_null(False),
+        known=pl.col("known").fill_null(True),
+    ).to_pandas()
+
+
 def preferences_frame(prefs: pl.DataFrame):
     def content(col):
         return pl.col(col).list.first().struct.field("content")
@@ -143,7 +164,8 @@ def preferences_frame(prefs: pl.DataFrame):
         "prompt_id",
         prompt=content("prompt"),
         identical=(pl.col("chosen_id") == pl.col("rejected_id")) | (content("chosen") == content("rejected")),
-        margin=pl.col("score_chosen") - pl.col("score_rejected"),
+        # the judge's margin on the pairs it decided; a pair the constraints decided has none (pairs.reward)
+        margin=pl.when(pl.col("reward") == "checks").then(None).otherwise(pl.col("score_chosen") - pl.col("score_rejected")),
         length_ratio=content("chosen").str.len_chars() / pl.max_horizontal(content("rejected").str.len_chars(), 1),
         chosen_longer=content("chosen").str.len_chars() > content("rejected").str.len_chars(),
     ).to_pandas()
