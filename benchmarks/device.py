@@ -124,7 +124,11 @@ def pack_data(profiles: list[str], shared: Path, out: Path) -> list[str]:
     return names
 
 
-def setup(work: Path, profiles: list[str], data: Path | None, src: Path = ROOT) -> dict:
+def setup(work: Path, profiles: list[str], data: Path | None, src: Path = ROOT, dvc_cache: Path | None = None) -> dict:
+    """A fresh WORK/repo for the profiles. `dvc_cache`: a DVC cache folder outside WORK, shared by the runs of
+    several profiles on one warm machine, so a stage whose command, code, params and deps are unchanged (base,
+    seed, sft, evaluate_base, evaluate_m0 under a recipe that changes nothing before iteration 1) is restored
+    from DVC's run cache instead of run again: every recipe starts from the same M0 (its hash is in dvc.lock)."""
     repo = work / "repo"
     shutil.rmtree(work, ignore_errors=True)
     repo.mkdir(parents=True)
@@ -138,6 +142,7 @@ def setup(work: Path, profiles: list[str], data: Path | None, src: Path = ROOT) 
     p = profile.apply(repo / "params.yaml", [ROOT / x for x in profiles])
     (repo / ".dvc" / "config.local").write_text(
         f"[core]\n    no_scm = true\n    site_cache_dir = {work / 'cache' / 'dvc-site'}\n"
+        + (f"[cache]\n    dir = {dvc_cache}\n" if dvc_cache else "")
     )
     missing = [x for x in shared_paths(yaml.safe_load((repo / "params.yaml").read_text())) if not (repo / x).exists()]
     state = {
@@ -420,7 +425,7 @@ def run(args, src: Path = ROOT) -> None:
     fresh = state is None or state["profiles"] != args.profile
     notes = []
     if fresh:
-        state = setup(work, args.profile, args.data, src)
+        state = setup(work, args.profile, args.data, src, args.dvc_cache)
         print(
             f"setup: {state['files_copied']} files -> {work / 'repo'}; profile {' + '.join(args.profile)}", flush=True
         )
@@ -469,6 +474,9 @@ def main(argv: list[str] | None = None) -> None:
     when.add_argument("--budget", type=float, help="seconds this call may take, all included")
     when.add_argument("--until", type=float, help="end by this time (epoch seconds), e.g. $((T0 + 580))")
     r.add_argument("--work", type=Path, default=Path("/tmp/srlm-gpu"), help="kept between calls while warm")
+    r.add_argument(
+        "--dvc-cache", type=Path, help="a DVC cache shared by several profiles' runs (the same M0 for each recipe)"
+    )
     r.add_argument("--data", type=Path, help="tar.xz from `pack-data` (else ../shared/data beside the checkout)")
     r.add_argument("--profile", action="append", help=f"profile(s), merged in order (default {PROFILES})")
     r.add_argument("--extras", default=",".join(EXTRAS), help="after the pipeline, in order (comma list; '' = none)")

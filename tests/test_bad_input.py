@@ -28,7 +28,15 @@ from stages.core.errors import SrlmError, entry
 from .conftest import ROOT, write_params
 from .test_release import project, template  # noqa: F401  (fixtures: a tiny DVC project with iteration 1)
 
-PROMPT_ROW = {"id": "p1", "prompt": "Say hi.", "fewshot_ids": ["a"], "iteration": 1, "model": "m", "seed": 0}
+PROMPT_ROW = {
+    "id": "p1",
+    "prompt": "Say hi.",
+    "fewshot_ids": ["a"],
+    "constraints": [{"id": "case.lower", "n": None, "relation": None, "words": [], "text": None}],
+    "iteration": 1,
+    "model": "m",
+    "seed": 0,
+}
 RESPONSE_ROW = {
     "id": "r1",
     "prompt_id": "p1",

@@ -24,7 +24,9 @@ TINY = {
     # logprob grades always parse, so a tiny run still yields pairs
     "judge": {"mode": "logprob", "k": 1, "batch_size": 8},
     # 16-token answers nearly all stop at the cap, and a cut answer is never chosen by default
-    "pairs": {"skip_degenerate": False},
+    "pairs": {"skip_degenerate": False, "reward": "both"},
+    # half the prompts get a constraint, so both rewards decide pairs (docs/checks.md)
+    "checks": {"share": 0.5, "per_prompt": 1},
     "dpo": {"max_steps": 1, "batch_size": 1, "max_length": 256},
     # ../shared is not beside the copy, so evaluate runs with its optional data absent: held-out data is
     # test_evaluate.py's job; here it must still produce its metrics file
@@ -81,7 +83,16 @@ def test_repro_builds_two_iterations(repo):
     import polars as pl
 
     prefs = pl.read_parquet(dst / "data/iter2/preferences.parquet")
-    assert len(prefs) >= 1 and (prefs["score_chosen"] > prefs["score_rejected"]).all()
+    judged = prefs.filter(pl.col("reward") == "judge")  # the checks decide the others by constraints met
+    assert len(prefs) >= 1 and (judged["score_chosen"] > judged["score_rejected"]).all()
+    met = pl.read_parquet(dst / "data/iter2/checks.parquet").select("response_id", "met")
+    by_checks = (
+        prefs.filter(pl.col("reward") == "checks")
+        .join(met.rename({"response_id": "chosen_id", "met": "chosen_met"}), on="chosen_id")
+        .join(met.rename({"response_id": "rejected_id", "met": "rejected_met"}), on="rejected_id")
+    )
+    assert (by_checks["chosen_met"] > by_checks["rejected_met"]).all()
+    assert json.loads((dst / "metrics/iter1/prompts.json").read_text())["constrained"] >= 1
     assert (dst / "models/M2/model.safetensors").exists()
     assert json.loads((dst / "metrics/iter2/judge.json").read_text())["parse_rate"] == 1.0
     assert json.loads((dst / "metrics/iter2/eval.json").read_text())["human"] is None

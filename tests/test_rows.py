@@ -27,7 +27,9 @@ def test_content_id_is_stable_and_order_sensitive():
 
 
 def test_conform_orders_and_casts_columns():
-    df = pl.DataFrame(prompt_rows()).select(["seed", "prompt", "id", "constraints", "fewshot_ids", "iteration", "model"])
+    df = pl.DataFrame(prompt_rows()).select(
+        ["seed", "prompt", "id", "constraints", "fewshot_ids", "iteration", "model"]
+    )
     out = rows.conform(df, "prompts")
     assert out.columns == list(rows.SCHEMAS["prompts"])
     assert out.schema["iteration"] == pl.Int32
