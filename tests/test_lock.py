@@ -1,0 +1,140 @@
+"""requirements/cpu.lock (make lock) agrees with pyproject.toml, and the running environment with the lock.
+
+The lock is what `make setup` installs (pip --require-hashes --no-deps): every package `==` with its sha256s.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from importlib.metadata import PackageNotFoundError, version
+
+import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import Version
+
+from .conftest import ROOT
+
+LOCK = ROOT / "requirements" / "cpu.lock"
+LOCK_IN = ROOT / "requirements" / "cpu.in"
+# the extras `make setup` installs (the lock covers them); vllm and test are not part of the CPU install
+EXTRAS = ("dev", "embed", "ifeval")
+# the packages a lineage record names (stages/lineage.py PACKAGES, less srlm and vllm): the lock pins them to the
+# versions of the committed run
+MAIN = (
+    "torch",
+    "transformers",
+    "huggingface-hub",
+    "trl",
+    "peft",
+    "datasets",
+    "polars",
+    "pyarrow",
+    "dvc",
+    "great-expectations",
+)
+# the platform the lock is made for (Makefile `lock`: --python-version 3.11 --python-platform x86_64-manylinux_2_28)
+TARGET = {
+    "python_version": "3.11",
+    "python_full_version": "3.11.0",
+    "sys_platform": "linux",
+    "platform_system": "Linux",
+    "platform_machine": "x86_64",
+    "os_name": "posix",
+    "implementation_name": "cpython",
+    "platform_python_implementation": "CPython",
+}
+
+
+def read_lock(text: str) -> dict[str, tuple[str, str, list[str]]]:
+    """{canonical name: (the requirement as written, its version or '' if not `==`, its --hash values)}."""
+    out = {}
+    for line in text.replace("\\\n", " ").splitlines():
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        tokens = line.split()
+        assert not tokens[0].startswith("-"), f"an option in the lock: {line.strip()!r}"
+        req = Requirement(tokens[0])
+        pins = [s.version for s in req.specifier if s.operator == "=="]
+        hashes = [t.split("=", 1)[1] for t in tokens[1:] if t.startswith("--hash=")]
+        out[canonicalize_name(req.name)] = (tokens[0], pins[0] if len(req.specifier) == 1 and pins else "", hashes)
+    return out
+
+
+def pyproject() -> dict:
+    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11 (the lock's Python)
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+
+
+def declared() -> list[Requirement]:
+    """pyproject's dependencies and the extras `make setup` installs, those that apply on the lock's platform."""
+    project = pyproject()
+    reqs = [Requirement(r) for r in project["dependencies"]]
+    reqs += [Requirement(r) for extra in EXTRAS for r in project["optional-dependencies"][extra]]
+    return [r for r in reqs if r.marker is None or r.marker.evaluate(TARGET)]
+
+
+LOCKED = read_lock(LOCK.read_text())
+
+
+def test_every_lock_entry_is_pinned_with_a_sha256():
+    assert len(LOCKED) > 50
+    for name, (written, pin, hashes) in LOCKED.items():
+        assert pin, f"{written}: not pinned with =="
+        assert hashes and all(h.startswith("sha256:") and len(h) == 7 + 64 for h in hashes), f"{name}: {hashes}"
+
+
+@pytest.mark.parametrize("req", declared(), ids=str)
+def test_pyproject_dependency_is_locked_within_its_specifier(req):
+    name = canonicalize_name(req.name)
+    assert name in LOCKED, f"{req} (pyproject.toml) is not in {LOCK.name}: run make lock"
+    written, pin, hashes = LOCKED[name]
+    assert pin and hashes, f"{written}: not pinned with == and a --hash"
+    assert req.specifier.contains(Version(pin), prereleases=True), f"{written} is outside pyproject's {req}"
+
+
+def test_extras_of_the_cpu_install_are_the_ones_locked():
+    # a new extra in `make setup` must be locked too: the Makefile's lock recipe names EXTRAS, no others
+    makefile = (ROOT / "Makefile").read_text()
+    assert set(re.findall(r"--extra (\S+)", makefile)) == set(EXTRAS)
+
+
+def test_lock_in_pins_are_the_lock_pins():
+    """requirements/cpu.in's pins (the committed run's main packages, torch's CPU build) are what the lock holds."""
+    pins = [Requirement(line.split("#")[0]) for line in LOCK_IN.read_text().splitlines() if line.split("#")[0].strip()]
+    assert {canonicalize_name(r.name) for r in pins} >= set(MAIN)
+    for req in pins:
+        name = canonicalize_name(req.name)
+        assert name in LOCKED, f"{req} (cpu.in) is not in {LOCK.name}: run make lock"
+        assert str(req.specifier) == f"=={LOCKED[name][1]}", f"cpu.in {req} but the lock has {LOCKED[name][0]}"
+    assert LOCKED["torch"][1].endswith("+cpu"), "the lock's torch must be the CPU build"
+
+
+def test_header_names_the_command_that_made_it():
+    """uv writes the command into the lock's header; it is the Makefile's `make lock` recipe (bar --find-links,
+    a path on this machine that uv leaves out of the header, and -q)."""
+    lines = LOCK.read_text().splitlines()
+    assert lines[0] == "# This file was autogenerated by uv via the following command:"
+    command = shlex.split(lines[1].lstrip("# "))
+    assert command[:3] == ["uv", "pip", "compile"] and "--generate-hashes" in command
+    assert command[command.index("-o") + 1] == "requirements/cpu.lock"
+    makefile = (ROOT / "Makefile").read_text().replace("\\\n", " ")
+    recipe = re.search(r"^lock:.*\n\t(.*)", makefile, re.M)[1].replace("$(LOCK)", "requirements/cpu.lock")
+    assert recipe.split()[1:4] == ["pip", "compile", "-q"]
+    made_by = [t for t in recipe.split()[4:] if t != "$(LOCK_FLAGS)"]
+    made_by = [t for i, t in enumerate(made_by) if t != "--find-links" and made_by[i - 1] != "--find-links"]
+    assert command[3:] == made_by
+
+
+@pytest.mark.parametrize("name", MAIN)
+def test_installed_main_package_is_the_locked_version(name):
+    """A real check of the running environment, for what it has installed: after `make setup` every main package
+    is the lock's version (a venv made before the lock, or by hand, fails here; make setup fixes it)."""
+    try:
+        installed = version(name)
+    except PackageNotFoundError:
+        pytest.skip(f"{name} is not installed here")
+    assert Version(installed) == Version(LOCKED[canonicalize_name(name)][1]), (
+        f"{name} {installed} is installed, the lock pins {LOCKED[canonicalize_name(name)][0]}: run make setup"
+    )
