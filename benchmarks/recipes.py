@@ -31,7 +31,7 @@ from pathlib import Path
 
 from benchmarks.report import _get, _ifeval
 from stages.commands import profile
-from stages.measure.stats import difference_interval
+from stages.measure.stats import difference_interval, paired_difference_interval
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE = ["profiles/gpu.yaml"]
@@ -137,13 +137,25 @@ def model_row(read, t: int) -> dict | None:
         return None
     slices = _get(ev, "human", "length_slices", "pointwise") or {}
     ife = _ifeval(ev) or {}
+    pairs, dpo = (read(f"metrics/iter{t}/{n}.json") or {} for n in ("pairs", "dpo")) if t else ({}, {})
     return {
         "model": f"M{t}",
         "ifeval": ife.get("prompt_level_strict_acc"),
+        "ifeval_inst": ife.get("inst_level_strict_acc"),
+        "ifeval_passed": ife.get("prompt_strict"),  # per prompt: for paired differences
+        "loops": _get(ife, "loops", "share"),
         "tokens": ife.get("tokens_mean"),
         "judge_all": slices.get("all"),
         "judge_shorter": slices.get("shorter_preferred"),
+        "judge_longer": slices.get("longer_preferred"),
         "heldout_chars": _get(ev, "heldout", "chars_mean"),
+        "constraints": _get(ev, "constraints", "prompt_level"),
+        "constraints_passed": _get(ev, "constraints", "passed"),
+        "pairs": pairs.get("pairs"),
+        "prompts": pairs.get("prompts"),
+        "by_checks": pairs.get("decided_by_checks"),
+        "dpo_loss": (dpo.get("loss_first"), dpo.get("loss_last")) if dpo else None,
+        "reward_acc": dpo.get("reward_accuracy"),
     }
 
 
@@ -168,8 +180,13 @@ def _k(m) -> int:
     return m["k"] if "k" in m else round(m["acc"] * m["n"])
 
 
-def versus(m, base) -> tuple[float, float, float] | None:
-    """(difference, lower, upper) of two IFEval accuracies; None when either is missing."""
+def versus(m, base, passed=None, base_passed=None) -> tuple[float, float, float] | None:
+    """(difference, lower, upper) of two IFEval accuracies; paired (Newcombe's method 10 on the per-prompt
+    verdicts) when both rows carry them, else the independent interval; None when either is missing."""
+    if passed and base_passed and len(passed) == len(base_passed):
+        got = paired_difference_interval(passed, base_passed)
+        if got is not None:
+            return got["diff"], *got["ci95"]
     if not all(isinstance(x, dict) and x.get("acc") is not None and x.get("n") for x in (m, base)):
         return None
     lo, hi = difference_interval(_k(m), m["n"], _k(base), base["n"])
@@ -182,26 +199,45 @@ def length_change(row: dict, m0: dict | None) -> float | None:
     return row["tokens"] / m0["tokens"] - 1
 
 
+def _diff(d) -> str:
+    return "-" if d is None else f"{d[0]:+.3f} [{d[1]:+.3f}, {d[2]:+.3f}]"
+
+
 def markdown(table: dict) -> str:
+    """Per recipe and model: IFEval prompt-strict and its paired differences to the recipe's M0 and to the
+    baseline's model of the same iteration, instruction-strict, looping share and mean tokens of the IFEval
+    answers, the held-out constraint set (and its paired difference to M0), the judge on both length slices of
+    the human pairs, and per iteration the pairs (decided by checks), DPO loss and reward accuracy."""
     base = {r["model"]: r for r in table.get(BASELINE, [])}
     lines = [
-        "| recipe | model | IFEval prompt strict [95%] | vs baseline [95%] | judge acc, all pairs [95%] "
-        "| shorter preferred [95%] | answer tokens, IFEval (mean) | vs M0 | held-out chars (mean) |",
-        "|---|---|---|---|---|---|---:|---:|---:|",
+        "| recipe | model | IFEval prompt strict [95%] | vs M0, paired [95%] | vs baseline, paired [95%] "
+        "| inst strict | looping | tokens (mean, vs M0) | held-out constraints [95%] | vs M0, paired [95%] "
+        "| judge, shorter / longer preferred | pairs / prompts (by checks) | DPO loss first -> last | reward acc |",
+        "|---|---|---|---|---|---|---:|---:|---|---|---|---|---|---:|",
     ]
     for name, rows in table.items():
-        m0 = next((r for r in rows if r["model"] == "M0"), None)
+        m0 = next((r for r in rows if r["model"] == "M0"), None) or {}
         for r in rows:
-            d = versus(r["ifeval"], (base.get(r["model"]) or {}).get("ifeval")) if name != BASELINE else None
-            change = length_change(r, m0)
+            b = base.get(r["model"]) or {}
+            vs_m0 = versus(r["ifeval"], m0.get("ifeval"), r["ifeval_passed"], m0.get("ifeval_passed"))
+            vs_base = versus(r["ifeval"], b.get("ifeval"), r["ifeval_passed"], b.get("ifeval_passed"))
+            con_m0 = versus(
+                r["constraints"], m0.get("constraints"), r["constraints_passed"], m0.get("constraints_passed")
+            )
+            first = r["model"] == "M0"
             lines.append(
-                f"| {name} | {r['model']} | {_acc(r['ifeval'])} | "
-                + (f"{d[0]:+.3f} [{d[1]:+.3f}, {d[2]:+.3f}]" if d else "-")
-                + f" | {_acc(r['judge_all'])} | {_acc(r['judge_shorter'])} | "
-                + ("-" if r["tokens"] is None else f"{r['tokens']:.1f}")
-                + f" | {'-' if change is None else f'{change:+.0%}'} | "
-                + ("-" if r["heldout_chars"] is None else f"{r['heldout_chars']:.0f}")
-                + " |"
+                f"| {name} | {r['model']} | {_acc(r['ifeval'])} | {'-' if first else _diff(vs_m0)} | "
+                f"{'-' if name == BASELINE else _diff(vs_base)} | {_acc(r['ifeval_inst'])} | "
+                + ("-" if r["loops"] is None else f"{r['loops']:.1%}")
+                + " | "
+                + ("-" if r["tokens"] is None else f"{r['tokens']:.0f}")
+                + ("" if (change := length_change(r, m0)) is None or first else f" ({change:+.0%})")
+                + f" | {_acc(r['constraints'])} | {'-' if first else _diff(con_m0)} | "
+                f"{_acc(r['judge_shorter'])} / {_acc(r['judge_longer'])} | "
+                + ("-" if r["pairs"] is None else f"{r['pairs']} / {r['prompts']} ({r['by_checks'] or 0})")
+                + " | "
+                + ("-" if not r["dpo_loss"] else f"{r['dpo_loss'][0]} -> {r['dpo_loss'][1]}")
+                + f" | {'-' if r['reward_acc'] is None else r['reward_acc']} |"
             )
     return "\n".join(lines) + "\n"
 
@@ -220,7 +256,9 @@ def verdict(table: dict) -> str:
                 lines.append(f"- {name}: no model past M0 to compare")
             continue
         row, m0 = both[-1], next((r for r in rows if r["model"] == "M0"), None)
-        d, change = versus(row["ifeval"], base[row["model"]]["ifeval"]), length_change(row, m0)
+        b = base[row["model"]]
+        d = versus(row["ifeval"], b["ifeval"], row["ifeval_passed"], b["ifeval_passed"])
+        change = length_change(row, m0)
         beats = d is not None and d[1] > 0
         short = change is not None and abs(change) <= LENGTH_TOLERANCE
         if beats and short:

@@ -237,3 +237,24 @@ def test_shared_file_when_present():
         pytest.skip("no ../shared/data/ifeval beside the checkout")
     assert len(rows) == 541 and sum(len(r["instruction_id_list"]) for r in rows) == 834
     assert {r["key"]: r for r in rows}[3615] == NO_COMMA
+
+
+def test_paired_difference_interval():
+    from stages.measure.stats import difference_interval, paired_difference_interval
+
+    # Newcombe (1998) example (a): 12 both, 9 A only, 2 B only, 21 neither
+    a = [True] * 12 + [True] * 9 + [False] * 2 + [False] * 21
+    b = [True] * 12 + [False] * 9 + [True] * 2 + [False] * 21
+    got = paired_difference_interval(a, b)
+    assert got["diff"] == round(7 / 44, 4) and got["n"] == 44 and (got["a_only"], got["b_only"]) == (9, 2)
+    lo, hi = got["ci95"]
+    assert lo < got["diff"] < hi and -0.1 < lo < 0.05 and 0.25 < hi < 0.35
+    # correlated outcomes: narrower than the independent (Newcombe hybrid) interval on the same counts
+    ilo, ihi = difference_interval(21, 44, 14, 44)
+    assert hi - lo < ihi - ilo
+    swapped = paired_difference_interval(b, a)
+    assert swapped["diff"] == -got["diff"] and swapped["ci95"] == [-hi, -lo]
+    # unknown verdicts are left out; identical models: 0 with an interval around it
+    same = paired_difference_interval([True, False, None] * 20, [True, False, True] * 20)
+    assert same["n"] == 40 and same["diff"] == 0 and same["ci95"][0] <= 0 <= same["ci95"][1]
+    assert paired_difference_interval([None], [True]) is None

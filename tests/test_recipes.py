@@ -527,10 +527,12 @@ def test_table_and_verdict_from_run_folders(tmp_path):
     )
     table = recipes.collect(list(runs), tmp_path, runs)
     text = recipes.markdown(table)
+    assert text.count("\n") == 2 + 16 and "| meta-judge | M3 | 0.259 [0.000, 1.000] | " in text
     assert (
-        text.count("\n") == 2 + 16 and "| meta-judge | M3 | 0.259 [0.000, 1.000] | +0.092 [+0.044, +0.141] |" in text
-    )
-    assert "| nll | M3 |" in text and "| +100% |" in text
+        "| meta-judge | M3 | 0.259 [0.000, 1.000] | +0.074 [+0.024, +0.123] |" in text
+    )  # vs its M0 (no per-prompt verdicts: independent)
+    assert "| +0.092 [+0.044, +0.141] |" in text.split("| meta-judge | M3 |")[1].split("\n")[0]  # vs the baseline
+    assert "| nll | M3 |" in text and " 400 (+100%) |" in text
     v = recipes.verdict(table)
     assert v.startswith("**meta-judge** beats the baseline's M3")
     assert "nll: M3" in v and "length moved more than 15%" in v and "temporal: M3" in v
@@ -549,13 +551,15 @@ def test_recipes_are_the_overlays_and_each_is_one_switch_off_by_default():
     assert list(known)[:4] == ["baseline", "meta-judge", "temporal", "nll"]
     p = P.load(ROOT / "params.yaml")
     defaults = {"meta_judge.enabled": False, "pairs.temporal": False, "dpo.nll_weight": 0.0,
-                "dpo.reference": "previous", "dpo.ld_alpha": None}  # fmt: skip
+                "dpo.reference": "previous", "dpo.ld_alpha": None, "checks.share": 0.0,
+                "pairs.reward": "judge"}  # fmt: skip
     for key, value in defaults.items():
         section, knob = key.split(".")
         assert getattr(getattr(p, section), knob) == value  # the paper's recipe: every switch off
     for name, profs in known.items():
         flags = recipes.profile.flags(recipes.profile.combined([ROOT / x for x in profs[1:]]))
-        assert len(flags) == (0 if name == "baseline" else 1)
+        # one switch each; the checks recipe's is the reward and what it needs (constraints on prompts)
+        assert len(flags) == {"baseline": 0, "checks": 3}.get(name, 1)
         cmd = recipes.exp_command(name, profs)
         assert cmd[:5] == ["dvc", "exp", "run", "-n", name] and (not flags or flags[0] in cmd)
 

@@ -74,6 +74,16 @@ def _file_md5(path: Path) -> str:
     return h.hexdigest()
 
 
+# the exact package set of the CPU install (make setup; README "Reproducible installs")
+LOCK = Path(__file__).resolve().parents[2] / "requirements" / "cpu.lock"
+
+
+def lock_hash(path: Path = LOCK) -> str | None:
+    """The md5 of requirements/cpu.lock, the package set the record's versions come from; None without it
+    (an installed copy of srlm, or a GPU box's own environment: then `packages` is what there is)."""
+    return _file_md5(path) if path.is_file() else None
+
+
 def package_versions(names: Iterable[str] = PACKAGES) -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -127,6 +137,7 @@ def record(
         "params_hash": rows.content_id(used),
         "seeds": {"global": params.seed, "stage": seed},
         "packages": package_versions(),
+        "lock": lock_hash(),
     }
 
 

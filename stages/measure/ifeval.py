@@ -222,6 +222,10 @@ def score(
         ),
         "inst_level_loose_acc": _metric(sum(x["loose"] for x in scored), len(scored)),
         "by_instruction": {k: by_type[k] for k in sorted(by_type)},
+        # per prompt, in order: strict pass (null where an instruction is unscored), for paired differences
+        "prompt_strict": [
+            all(x["strict"] for x in v) if all(x["unscored"] is None for x in v) else None for v in verdicts
+        ],
         "empty_answers": _share(empty, len(rows)),
         "cap_hit": _share(cap_hit, len(rows)),
         "loops": _share(loops, len(rows)),

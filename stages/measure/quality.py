@@ -165,7 +165,9 @@ def preferences_frame(prefs: pl.DataFrame):
         prompt=content("prompt"),
         identical=(pl.col("chosen_id") == pl.col("rejected_id")) | (content("chosen") == content("rejected")),
         # the judge's margin on the pairs it decided; a pair the constraints decided has none (pairs.reward)
-        margin=pl.when(pl.col("reward") == "checks").then(None).otherwise(pl.col("score_chosen") - pl.col("score_rejected")),
+        margin=pl.when(pl.col("reward") == "checks")
+        .then(None)
+        .otherwise(pl.col("score_chosen") - pl.col("score_rejected")),
         length_ratio=content("chosen").str.len_chars() / pl.max_horizontal(content("rejected").str.len_chars(), 1),
         chosen_longer=content("chosen").str.len_chars() > content("rejected").str.len_chars(),
     ).to_pandas()

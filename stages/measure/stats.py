@@ -41,3 +41,33 @@ def ci95(successes: float, n: int) -> list[float] | None:
         return None
     lo, hi = wilson_interval(min(max(successes, 0), n), n)
     return [round(lo, 4), round(hi, 4)]
+
+
+def paired_difference_interval(x: list[bool | None], y: list[bool | None], z: float = 1.96) -> dict | None:
+    """The difference of two pass rates on the same items (model A's and model B's verdicts per prompt, None
+    where either is unknown) with its 95% interval: Newcombe's score interval for paired proportions (his
+    method 10, built from the two Wilson intervals and the phi correlation of the pairs). Paired, so it is
+    narrower than the independent difference_interval when the two models pass and fail the same prompts.
+    {"diff", "ci95", "n", "a_only", "b_only"}; None with no common item."""
+    pairs = [(bool(a), bool(b)) for a, b in zip(x, y) if a is not None and b is not None]
+    n = len(pairs)
+    if not n:
+        return None
+    both = sum(a and b for a, b in pairs)
+    a_only = sum(a and not b for a, b in pairs)
+    b_only = sum(b and not a for a, b in pairs)
+    neither = n - both - a_only - b_only
+    p1, p2 = (both + a_only) / n, (both + b_only) / n
+    (l1, u1), (l2, u2) = wilson_interval(both + a_only, n, z), wilson_interval(both + b_only, n, z)
+    den = (both + a_only) * (neither + b_only) * (both + b_only) * (neither + a_only)
+    phi = (both * neither - a_only * b_only) / math.sqrt(den) if den else 0.0
+    d = p1 - p2
+    lo = d - math.sqrt(max((p1 - l1) ** 2 - 2 * phi * (p1 - l1) * (u2 - p2) + (u2 - p2) ** 2, 0.0))
+    hi = d + math.sqrt(max((u1 - p1) ** 2 - 2 * phi * (u1 - p1) * (p2 - l2) + (p2 - l2) ** 2, 0.0))
+    return {
+        "diff": round(d, 4),
+        "ci95": [round(max(lo, -1.0), 4), round(min(hi, 1.0), 4)],
+        "n": n,
+        "a_only": a_only,
+        "b_only": b_only,
+    }
