@@ -3,7 +3,7 @@
     python -m stages.validate --iteration 1 --prompts data/iter1/prompts.parquet \\
         --responses data/iter1/responses.parquet --judgments data/iter1/judgments.parquet \\
         --preferences data/iter1/preferences.parquet --pool data/seed/ift.parquet \\
-        --out metrics/iter1/validate.json --report reports/iter1/validation.html
+        --judge-eval metrics/iter0/eval.json --out metrics/iter1/validate.json --report reports/iter1/validation.html
 
 Each dataset is checked by its suite in validations/ (prompts.json, responses.json,
 judgments.json, preferences.json, and meta_judgments.json when meta_judge.enabled: Great
@@ -13,7 +13,15 @@ the `validate` section of params.yaml, handed to the suites as suite parameters,
 distinct-n, seed overlap, embedding cosine, grade agreement) come from stages/measure/quality.py, the
 GX plumbing from stages/measure/gx.py, the failure lines and the HTML report from stages/measure/report.py.
 
-Output: --out, a JSON metric (passed, overridden, failed, observed values, every check) and
+The judge: --judge-eval is the eval.json of the model that labelled the iteration (M(prev): metrics/iter0/eval.json
+from evaluate_m0 for iteration 1, metrics/iter<t-1>/eval.json after). Its accuracy on held-out human pairs is
+checked beside the datasets (stages/measure/judge_gate.py): above chance on all pairs, not below it where people
+preferred the shorter answer, and an A/B answer-1 rate within bounds. validate.judge_gate says what a failure
+does: fail (stops the iteration like a dataset check), warn (recorded in the `judge` block, printed, trains
+anyway) or off. Without --judge-eval, without held-out human data, or when no pair was decided by the judge, the
+checks are skipped with a warning line.
+
+Output: --out, a JSON metric (passed, overridden, failed, observed values, every check, the judge block) and
 --report, an HTML page with one table per dataset. On failure it prints one line per failed
 check (dataset, check, expectation, observed value, threshold, the knobs that set it) and
 exits non-zero, so `dvc repro` never reaches dpo@t. The override: `validate.allow_failure:
@@ -38,16 +46,25 @@ from stages.core import params as P
 from stages.core import rows
 from stages.core.errors import SrlmError, entry
 from stages.core.rows import CHECKED, KINDS
+from stages.measure.judge_gate import judge_pairs, judge_verdict
 from stages.measure.report import failure_line, report_html
 
 # the params this stage reads: dvc.yaml's params list and the lineage record (python -m stages.commands.dag write)
 PARAMS = ("validate", "responses.n", "pairs.temporal", "meta_judge.enabled", "meta_judge.max_share")
+# validate knobs of the judge checks (stages/measure/judge_gate.py), not of the GX suites
+JUDGE_KNOBS = {
+    "judge_gate",
+    "judge_min_accuracy",
+    "judge_min_shorter_preferred",
+    "judge_min_answer1_rate",
+    "judge_max_answer1_rate",
+}
 
 
 def suite_parameters(p: P.Params) -> dict:
     """The values of every `$PARAMETER` the suites may name: the validate section, the most answers a prompt may
     have (responses.n, twice that with pairs.temporal: the anchor's too) and meta_judge.max_share."""
-    values = p.validate_.model_dump(exclude={"allow_failure", "embed"})
+    values = p.validate_.model_dump(exclude={"allow_failure", "embed"} | JUDGE_KNOBS)
     values["responses_n"] = p.responses.n * (2 if p.pairs.temporal else 1)
     values["meta_judge_max_share"] = p.meta_judge.max_share
     return values
@@ -165,6 +182,33 @@ def verdict(checks: list[dict], cfg: P.Validate, warnings: list[str], skipped: l
     }
 
 
+def with_judge(result: dict, judge: dict, cfg: P.Validate) -> dict:
+    """The verdict with the judge block added. Under validate.judge_gate fail the judge's checks count as the
+    datasets' do (a failure stops the iteration unless validate.allow_failure); under warn they are recorded in
+    the block only. Skipped judge checks are a warning line (all of them) or named under `skipped` (one)."""
+    checks = result["checks"] + (judge["checks"] if judge["gate"] == "fail" else [])
+    warnings = result["warnings"] + (
+        [f"judge checks skipped: {judge['reason']}"] if judge["status"] == "skipped" else []
+    )
+    skipped = result["skipped"] + [f"judge.{name}" for name in judge["skipped"]]
+    return {**result, **verdict(checks, cfg, warnings, skipped), "judge": judge}
+
+
+def read_judge_eval(path: Path | None, iteration: int) -> dict | None:
+    """The judge's eval.json (None without --judge-eval); an error if it is missing or measures a model that
+    cannot have judged iteration `iteration` (the base model, or M(t) for t >= iteration)."""
+    if path is None:
+        return None
+    ev = rows.read_json(path, missing_ok=False)
+    judged = ev.get("iteration")
+    if judged == "base" or (isinstance(judged, int) and judged >= iteration):
+        raise SrlmError(
+            f"error: {path} measures {'the base model' if judged == 'base' else f'M{judged}'}, which did not judge "
+            f"iteration {iteration} (give metrics/iter<prev>/eval.json, prev = iterations.{iteration}.prev)"
+        )
+    return ev
+
+
 def schema_failure(e: Exception, cfg: P.Validate) -> dict:
     check = {
         "dataset": "schema",
@@ -192,6 +236,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--meta-judgments", type=Path, help="meta_judge@t's judge pairs (checked when meta_judge.enabled)")
     ap.add_argument("--pool", type=Path, help="seed IFT parquet (data/seed/ift.parquet) for the seed-overlap check")
     ap.add_argument(
+        "--judge-eval",
+        type=Path,
+        help="eval.json of the model that judged the iteration (metrics/iter<prev>/eval.json); "
+        "without it the judge checks are skipped",
+    )
+    ap.add_argument(
         "--out", type=Path, required=True, help="validation result JSON (a DVC metric; dpo@t depends on it)"
     )
     ap.add_argument("--report", type=Path, help="human-readable HTML report to write (pass or fail)")
@@ -200,6 +250,8 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     p = P.load(args.params)
     cfg, t0 = p.validate_, time.time()
+    ev = read_judge_eval(args.judge_eval, args.iteration) if cfg.judge_gate != "off" else None
+    pairs = None  # the judge's pairs: unknown when the preferences do not read (the judge checks then apply)
     try:  # reading checks each file against its row schema
         kinds = gated(p, args.checks is not None)
         if "meta_judgments" in kinds and args.meta_judgments is None:
@@ -209,8 +261,12 @@ def main(argv: list[str] | None = None) -> None:
     except rows.SchemaError as e:
         result = schema_failure(e, cfg)
     else:
+        pairs = judge_pairs(data["preferences"])
         result = run_gate(data, p, pool, args.suites, kinds=kinds)
         result["judge_length"] = judge_length(data["responses"], data["judgments"])
+    source = args.judge_eval.as_posix() if args.judge_eval else None
+    judge = judge_verdict(ev, pairs, cfg, source, why_no_eval="no --judge-eval given")
+    result = with_judge(result, judge, cfg)
     for w in result["warnings"]:
         print(f"validate@{args.iteration}: WARNING {w}", file=sys.stderr)
     if args.report:  # not DVC outputs: written pass or fail, so `srlm status` can show a gate that failed
@@ -222,6 +278,13 @@ def main(argv: list[str] | None = None) -> None:
     if failed:
         for c in failed:
             print(failure_line(args.iteration, c), file=sys.stderr)
+    if judge["gate"] == "warn":  # recorded, not stopping
+        for c in judge["checks"]:
+            if not c["passed"]:
+                print(
+                    failure_line(args.iteration, c, "WARNING") + "; recorded only (validate.judge_gate: warn)",
+                    file=sys.stderr,
+                )
     where = f"; report: {args.report}" if args.report else ""
     if failed and not cfg.allow_failure:
         args.out.unlink()  # a failed gate leaves no output DVC could take as valid
@@ -238,6 +301,8 @@ def main(argv: list[str] | None = None) -> None:
     print(
         f"validate@{args.iteration}: {len(result['checks']) - len(failed)}/{len(result['checks'])} checks passed"
         + (f", skipped {', '.join(result['skipped'])}" if result["skipped"] else "")
+        + f"; judge{' ' + judge['judge'] if judge['judge'] else ''}: {judge['status']}"
+        + (" (validate.judge_gate: warn)" if judge["status"] == "failed" and judge["gate"] == "warn" else "")
         + f" ({time.time() - t0:.1f}s){where}"
     )
 

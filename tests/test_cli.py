@@ -44,10 +44,14 @@ def test_status_shows_every_rate_with_its_interval(tmp_path, monkeypatch, capsys
     cli.status(p)
     head, base, m0, it1, it2 = capsys.readouterr().out.splitlines()
     assert "judge acc [95%]" in head and "short-pref [95%]" in head and "IFEval strict [95%]" in head
-    assert base.split() == ["base", "-", "-", "-", "-", "-", "-", "models/base", "-", "-", "-", "0.25", "[0.07-0.59]"]
+    assert "judge gate" in head
+    assert base.split() == [
+        "base", "-", "-", "-", "-", "-", "-", "-", "models/base", "-", "-", "-", "0.25", "[0.07-0.59]"
+    ]  # fmt: skip
     assert m0.split() == [
         "0",
         "base",
+        "-",
         "-",
         "-",
         "-",
@@ -62,9 +66,10 @@ def test_status_shows_every_rate_with_its_interval(tmp_path, monkeypatch, capsys
         "-",
     ]
     assert it1.split() == [
-        "1", "M0", "-", "-", "90%", "-", "forced", "models/M1", "-", "-", "W1", "T1", "L2", "0.25", "[0.05-0.70]", "3/4", "-"
+        "1", "M0", "-", "-", "90%", "-", "forced", "-", "models/M1", "-", "-", "W1", "T1", "L2", "0.25", "[0.05-0.70]",
+        "3/4", "-"
     ]  # fmt: skip
-    assert it2.split() == ["2", "M1", "-", "-", "-", "-", "-", "-", "-", "-", "-", "-"]
+    assert it2.split() == ["2", "M1", "-", "-", "-", "-", "-", "-", "-", "-", "-", "-", "-"]
 
 
 def test_status_shows_a_failed_gate(tmp_path, monkeypatch, capsys):
@@ -78,6 +83,38 @@ def test_status_shows_a_failed_gate(tmp_path, monkeypatch, capsys):
     cli.status(p)
     lines = capsys.readouterr().out.splitlines()  # header, base, M0, 1, 2
     assert lines[3].split()[6] == "ok" and lines[4].split()[6] == "FAILED"
+
+
+def test_status_shows_the_judge_gate_compactly(tmp_path, monkeypatch, capsys):
+    """A column per iteration (ok / warn / FAILED / forced / skip / off) and, under the table, one line per gate
+    that did not pass: the numbers of a failed check, the reason of a skip."""
+    from stages.measure.judge_gate import judge_verdict
+
+    p = P.load(str(ROOT / "params.yaml"))
+    monkeypatch.chdir(tmp_path)
+    m0 = json.loads((ROOT / "metrics/iter0/eval.json").read_text())  # the CPU M0: 0.22 on 9 pairs, answer 1 always
+    warn = judge_verdict(m0, 9, p.validate_, "metrics/iter0/eval.json")
+    write(Path("metrics/iter1/validate.json"), {"passed": True, "overridden": False, "judge": warn})
+    skipped = judge_verdict({"iteration": 1, "human": None}, 8, p.validate_, "metrics/iter1/eval.json")
+    write(Path("metrics/iter2/validate.json"), {"passed": True, "overridden": False, "judge": skipped})
+    cli.status(p)
+    lines = capsys.readouterr().out.splitlines()  # header, base, M0, 1, 2, then the notes
+    assert [line.split()[7] for line in lines[1:5]] == ["-", "-", "warn", "skip"]
+    assert lines[5] == (
+        "judge gate@1 (M0): failed (warn): accuracy 0.22 [0.06-0.55] (n=9), needs 95% interval low > 0.5; "
+        "answer-1 rate 1.00 [0.82-1.00] (n=18), needs >= 0.2 and <= 0.8"
+    )
+    assert lines[6] == "judge gate@2 (M1): skipped: no held-out human data in the judge's eval.json"
+    assert len(lines) == 7
+    fail = p.validate_.model_copy(update={"judge_gate": "fail"})
+    failed = judge_verdict(m0, 9, fail, "metrics/iter0/eval.json")
+    write(Path("metrics/iter1/validate.json"), {"passed": False, "overridden": True, "judge": failed})
+    write(Path("reports/iter2/validation.json"), {"passed": False, "overridden": False, "judge": failed})
+    (tmp_path / "metrics/iter2/validate.json").unlink()  # a failed gate leaves only the report's verdict
+    cli.status(p)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[3].split()[6:8] == ["forced", "forced"] and lines[4].split()[6:8] == ["FAILED", "FAILED"]
+    assert lines[5].startswith("judge gate@1 (M0): failed (fail): accuracy 0.22 [0.06-0.55]")
 
 
 def test_show_prints_every_column_of_preferences(tmp_path, monkeypatch, capsys):

@@ -423,3 +423,24 @@ def test_token_missing_and_never_written(project, tmp_path, monkeypatch, capsys,
     monkeypatch.setattr(C, "HF_TOKEN_PATH", str(tmp_path / "no-token"))
     with pytest.raises(ReleaseError, match="no Hugging Face token"):
         release(1, REPO, load(project), project, endpoint="http://127.0.0.1:9")
+
+
+def test_card_says_what_the_judge_gate_found():
+    """The judge that labelled the pairs, its verdict with the numbers (or why it was skipped), and its checks in
+    the table: recorded only under validate.judge_gate warn."""
+    import json
+
+    from stages.commands.release_card import validation_section
+    from stages.measure.judge_gate import judge_verdict
+    from tests.conftest import ROOT, knobs
+
+    m0 = json.loads((ROOT / "metrics/iter0/eval.json").read_text())  # the CPU M0: 0.22 on 9 pairs
+    judge = judge_verdict(m0, 9, knobs("validate_"), "metrics/iter0/eval.json")
+    text = validation_section({**VALIDATION, "checks": [], "judge": judge}, 1)
+    assert "The judge that labelled these pairs (M0, measured on held-out human pairs: `metrics/iter0/" in text
+    assert "`validate.judge_gate: warn`: **failed (warn): accuracy 0.22 [0.06-0.55] (n=9)" in text
+    assert "(9 pairs decided by the judge)" in text
+    assert "| judge.accuracy | 0.2222 [0.0632, 0.5474] (n=9) | 95% interval low > 0.5 |" in text
+    assert "FAIL (recorded only)" in text
+    skipped = judge_verdict({"iteration": 0, "human": None}, 9, knobs("validate_"), "metrics/iter0/eval.json")
+    assert "**skipped: no held-out human data" in validation_section({**VALIDATION, "judge": skipped}, 1)

@@ -453,7 +453,7 @@ def write_data(folder, data):
         rows.write(df, folder / f"{kind}.parquet", kind)
 
 
-def cli(folder, out, report, params_path):
+def cli(folder, out, report, params_path, judge_eval=None):
     return [
         "--iteration",
         "1",
@@ -464,6 +464,7 @@ def cli(folder, out, report, params_path):
         str(report),
         "--params",
         str(params_path),
+        *(["--judge-eval", str(judge_eval)] if judge_eval else []),
     ]
 
 
@@ -494,7 +495,101 @@ def test_override_passes_and_is_recorded(tmp_path, capsys):
     main(cli(tmp_path, tmp_path / "v.json", tmp_path / "r.html", pfile))
     result = json.loads((tmp_path / "v.json").read_text())
     assert result["overridden"] and not result["passed"] and result["failures"] == ["preferences.min_pairs"]
-    assert "OVERRIDDEN" in capsys.readouterr().err and "OVERRIDDEN" in (tmp_path / "r.html").read_text()
+    err = capsys.readouterr().err
+    assert "OVERRIDDEN" in err and "OVERRIDDEN" in (tmp_path / "r.html").read_text()
+    # no --judge-eval: the judge checks are skipped, in one line
+    assert result["judge"]["status"] == "skipped" and "WARNING judge checks skipped: no --judge-eval given" in err
+
+
+def judge_eval(folder, acc, ci, n=96, ab_first=0.5, with_human=True):
+    """M0's eval.json as evaluate writes it (only what the judge checks read); with_human=False: ../shared/data
+    absent."""
+    slices = {
+        "all": {"acc": acc, "ci95": ci, "n": n},
+        "shorter_preferred": {"acc": 0.5, "ci95": [0.35, 0.65], "n": 40},
+        "longer_preferred": {"acc": acc, "ci95": ci, "n": 56},
+    }
+    human = {
+        "pairs": n,
+        "pairwise_accuracy": acc,
+        "pairwise_accuracy_ci95": ci,
+        "ab_pairs": n,
+        "ab_first_rate": ab_first,
+        "length_slices": {"pointwise": slices},
+    }
+    ev = {"iteration": 0, "model": "models/M0", "human": human, "skipped": []}
+    if not with_human:
+        ev |= {"human": None, "skipped": ["human agreement (../shared/data/oasst1_en_validation not found)"]}
+    (folder / "eval.json").write_text(json.dumps(ev))
+    return folder / "eval.json"
+
+
+def test_a_coin_for_a_judge_stops_the_iteration(tmp_path, capsys):
+    """Good datasets labelled by a judge at chance: under judge_gate fail the gate fails like a dataset check."""
+    write_data(tmp_path, make_data())
+    pfile = write_params(tmp_path / "params.yaml", "validate: {embed: false, judge_gate: fail}")
+    coin = judge_eval(tmp_path, 0.5, [0.4, 0.6])
+    with pytest.raises(SystemExit) as e:
+        main(cli(tmp_path, tmp_path / "v.json", tmp_path / "r.html", pfile, coin))
+    assert "1 check(s) failed; dpo@1 will not run" in str(e.value)
+    err = capsys.readouterr().err
+    assert (
+        "validate@1: FAILED judge.accuracy: interval_low_above(human.pairwise_accuracy): observed value 0.5 "
+        "[0.4, 0.6] (n=96), threshold 95% interval low > 0.5; knobs: validate.judge_min_accuracy" in err
+    )
+    assert not (tmp_path / "v.json").exists()
+    verdict = json.loads((tmp_path / "r.json").read_text())  # beside the report, for `srlm status`
+    assert verdict["failures"] == ["judge.accuracy"] and verdict["judge"]["status"] == "failed"
+    assert verdict["judge"]["judge_pairs"] == 12 and verdict["judge"]["eval"] == coin.as_posix()
+    assert "judge: M0, which labelled iteration 1" in (tmp_path / "r.html").read_text()
+    # the override trains anyway, on record
+    pfile = write_params(tmp_path / "params.yaml", "validate: {embed: false, judge_gate: fail, allow_failure: true}")
+    main(cli(tmp_path, tmp_path / "v.json", tmp_path / "r.html", pfile, coin))
+    result = json.loads((tmp_path / "v.json").read_text())
+    assert result["overridden"] and not result["passed"] and result["failures"] == ["judge.accuracy"]
+
+
+def test_judge_gate_warn_records_the_failure_and_trains(tmp_path, capsys):
+    """params.yaml's default (warn) on the committed CPU M0 eval.json: recorded as failed, one line per failed
+    check, validate.json written and the datasets' verdict untouched."""
+    write_data(tmp_path, make_data())
+    pfile = write_params(tmp_path / "params.yaml", "validate: {embed: false}")
+    main(cli(tmp_path, tmp_path / "v.json", tmp_path / "r.html", pfile, ROOT / "metrics/iter0/eval.json"))
+    result = json.loads((tmp_path / "v.json").read_text())
+    assert result["passed"] and not result["overridden"] and result["failures"] == []
+    judge = result["judge"]
+    assert judge["gate"] == "warn" and judge["status"] == "failed" and judge["judge"] == "M0"
+    assert judge["failures"] == ["judge.accuracy", "judge.answer1_rate"] and judge["judge_pairs"] == 12
+    assert judge["accuracy"] == 0.2222 and judge["ci95"] == [0.0632, 0.5474]
+    assert all(c["dataset"] != "judge" for c in result["checks"])  # warn: not among the checks that stop
+    captured = capsys.readouterr()
+    assert re.search(
+        r"WARNING judge\.accuracy: .*observed value 0\.2222 \[0\.0632, 0\.5474\] \(n=9\), threshold 95% interval "
+        r"low > 0\.5; .*; recorded only \(validate\.judge_gate: warn\)",
+        captured.err,
+    )
+    assert "judge M0: failed (validate.judge_gate: warn)" in captured.out
+    assert "the judge checks failed, recorded only" in (tmp_path / "r.html").read_text()
+
+
+def test_judge_checks_skip_without_human_data(tmp_path, capsys):
+    write_data(tmp_path, make_data())
+    pfile = write_params(tmp_path / "params.yaml", "validate: {embed: false, judge_gate: fail}")
+    absent = judge_eval(tmp_path, 0, [0, 1], with_human=False)
+    main(cli(tmp_path, tmp_path / "v.json", tmp_path / "r.html", pfile, absent))
+    result = json.loads((tmp_path / "v.json").read_text())
+    assert result["passed"] and result["judge"]["status"] == "skipped"
+    assert result["judge"]["reason"].startswith("no held-out human data: evaluate skipped human agreement")
+    assert "validate@1: WARNING judge checks skipped: no held-out human data" in capsys.readouterr().err
+
+
+def test_judge_eval_of_a_later_model_is_an_error(tmp_path):
+    write_data(tmp_path, make_data())
+    pfile = write_params(tmp_path / "params.yaml", "validate: {embed: false}")
+    ev = tmp_path / "m1.json"
+    ev.write_text(json.dumps({"iteration": 1, "human": None}))
+    with pytest.raises(SystemExit, match="measures M1, which did not judge iteration 1"):
+        main(cli(tmp_path, tmp_path / "v.json", tmp_path / "r.html", pfile, ev))
 
 
 def test_schema_error_is_a_failure(tmp_path):

@@ -8,8 +8,9 @@ The pipeline itself runs under DVC:
 
 This command reads the results:
   srlm status            one line per model (base, M0, M1, ...): prompts, responses, parse rate, pairs,
-                         validation, judge accuracy vs human ranks (all pairs, and those where humans preferred
-                         the shorter answer), head-to-head vs the previous model, IFEval; rates with 95% intervals
+                         validation, the judge gate, judge accuracy vs human ranks (all pairs, and those where
+                         humans preferred the shorter answer), head-to-head vs the previous model, IFEval; rates
+                         with 95% intervals; below, one line per judge gate that did not pass
   srlm show 1 preferences [-n 3]   print rows of a dataset
   srlm params            validate params.yaml and print it (YAML)
   srlm release --iteration 1 --repo-id ORG/NAME [--dry-run DIR]   publish the pairs to the Hub (docs/release.md)
@@ -26,6 +27,7 @@ from stages.core import params as P
 from stages.core import rows
 from stages.core.errors import SrlmError, entry
 from stages.core.rows import DATASETS
+from stages.measure.judge_gate import summary
 
 
 def _count(path: Path) -> str:
@@ -60,14 +62,32 @@ def _interval(block) -> str:
     return f"{block['acc']:.2f}" + (f" [{ci[0]:.2f}-{ci[1]:.2f}]" if ci else "")
 
 
-def _verdict(met: Path, key: str) -> str:
-    """ok / forced / FAILED / -: metrics/iter<t>/validate.json, or, when a failed gate left none (DVC keeps no
-    output of a failed stage), the verdict validate wrote beside its report."""
+def _gate(met: Path, key: str) -> dict | None:
+    """validate@t's verdict: metrics/iter<t>/validate.json, or, when a failed gate left none (DVC keeps no output
+    of a failed stage), the verdict validate wrote beside its report."""
     for path in (met / "validate.json", Path(f"reports/iter{key}/validation.json")):
-        passed = _metric(path, "passed")
-        if passed is not None:
-            return "ok" if passed else ("forced" if _metric(path, "overridden") else "FAILED")
-    return "-"
+        if _metric(path, "passed") is not None:
+            return rows.read_json(path)
+    return None
+
+
+def _verdict(gate: dict | None) -> str:
+    """ok / forced / FAILED / -"""
+    if gate is None:
+        return "-"
+    return "ok" if gate["passed"] else ("forced" if gate.get("overridden") else "FAILED")
+
+
+def _judge_gate(gate: dict | None) -> str:
+    """The judge checks of validate@t: ok / warn (failed, recorded only) / FAILED / forced (failed, trained under
+    validate.allow_failure) / skip / off / - (no verdict, or one from before the judge checks)."""
+    judge = (gate or {}).get("judge")
+    if not isinstance(judge, dict) or "status" not in judge:
+        return "-"
+    status = judge["status"]
+    if status == "failed":
+        return "warn" if judge.get("gate") != "fail" else ("forced" if gate.get("overridden") else "FAILED")
+    return {"passed": "ok", "skipped": "skip"}.get(status, status)
 
 
 def _versus(h2h: dict | None) -> str:
@@ -86,15 +106,19 @@ def status(p: P.Params) -> None:
     outside the loop (evaluate@t), every rate with its 95% Wilson interval (few prompts give wide intervals:
     read them before the point value): judge accuracy against held-out human ranks, and on the human pairs
     whose preferred answer is the shorter one (length alone scores 0 there), the head-to-head against M(t-1)
-    (wins, ties, losses, win rate, answers changed), and IFEval prompt-level strict accuracy."""
+    (wins, ties, losses, win rate, answers changed), and IFEval prompt-level strict accuracy. `judge gate`: what
+    validate@t found of the judge that labelled iteration t (M(t-1), measured on the line above); one line under
+    the table per gate that did not pass, with the numbers or the reason."""
     print(
         f"{'iter':>4}  {'from':>4}  {'prompts':>7}  {'responses':>9}  {'parse':>6}  {'pairs':>5}  {'valid':>6}  "
+        f"{'judge gate':>10}  "
         f"{'model':<11}  {'judge acc [95%]':<16}  {'short-pref [95%]':<16}  {'vs prev: W T L, win [95%], changed':<36}  "
         "IFEval strict [95%]"
     )
     # base: measured once from outside (evaluate_base); iteration 0 is M0 (sft from base): no data of its own
     lines = [("base", "-"), ("0", "base")]
     lines += [(k, f"M{it.prev}") for k, it in sorted(p.iterations.items(), key=lambda kv: int(kv[0]))]
+    notes = []
     for key, source in lines:
         data, met = Path(f"data/iter{key}"), Path("metrics/base" if key == "base" else f"metrics/iter{key}")
         parse = _metric(met / "judge.json", "parse_rate")
@@ -104,12 +128,18 @@ def status(p: P.Params) -> None:
         shorter = _metric(met / "eval.json", "human", "length_slices", "pointwise", "shorter_preferred")
         vs_prev = _versus(_metric(met / "eval.json", "head2head", "vs_prev"))
         ifeval = _metric(met / "eval.json", "ifeval", "prompt_level_strict_acc")
+        gate = _gate(met, key) if key not in ("base", "0") else None
+        judge = _judge_gate(gate)
+        if judge not in ("ok", "-"):
+            notes.append(f"judge gate@{key} ({source}): {summary(gate['judge'])}")
         print(
             f"{key:>4}  {source:>4}  {_count(data / 'prompts.parquet'):>7}  {_count(data / 'responses.parquet'):>9}  "
-            f"{_num(parse, '.0%'):>6}  {_count(data / 'preferences.parquet'):>5}  {_verdict(met, key):>6}  "
+            f"{_num(parse, '.0%'):>6}  {_count(data / 'preferences.parquet'):>5}  {_verdict(gate):>6}  {judge:>10}  "
             f"{str(model) if (model / 'config.json').exists() else '-':<11}  {acc:<16}  {_interval(shorter):<16}  "
             f"{vs_prev:<36}  {_interval(ifeval)}"
         )
+    for note in notes:
+        print(note)
 
 
 def _cell(value, width: int = 300) -> str:

@@ -3,8 +3,8 @@
 Sections (the Hub's template): what the data is and how it was made, Structure with example rows and the
 judge's own words, Limitations (what the judge measured, each accuracy and win rate with its 95% interval and
 the longer-answer baseline on the same pairs), the validation checks with observed values beside their
-thresholds, the base model's real provenance, a citation, and the lineage (DVC hashes, seeds, params, package
-versions, lineage records). Everything is read from files the pipeline already wrote (params.yaml, dvc.lock,
+thresholds and the judge gate's verdict on the model that labelled the pairs, the base model's real provenance,
+a citation, and the lineage (DVC hashes, seeds, params, package versions, lineage records). Everything is read from files the pipeline already wrote (params.yaml, dvc.lock,
 metrics/, data/iter<t>/*.lineage.json); nothing is timestamped, so an unchanged iteration gives a
 byte-identical card and a re-release makes no commit.
 """
@@ -20,6 +20,8 @@ import yaml
 from stages.core import params as P
 from stages.core import rows
 from stages.core.lineage import ITERATION_STAGES, lock_stages, package_versions
+from stages.measure.judge_gate import summary
+from stages.measure.report import observed_text
 
 DATASET_PARAMS = ("seed", "backend", "base", "prompts", "responses", "judge", "pairs", "meta_judge", "validate")
 
@@ -194,15 +196,24 @@ def validation_section(v: dict, iteration: int) -> str:
         + "."
     )
     warnings = [f"- warning: {w}" for w in v.get("warnings", [])]
+    judge = v.get("judge")
+    if isinstance(judge, dict) and "status" in judge:
+        pairs = judge.get("judge_pairs")
+        head += (
+            f"\n\nThe judge that labelled these pairs ({judge.get('judge') or 'M(prev)'}, measured on held-out human pairs: "
+            f"`{judge.get('eval')}`) under `validate.judge_gate: {judge.get('gate')}`: **{summary(judge)}**"
+            + (f" ({pairs} pairs decided by the judge)." if pairs is not None else ".")
+        )
+    recorded = judge["checks"] if isinstance(judge, dict) and judge.get("gate") != "fail" else []
     checks = [
         (
             f"{c['dataset']}.{c['check']}",
-            c.get("observed"),
+            observed_text(c) if c.get("ci95") else c.get("observed"),
             c.get("threshold"),
             ", ".join(c.get("params") or []) or "-",
-            "pass" if c.get("passed") else "FAIL",
+            "pass" if c.get("passed") else ("FAIL (recorded only)" if c in recorded else "FAIL"),
         )
-        for c in v.get("checks", [])
+        for c in v.get("checks", []) + recorded
     ]
     if not checks:  # an older validate.json: observed values only
         checks = [

@@ -218,6 +218,11 @@ class Validate(Strict):
     min_pair_distinct_2: float = Field(ge=0, le=1)
     min_judge_pairs: int = Field(ge=0)
     max_generous_rate: float = Field(ge=0, le=1)
+    judge_gate: Literal["fail", "warn", "off"]
+    judge_min_accuracy: float = Field(ge=0, le=1)
+    judge_min_shorter_preferred: float = Field(ge=0, le=1)
+    judge_min_answer1_rate: float = Field(ge=0, le=1)
+    judge_max_answer1_rate: float = Field(ge=0, le=1)
     allow_failure: bool
 
     @model_validator(mode="after")
@@ -226,6 +231,7 @@ class Validate(Strict):
             ("prompt_min_chars", "prompt_max_chars"),
             ("response_min_median_chars", "response_max_median_chars"),
             ("min_length_ratio", "max_length_ratio"),
+            ("judge_min_answer1_rate", "judge_max_answer1_rate"),
         ]:
             if getattr(self, lo) > getattr(self, hi):
                 raise ValueError(f"validate.{lo} must be <= validate.{hi}")
