@@ -126,7 +126,9 @@ def test_repro_stops_at_the_budget_and_the_next_call_resumes(tmp_path, monkeypat
     monkeypatch.setattr(device, "RESERVE_S", 2)
     monkeypatch.setattr(device, "GRACE_S", 5)
     work, out = tmp_path / "work", tmp_path / "out"
-    args = argparse.Namespace(out=out, budget=12, until=None, work=work, data=None, profile=device.PROFILES, extras=[])
+    args = argparse.Namespace(
+        out=out, budget=12, until=None, work=work, data=None, profile=device.PROFILES, extras=[], dvc_cache=None
+    )
 
     monkeypatch.setattr(device, "missing_packages", lambda backend: ([], []))  # vllm is not here
     monkeypatch.setenv("TOY_SLEEP", "60")
@@ -155,7 +157,7 @@ def test_repro_stops_at_the_budget_and_the_next_call_resumes(tmp_path, monkeypat
 def test_a_machine_without_the_packages_is_told_what_to_carry(tmp_path, monkeypatch):
     monkeypatch.setattr(device, "missing_packages", lambda backend: (["vllm", "trl"], []))
     args = argparse.Namespace(out=tmp_path / "out", budget=60, until=None, work=tmp_path / "w", data=None,
-                              profile=device.PROFILES, extras=[])  # fmt: skip
+                              profile=device.PROFILES, extras=[], dvc_cache=None)  # fmt: skip
     with pytest.raises(SystemExit, match="lacks vllm, trl"):
         device.run(args)
     assert "NOT RUN" in (tmp_path / "out/summary.md").read_text() and not (tmp_path / "w").exists()
@@ -167,3 +169,13 @@ def test_repro_order_measures_each_model_before_the_next_iteration():
     order = device.repro_order(["1", "2"], stages)
     assert order == [["evaluate_base"], ["evaluate_m0"], ["evaluate@1"], ["evaluate@2"], []]
     assert device.repro_order(["1"], yaml.safe_load(TOY)["stages"]) == [[]]  # no evaluate stages: one call
+
+
+def test_setup_with_a_shared_dvc_cache_names_it_in_the_repo_config(tmp_path):
+    """Recipes on one warm machine share a DVC cache, so the run cache gives each the same M0."""
+    state = device.setup(tmp_path / "w", device.PROFILES, None, dvc_cache=tmp_path / "dvc-cache")
+    config = (tmp_path / "w" / "repo" / ".dvc" / "config.local").read_text()
+    assert f"dir = {tmp_path / 'dvc-cache'}" in config and "no_scm = true" in config
+    assert state["profiles"] == device.PROFILES
+    plain = device.setup(tmp_path / "w2", device.PROFILES, None)
+    assert "[cache]" not in (tmp_path / "w2" / "repo" / ".dvc" / "config.local").read_text() and plain
