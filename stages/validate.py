@@ -34,8 +34,8 @@ from pathlib import Path
 
 import polars as pl
 
+from stages.core import lineage, rows
 from stages.core import params as P
-from stages.core import rows
 from stages.core.errors import SrlmError, entry
 from stages.core.rows import DATASETS, KINDS
 from stages.measure.report import failure_line, report_html
@@ -203,6 +203,7 @@ def main(argv: list[str] | None = None) -> None:
     else:
         result = run_gate(data, p, pool, args.suites, kinds=kinds)
         result["judge_length"] = judge_length(data["responses"], data["judgments"])
+    result["preferences_md5"] = lineage.md5(args.preferences)  # the file this verdict is on: dpo@t checks it
     for w in result["warnings"]:
         print(f"validate@{args.iteration}: WARNING {w}", file=sys.stderr)
     if args.report:  # not DVC outputs: written pass or fail, so `srlm status` can show a gate that failed
