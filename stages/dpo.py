@@ -21,9 +21,9 @@ from pathlib import Path
 
 import polars as pl
 
+from stages.core import lineage, rows, timing
 from stages.core import params as P
-from stages.core import rows, timing
-from stages.core.errors import SrlmError, entry
+from stages.core.errors import SrlmError, entry, interruptible
 from stages.engine.models import check_model_dir, load_model, save_model
 from stages.engine.training import is_main_process, lora_config, loss_summary, relaunch, trainer_args
 
@@ -78,6 +78,13 @@ def main(argv: list[str] | None = None) -> None:
     if not (verdict.get("passed") or verdict.get("overridden")):
         raise SrlmError(f"error: validation of iteration {args.iteration} failed; not training")
     prefs = rows.read(args.preferences, "preferences")
+    checked = verdict.get("preferences_md5")  # the verdict holds for the file validate checked, not any other
+    if checked != lineage.md5(args.preferences):
+        raise SrlmError(
+            f"error: {args.validation} is not a verdict on {args.preferences}: "
+            + (f"it checked a file with md5 {checked}" if checked else "it names no preferences_md5")
+            + f"; rerun validate@{args.iteration} on it"
+        )
     if prefs.is_empty():
         raise SrlmError(f"error: {args.preferences} has no pairs to train on")
     judge_pairs = rows.read(args.judge_pairs, "meta_judgments") if args.judge_pairs else rows.empty("meta_judgments")
@@ -93,7 +100,9 @@ def main(argv: list[str] | None = None) -> None:
     ref = load_model(reference, p.backend.trust_remote_code)[1] if reference else None
     cols = ("prompt", "chosen", "rejected")
     data = Dataset.from_list(pl.concat([prefs.select(cols), judge_pairs.select(cols)]).to_dicts())
-    with tempfile.TemporaryDirectory() as work:
+    # Ctrl-C: one line and exit 130; the model folder and metrics are not written (rows.all_or_none)
+    stop = f"dpo@{args.iteration}: interrupted; no model written, rerun to train again"
+    with interruptible(stop), tempfile.TemporaryDirectory() as work:
         trainer = DPOTrainer(
             model=model,
             ref_model=ref,

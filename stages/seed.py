@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import random
+import sys
 from pathlib import Path
 
 import polars as pl
@@ -24,7 +25,7 @@ from stages.core import params as P
 from stages.core import rows
 from stages.core.errors import brief, entry
 from stages.judging.prompting import judgment_text
-from stages.judging.sources import SourceError, convert, load_source
+from stages.judging.sources import LINE, SourceError, convert, load_source, where
 
 # the params this stage reads: dvc.yaml's params list and the lineage record (python -m stages.commands.dag write)
 PARAMS = ("seed", "seed_data")
@@ -40,6 +41,8 @@ def build(sources: list[P.Source], kind: str, counts: dict | None = None) -> pl.
             continue
         if df.is_empty():
             raise SourceError(f"error: seed source {src.path} is empty")
+        # jsonl and parquet rows are the file's own, so a dropped one can be named by line or row
+        plain = src.format in ("jsonl", "parquet") or (src.format == "hub" and "message_id" not in df.columns)
         try:
             df = convert(df, src, kind)
         except pl.exceptions.PolarsError as e:  # a value of the wrong type in a format without its own check
@@ -51,14 +54,14 @@ def build(sources: list[P.Source], kind: str, counts: dict | None = None) -> pl.
                 f"(got {df.schema['instruction']}, {df.schema['response']})"
             )
         n = len(df)
-        df = df.filter(
-            pl.col("instruction").str.strip_chars().str.len_chars() > 0,
-            pl.col("response").str.strip_chars().str.len_chars() > 0,
-        )
-        if df.is_empty():
+        filled = [pl.col(c).str.strip_chars().str.len_chars().fill_null(0) > 0 for c in ("instruction", "response")]
+        dropped = df.select(~(filled[0] & filled[1])).to_series().arg_true()
+        if len(dropped) == n:
             why = f"all {n} rows have a blank instruction or response" if n else f"it gives no {kind.upper()} rows"
             raise SourceError(f"error: seed source {src.path} ({src.format}): {why}")
-        blank += n - len(df)
+        say_dropped(df, dropped, src, plain)
+        df = df.filter(*filled).drop(LINE, strict=False)
+        blank += len(dropped)
         if src.limit:
             df = df.head(src.limit)
         parts.append(df.with_columns(pl.lit(src.path).alias("source")))
@@ -87,6 +90,27 @@ def build(sources: list[P.Source], kind: str, counts: dict | None = None) -> pl.
     if counts is not None:
         counts.update(blank=blank, duplicates=len(df) - len(unique))
     return rows.conform(unique, kind)
+
+
+SAY_AT_MOST = 5  # dropped rows named one per line, per source
+
+
+def say_dropped(df: pl.DataFrame, dropped: pl.Series, src: P.Source, plain: bool) -> None:
+    """Name the rows with a blank instruction or response (they are dropped and counted) on stderr: by line
+    (`x.jsonl:3`) or row (`x.parquet row 3`); a converted format's rows are not the file's, so only a count."""
+    if not len(dropped):
+        return
+    if not plain:
+        print(
+            f"seed: {src.path} ({src.format}): {len(dropped)} rows with a blank instruction or response dropped",
+            file=sys.stderr,
+        )
+        return
+    for i in dropped[:SAY_AT_MOST]:
+        print(f"seed: {where(df, i, src)}: blank instruction or response; row dropped", file=sys.stderr)
+    if len(dropped) > SAY_AT_MOST:
+        more = len(dropped) - SAY_AT_MOST
+        print(f"seed: {src.path}: {more} more rows with a blank instruction or response dropped", file=sys.stderr)
 
 
 @entry

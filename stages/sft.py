@@ -20,7 +20,7 @@ from pathlib import Path
 
 from stages.core import params as P
 from stages.core import rows, timing
-from stages.core.errors import entry
+from stages.core.errors import SrlmError, entry, interruptible
 from stages.engine.models import check_model_dir, load_model, save_model
 from stages.engine.training import is_main_process, lora_config, loss_summary, relaunch, trainer_args
 from stages.judging.eft import sft_examples
@@ -52,6 +52,14 @@ def main(argv: list[str] | None = None) -> None:
         return
     if p.sft.train_on == "eft":  # instruction-tuned already: train the judge only
         ift = ift.head(0)
+    if ift.is_empty() and eft.is_empty():  # TRL would end in a StopIteration traceback
+        why = (
+            f"sft.train_on is eft (judge data only) and {args.eft} has no rows; give seed_data.eft a source (an "
+            f"optional one that is absent gives none), or set sft.train_on: ift_eft"
+            if p.sft.train_on == "eft"
+            else f"{args.ift} and {args.eft} have no rows"
+        )
+        raise SrlmError(f"error: sft has nothing to train on: {why}")
     if relaunch(p.sft, "stages.sft", argv):  # sft.num_processes > 1: the same stage, one process per device
         return
 
@@ -63,8 +71,14 @@ def main(argv: list[str] | None = None) -> None:
     tok, model = load_model(args.base, p.backend.trust_remote_code)
     cfg = p.sft
     examples, counts = sft_examples(ift, eft, cfg.max_length, cfg.compare_pairs, cfg.balance, cfg.contrastive, p.seed)
+    if not examples:
+        raise SrlmError(f"error: sft has nothing to train on: {args.ift} and {args.eft} give no examples")
     data = Dataset.from_list(examples).shuffle(seed=p.seed)
-    with tempfile.TemporaryDirectory() as work:
+    # Ctrl-C: one line and exit 130; the model folder and metrics are not written (rows.all_or_none)
+    with (
+        interruptible("sft: interrupted; no model written, rerun to train again"),
+        tempfile.TemporaryDirectory() as work,
+    ):
         trainer = SFTTrainer(
             model=model,
             processing_class=tok,

@@ -42,8 +42,8 @@ from pathlib import Path
 
 import polars as pl
 
+from stages.core import lineage, rows
 from stages.core import params as P
-from stages.core import rows
 from stages.core.errors import SrlmError, entry
 from stages.core.rows import CHECKED, KINDS
 from stages.measure.judge_gate import judge_pairs, judge_verdict
@@ -267,6 +267,7 @@ def main(argv: list[str] | None = None) -> None:
     source = args.judge_eval.as_posix() if args.judge_eval else None
     judge = judge_verdict(ev, pairs, cfg, source, why_no_eval="no --judge-eval given")
     result = with_judge(result, judge, cfg)
+    result["preferences_md5"] = lineage.md5(args.preferences)  # the file this verdict is on: dpo@t checks it
     for w in result["warnings"]:
         print(f"validate@{args.iteration}: WARNING {w}", file=sys.stderr)
     if args.report:  # not DVC outputs: written pass or fail, so `srlm status` can show a gate that failed

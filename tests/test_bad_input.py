@@ -14,6 +14,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import polars as pl
@@ -124,7 +125,29 @@ def training_inputs(d):
     eft = {"id": "e1", "instruction": "Say hi.", "response": "Hi.", "score": 4, "judgment": "Score: 4", "source": "t"}
     rows.write(rows.frame([eft], "eft"), d / "eft.parquet", "eft")
     rows.write(rows.frame([PAIR_ROW], "preferences"), d / "prefs.parquet", "preferences")
-    (d / "validate.json").write_text('{"passed": true, "overridden": false}')
+    verdict = {"passed": True, "overridden": False, "preferences_md5": lineage.md5(d / "prefs.parquet")}
+    (d / "validate.json").write_text(json.dumps(verdict))
+
+
+def no_eft(d):
+    training_inputs(d)
+    rows.write(rows.empty("eft"), d / "eft.parquet", "eft")
+
+
+def scores(*values):
+    """responses r1, r2 of one prompt, and a judgment of each with the given scores."""
+    return both(
+        dataset("responses", [RESPONSE_ROW, {**RESPONSE_ROW, "id": "r2", "response": "Hello."}]),
+        dataset(
+            "judgments",
+            [{**JUDGMENT_ROW, "id": f"j{i}", "response_id": f"r{i}", "score": v} for i, v in enumerate(values, 1)],
+            "judged.parquet",
+        ),
+    )
+
+
+def loop(name: str):
+    return lambda d: (d / name).symlink_to(name)  # a symlink to itself
 
 
 # ---- how a case runs its stage ----
@@ -514,6 +537,160 @@ CASES = [
         base_run,
         r"could not load a model from .*fake.gguf: error",
     ),
+    # -- bad input, part three --
+    (
+        "judge input with a null response",
+        dataset("responses", [RESPONSE_ROW, {**RESPONSE_ROW, "id": "r2", "response": None}]),
+        "",
+        judge_run,
+        r"responses in .*in.parquet: row 2 has a null 'response'$",
+    ),
+    (
+        "pairs input with a null response among good ones",  # it used to count as a tie and exit 0
+        both(
+            dataset("responses", [RESPONSE_ROW, {**RESPONSE_ROW, "id": "r2", "response": None}]),
+            dataset("judgments", [JUDGMENT_ROW, {**JUDGMENT_ROW, "id": "j2", "response_id": "r2"}], "judged.parquet"),
+        ),
+        "",
+        pairs_run,
+        r"responses in .*in.parquet: row 2 has a null 'response'$",
+    ),
+    (
+        "a null prompt",
+        dataset("prompts", [PROMPT_ROW, {**PROMPT_ROW, "id": "p2", "prompt": None}]),
+        "",
+        responses_run,
+        r"prompts in .*in.parquet: row 2 has a null 'prompt'$",
+    ),
+    (
+        "a preference without the chosen text",
+        both(
+            training_inputs,
+            dataset(
+                "preferences", [{**PAIR_ROW, "chosen": [{"role": "assistant", "content": None}]}], "prefs.parquet"
+            ),
+        ),
+        "",
+        dpo_run,
+        r"preferences in .*prefs.parquet: row 1 has a message without role or content in 'chosen'$",
+    ),
+    (
+        "sft with no EFT rows and train_on eft",
+        no_eft,
+        "sft: {train_on: eft}",
+        sft_run,
+        r"sft has nothing to train on: sft.train_on is eft .* .*eft.parquet has no rows",
+    ),
+    (
+        "a params key given twice",
+        params_text(b"seed: 0\nresponses:\n  n: 4\n  n: 8\n"),
+        "",
+        seed_run,
+        r"params.yaml:4: key 'n' is given twice in one mapping \(first on line 3\)",
+    ),
+    (
+        "an empty params file",
+        params_text(b""),
+        "",
+        seed_run,
+        r"params.yaml is empty; it must hold every params section",
+    ),
+    (
+        "a params file of comments",
+        params_text(b"# nothing yet\n"),
+        "",
+        seed_run,
+        r"params.yaml is empty",
+    ),
+    (
+        "a JSONL key given twice in one line",
+        jsonl(GOOD + b'{"instruction": "a", "response": "b", "response": "c"}\n'),
+        SEED_FROM_SRC,
+        seed_run,
+        r"src.jsonl:2: key 'response' appears twice in one object$",
+    ),
+    (
+        "an EFT score given twice in one line",
+        jsonl(b'{"instruction": "a", "response": "b", "score": 3, "score": 4}\n'),
+        EFT_FROM_SRC,
+        seed_run,
+        r"src.jsonl:1: key 'score' appears twice in one object$",
+    ),
+    ("a judgment score of 9", scores(4.0, 9.0), "", pairs_run, r"judged.parquet row 2: score must be 0..5 .*got 9.0"),
+    (
+        "a judgment score of -3",
+        scores(-3.0, 4.0),
+        "",
+        pairs_run,
+        r"judged.parquet row 1: score must be 0..5 .*got -3.0",
+    ),
+    (
+        "a NaN judgment score",
+        scores(4.0, float("nan")),
+        "",
+        pairs_run,
+        r"judged.parquet row 2: score must be .*got nan",
+    ),
+    (
+        "repeated response ids (judge)",
+        dataset("responses", [RESPONSE_ROW, {**RESPONSE_ROW, "response": "Hello."}]),
+        "",
+        judge_run,
+        r"responses in .*in.parquet: id 'r1' is on rows 1 and 2; ids must be unique$",
+    ),
+    (
+        "repeated response ids (pairs)",
+        both(
+            dataset("responses", [{**RESPONSE_ROW, "sample": 1}, RESPONSE_ROW]),
+            dataset("judgments", [JUDGMENT_ROW], "judged.parquet"),
+        ),
+        "",
+        pairs_run,
+        r"responses in .*in.parquet: id 'r1' is on rows 1 and 2; ids must be unique$",
+    ),
+    (
+        "repeated judgment ids",
+        both(dataset("responses", [RESPONSE_ROW]), dataset("judgments", [JUDGMENT_ROW] * 2, "judged.parquet")),
+        "",
+        pairs_run,
+        r"judgments in .*judged.parquet: id 'j1' is on rows 1 and 2",
+    ),
+    (
+        "a verdict on another preferences file",
+        both(training_inputs, validation('{"passed": true, "overridden": false, "preferences_md5": "0123"}')),
+        "",
+        dpo_run,
+        r"validate.json is not a verdict on .*prefs.parquet: it checked a file with md5 0123; rerun validate@1",
+    ),
+    (
+        "a verdict that names no preferences file",
+        both(training_inputs, validation('{"passed": true, "overridden": false}')),
+        "",
+        dpo_run,
+        r"validate.json is not a verdict on .*prefs.parquet: it names no preferences_md5; rerun validate@1",
+    ),
+    (
+        "a verdict key given twice",
+        both(training_inputs, validation('{"passed": false, "passed": true}')),
+        "",
+        dpo_run,
+        r"validate.json: key 'passed' appears twice in one object$",
+    ),
+    (
+        "a seed source that is a symlink loop",
+        loop("src.jsonl"),
+        SEED_FROM_SRC,
+        seed_run,
+        r"src.jsonl is a symlink loop",
+    ),
+    (
+        "an optional seed source that is a symlink loop",
+        loop("src.jsonl"),
+        "seed_data: {ift: [{path: SRC, optional: true}], eft: []}",
+        seed_run,
+        r"seed source .*src.jsonl is a symlink loop",
+    ),
+    ("a stage input that is a symlink loop", loop("in.parquet"), "", responses_run, r"in.parquet is a symlink loop"),
     # -- outputs --
     (
         "output folder is a file",
@@ -581,6 +758,168 @@ def test_a_stage_process_prints_one_line_and_exits_1(tmp_path):
 
 def _env() -> dict:
     return {**os.environ, "PYTHONPATH": str(ROOT)}
+
+
+# ---- bad input, part three: what the table cannot hold ----
+
+
+def test_seed_with_an_absent_optional_eft_source_then_sft_on_eft_is_refused(tmp_path, in_tmp, tiny_model):
+    """seed may make 0 EFT rows (the only EFT source is optional and absent); sft.train_on eft then refuses
+    in one line before it loads the model, not with TRL's StopIteration."""
+    absent = tmp_path / "nowhere.jsonl"
+    write_params(
+        tmp_path / "params.yaml", f"seed_data: {{eft: [{{path: {absent}, optional: true}}]}}\nsft: {{train_on: eft}}"
+    )
+    seed_run(tmp_path, None)
+    assert json.loads((tmp_path / "out_seed.json").read_text())["eft_rows"] == 0
+    with pytest.raises(SystemExit, match=r"sft has nothing to train on: sft.train_on is eft") as e:
+        sft.main(
+            [
+                *("--base", str(tiny_model), "--ift", str(tmp_path / "out_ift.parquet")),
+                *("--eft", str(tmp_path / "out_eft.parquet"), "--out", str(tmp_path / "model")),
+                *("--params", str(tmp_path / "params.yaml")),
+            ]
+        )
+    one_clear_line(e, "")
+    assert not (tmp_path / "model").exists()
+
+
+def test_srlm_params_refuses_a_key_given_twice(tmp_path, capsys):
+    from stages.commands import cli
+
+    write_params(tmp_path / "params.yaml", "")
+    text = (tmp_path / "params.yaml").read_text()
+    lines = text.splitlines()
+    at = lines.index("responses:") + 1  # the first key of the section, given again with another value
+    lines.insert(at + 1, lines[at].split(":")[0] + ": 8")
+    (tmp_path / "params.yaml").write_text("\n".join(lines) + "\n")
+    with pytest.raises(SystemExit) as e:
+        cli.main(["--params", str(tmp_path / "params.yaml"), "params"])
+    key = lines[at].split(":")[0].strip()
+    assert str(e.value) == (
+        f"error: {tmp_path}/params.yaml:{at + 2}: key {key!r} is given twice in one mapping (first on line {at + 1}); "
+        "keep one (DVC refuses such a file)"
+    )
+    assert capsys.readouterr().out == ""
+
+
+@pytest.mark.parametrize("stage", ["sft", "dpo"])
+def test_ctrl_c_during_training_is_one_line_and_exit_130(stage, tmp_path, in_tmp, tiny_model, monkeypatch, capsys):
+    """A real SIGINT arrives while the trainer trains: one line, exit 130, no model folder or metrics. SIGINT is
+    ignored before the stage starts (as polars' own handler would swallow it), so the stage must put Python's
+    handler back for training and restore the one it found."""
+    import signal
+
+    import trl
+
+    def train(self, *a, **kw):
+        os.kill(os.getpid(), signal.SIGINT)
+        for _ in range(100):  # the handler runs between two bytecodes
+            time.sleep(0.01)
+        pytest.fail("SIGINT did not interrupt training")
+
+    trainer = {"sft": trl.SFTTrainer, "dpo": trl.DPOTrainer}[stage]
+    monkeypatch.setattr(trainer, "train", train)
+    knobs = "{max_steps: 1, batch_size: 1, grad_accum: 1, max_length: 64, lora: false}"
+    write_params(tmp_path / "params.yaml", f"{stage}: {knobs}")
+    training_inputs(tmp_path)
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with pytest.raises(SystemExit) as e:
+            (sft_run if stage == "sft" else dpo_run)(tmp_path, tiny_model)
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, before)
+    err = capsys.readouterr().err.strip().splitlines()
+    name = "sft" if stage == "sft" else "dpo@1"
+    assert e.value.code == 130 and err[-1] == f"{name}: interrupted; no model written, rerun to train again"
+    assert not any("Traceback" in line for line in err)
+    assert leftovers(tmp_path) == []
+
+
+def test_a_keyboard_interrupt_anywhere_in_a_stage_is_one_line_and_exit_130(capsys):
+    @entry
+    def main(argv):
+        raise KeyboardInterrupt
+
+    with pytest.raises(SystemExit) as e:
+        main([])
+    assert e.value.code == 130 and capsys.readouterr().err == "test_bad_input: interrupted\n"
+
+
+def test_a_blank_row_beside_good_ones_is_named_by_line(tmp_path, capsys):
+    blank = b'{"instruction": "  ", "response": "b"}\n'
+    (tmp_path / "src.jsonl").write_bytes(GOOD + blank + b"\n" + GOOD + blank)  # a blank line is no row
+    pl.DataFrame({"instruction": ["a", "b"], "response": ["c", " "]}).write_parquet(tmp_path / "src.parquet")
+    counts = {}
+    seed.build(
+        [P.Source(path=str(tmp_path / "src.jsonl")), P.Source(path=str(tmp_path / "src.parquet"))], "ift", counts
+    )
+    assert counts["blank"] == 3
+    assert capsys.readouterr().err.splitlines() == [
+        f"seed: {tmp_path}/src.jsonl:2: blank instruction or response; row dropped",
+        f"seed: {tmp_path}/src.jsonl:5: blank instruction or response; row dropped",
+        f"seed: {tmp_path}/src.parquet row 2: blank instruction or response; row dropped",
+    ]
+
+
+@pytest.mark.parametrize("persist", [True, False], ids=["as dvc.yaml has it", "without persist"])
+def test_a_params_error_under_dvc_repro_keeps_the_tracked_seed_metrics(tmp_path, persist):
+    """DVC deletes a stage's outputs before it runs the command, unless they persist. metrics/seed.json is
+    tracked by git (cache: false): with dvc.yaml's `persist: true` a seed run that refuses bad params leaves it
+    as it was; without it, DVC would have deleted it."""
+    root = tmp_path / "proj"
+    shutil.copytree(ROOT / "stages", root / "stages", ignore=shutil.ignore_patterns("__pycache__"))
+    (root / "data/seed").mkdir(parents=True)
+    for name in ("ift.jsonl", "eft.jsonl"):
+        shutil.copy(ROOT / "data/seed" / name, root / "data/seed" / name)
+    stage = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["seed"]
+    metric = next(o for o in stage["outs"] if isinstance(o, dict) and "metrics/seed.json" in o)
+    assert metric["metrics/seed.json"] == {"cache": False, "persist": True}
+    if not persist:
+        del metric["metrics/seed.json"]["persist"]
+    (root / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"seed": stage}}))
+    write_params(root / "params.yaml", "seed_data: {nope: 1}")
+    (root / "metrics").mkdir()
+    (root / "metrics/seed.json").write_text('{"ift_rows": 1}\n')  # the last run's, as git has it
+    env = {**_env(), "PYTHONPATH": str(root), "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    dvc = [sys.executable, "-m", "dvc"]
+    subprocess.run([*dvc, "init", "--no-scm", "-q"], cwd=root, env=env, check=True)
+    r = subprocess.run([*dvc, "repro", "seed"], cwd=root, env=env, capture_output=True, text=True)
+    assert r.returncode != 0 and "params.yaml is invalid: seed_data.nope" in r.stderr + r.stdout
+    if persist:
+        assert (root / "metrics/seed.json").read_text() == '{"ift_rows": 1}\n'
+    else:
+        assert not (root / "metrics/seed.json").exists()
+    assert not [p for p in (root / "metrics").iterdir() if p.name.startswith(".")]
+
+
+def test_release_names_the_stale_stage(project, tmp_path):  # noqa: F811
+    """evaluate@1 is stale: the hint names it (`dvc repro validate@1` would not rerun it)."""
+    from stages.commands import cli
+
+    from .test_release import dvc_commit
+
+    with open(project / "dvc.yaml", "a") as f:
+        f.write(
+            "  evaluate:\n"
+            '    foreach: {"1": {prev: 0}}\n'
+            "    do:\n"
+            "      cmd: python -c \"print('evaluate')\"\n"
+            "      deps:\n"
+            "        - data/iter${key}/preferences.parquet\n"
+            "      metrics:\n"
+            "        - metrics/iter${key}/eval.json:\n"
+            "            cache: false\n"
+        )
+    rows.write_json({"win": 0.5}, project / "metrics/iter1/eval.json")
+    dvc_commit(project, "evaluate@1")
+    rows.write_json({"win": 0.6}, project / "metrics/iter1/eval.json")  # changed since dvc.lock
+    with pytest.raises(SystemExit) as e:
+        cli.main(["release", "--iteration", "1", "--repo-id", "org/name", "--dry-run", str(tmp_path / "out")])
+    lines = str(e.value).splitlines()
+    assert "stale against dvc.lock" in lines[0] and lines[1].startswith("  evaluate@1: ")
+    assert lines[-1] == "run `dvc repro evaluate@1` (and commit dvc.lock) before releasing"
 
 
 # ---- silently dropped rows are counted ----

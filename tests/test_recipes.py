@@ -14,8 +14,8 @@ import pytest
 
 from benchmarks import recipes
 from stages import dpo, meta_judge, pairs, responses, validate
+from stages.core import lineage, rows
 from stages.core import params as P
-from stages.core import rows
 from stages.core.errors import SrlmError
 from stages.judging.prompting import META_PREFILL, judge_messages, meta_judge_messages
 from stages.measure import gx
@@ -432,7 +432,9 @@ def dpo_run(tmp_path_factory, tiny_model):
     d = tmp_path_factory.mktemp("dpo")
     rows.write(answer_pairs(4), d / "p.parquet", "preferences")
     rows.write(meta_rows(2), d / "mj.parquet", "meta_judgments")
-    (d / "v.json").write_text(json.dumps({"passed": True, "overridden": False}))
+    (d / "v.json").write_text(
+        json.dumps({"passed": True, "overridden": False, "preferences_md5": lineage.md5(d / "p.parquet")})
+    )
     m0 = d / "M0"  # a fixed reference other than the policy's start: the tiny model with its weights perturbed
     model = AutoModelForCausalLM.from_pretrained(tiny_model)
     torch.manual_seed(1)

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from stages import dpo
-from stages.core import rows
+from stages.core import lineage, rows
 from stages.core.errors import SrlmError
 from stages.engine import backend as B
 from stages.engine import training
@@ -73,7 +73,8 @@ def test_two_process_dpo_matches_one_process(tiny_model, tmp_path):
     """DDP over 2 gloo processes with per-device batch 1 sees the same global batches as one
     process with batch 2: the loss curves agree up to rounding."""
     rows.write(rows.frame(_prefs(8), "preferences"), tmp_path / "prefs.parquet", "preferences")
-    (tmp_path / "v.json").write_text(json.dumps({"passed": True, "overridden": False}))
+    md5 = lineage.md5(tmp_path / "prefs.parquet")
+    (tmp_path / "v.json").write_text(json.dumps({"passed": True, "overridden": False, "preferences_md5": md5}))
     curves = {}
     for procs, batch in ((1, 2), (2, 1)):
         cfg = write_params(

@@ -114,10 +114,14 @@ def gate(iteration: int, p: P.Params, root: Path) -> dict:
     stale = stale_stages(iteration, root)
     if stale:
         lines = [f"  {stage}: {json.dumps(changes)}" for stage, changes in sorted(stale.items())]
+        # the stale stages themselves: evaluate@t is no dependency of validate@t, so `dvc repro validate@t` would
+        # leave it stale (DVC reruns what a named stage needs first)
+        rank = {name: i for i, name in enumerate(ITERATION_STAGES)}
+        order = sorted(stale, key=lambda s: (rank.get(s.rpartition(":")[2].rpartition("@")[0], len(rank)), s))
         raise ReleaseError(
             f"release: iteration {iteration}'s outputs are stale against dvc.lock:\n"
             + "\n".join(lines)
-            + f"\nrun `dvc repro validate@{iteration}` (and commit dvc.lock) before releasing"
+            + f"\nrun `dvc repro {' '.join(order)}` (and commit dvc.lock) before releasing"
         )
     return validation
 

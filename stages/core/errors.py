@@ -5,15 +5,22 @@ read; it never exits. Every stage's and command's `main` is wrapped in `@entry`,
 message as the process's one line on stderr and exits with `exit_code` (1, or 130 for an interrupt):
 no traceback for bad input, and callers in the same process (tests, benchmarks) can still catch it.
 
+Ctrl-C: code that runs long wraps itself in `interruptible(message)` (generation shards, sft and dpo training),
+which turns the KeyboardInterrupt into `Interrupted(message)`; one anywhere else ends the stage with
+`<stage>: interrupted`. Either way: one line, exit 130, and the stage's outputs are not written.
+
 `@entry` also ends what library code started for the run with `on_finish` (rows.all_or_none: a stage's
 outputs appear together only when main returns; stages/engine/shards.py: committed shards are dropped only then).
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
+import signal
 import sys
+import threading
 from typing import Callable
 
 from stages.core import timing
@@ -38,6 +45,22 @@ def brief(e: BaseException) -> str:
     transformers add paragraphs of context that would break the one-line error)."""
     first = next((line.strip() for line in str(e).splitlines() if line.strip()), "")
     return f"{type(e).__name__}: {first}" if first else type(e).__name__
+
+
+@contextlib.contextmanager
+def interruptible(message: str | Callable[[], str]):
+    """Ctrl-C inside the block raises Interrupted(message) (a callable is asked at that moment): one line and
+    exit 130 from @entry, no traceback. Python's own SIGINT handler is put back for the block (polars installs
+    one that only fires inside polars calls) and the previous one restored after."""
+    main = threading.current_thread() is threading.main_thread()  # only the main thread may set handlers
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler) if main else None
+    try:
+        yield
+    except KeyboardInterrupt:
+        raise Interrupted(message() if callable(message) else message) from None
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
 
 
 def running() -> bool:
@@ -93,9 +116,11 @@ def entry(main):
             status = "interrupted"
             print(e, file=sys.stderr)
             raise SystemExit(e.exit_code) from None
-        except KeyboardInterrupt:
+        except KeyboardInterrupt:  # outside an interruptible block: still one line and the shell's 130
             status = "interrupted"
-            raise
+            name = main.__module__.rpartition(".")[2]
+            print(f"{'srlm' if name == 'cli' else name}: interrupted", file=sys.stderr)
+            raise SystemExit(Interrupted.exit_code) from None
         finally:
             _finish = outer
             timing.end(clock, status)

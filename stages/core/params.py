@@ -308,11 +308,37 @@ class ParamsError(SrlmError):
     """params.yaml is missing, not YAML, or invalid; the message names every bad key."""
 
 
+class RepeatedKey(yaml.YAMLError):
+    def __init__(self, key, line: int, first: int):
+        super().__init__(f"key {key!r} given twice")
+        self.key, self.line, self.first = key, line, first
+
+
+class UniqueKeyLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses a key given twice in one mapping (`n: 4` then `n: 8`): PyYAML keeps the
+    last value, DVC refuses the file, so a stage run by hand and `dvc repro` would disagree."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen: dict = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *base` may be overridden, as YAML intends
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    first = seen.setdefault(key, key_node.start_mark.line + 1)
+                except TypeError:  # an unhashable key: SafeLoader's own error says so
+                    continue
+                if first != key_node.start_mark.line + 1:
+                    raise RepeatedKey(key, key_node.start_mark.line + 1, first)
+        return super().construct_mapping(node, deep)
+
+
 def load(path: str | Path = "params.yaml") -> Params:
     """Parse and validate params.yaml; exit with a message naming the key on error."""
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=UniqueKeyLoader)
     except FileNotFoundError:
         raise ParamsError(f"error: {path} not found (run from the repo root)") from None
     except IsADirectoryError:
@@ -322,8 +348,15 @@ def load(path: str | Path = "params.yaml") -> Params:
     except UnicodeDecodeError as e:
         line = path.read_bytes()[: e.start].count(b"\n") + 1
         raise ParamsError(f"error: {path}:{line}: not UTF-8 text") from None
+    except RepeatedKey as e:
+        raise ParamsError(
+            f"error: {path}:{e.line}: key {e.key!r} is given twice in one mapping (first on line {e.first}); "
+            "keep one (DVC refuses such a file)"
+        ) from None
     except yaml.YAMLError as e:
         raise ParamsError(f"error: {path} is not valid YAML: {' '.join(str(e).split())}") from None
+    if raw is None or raw == {}:  # not one line per missing section
+        raise ParamsError(f"error: {path} is empty; it must hold every params section (seed, backend, ...)")
     if not isinstance(raw, dict):
         raise ParamsError(
             f"error: {path} must be a mapping of sections (seed, backend, ...), got {type(raw).__name__}"

@@ -139,6 +139,14 @@ SCHEMAS: dict[str, dict[str, pl.DataType]] = {
 }
 
 
+# columns that may hold null; every other cell of a dataset must have a value (a null response would reach the judge's
+# prompt as None, and pairs would take it for a tie)
+NULLABLE: dict[str, set[str]] = {
+    "judgments": {"score"},  # a grade that could not be parsed is null, never 0
+    "checks": {"share_met"},  # a response to a prompt without constraints: no evidence, not a zero
+}
+
+
 class SchemaError(SrlmError):
     """A file does not hold its dataset's rows (validate turns it into a failed check)."""
 
@@ -228,15 +236,72 @@ def write(df: pl.DataFrame, path: str | Path, kind: str) -> pl.DataFrame:
     return df
 
 
+def absent(path: Path) -> str:
+    """Why `path` cannot be opened, in the words of an error: `does not exist`, or a symlink that goes nowhere
+    (Path.exists() is False for both a missing file and a symlink loop)."""
+    try:
+        os.stat(path)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            return "is a symlink loop (too many levels of symbolic links)"
+        if path.is_symlink():
+            return f"is a broken symlink (to {os.readlink(path)}, which does not exist)"
+    return "does not exist"
+
+
+def _first(mask: pl.Series) -> tuple[int, int]:
+    """The first row (0-based) where `mask` is true, and how many are."""
+    hits = mask.arg_true()
+    return int(hits[0]), len(hits)
+
+
+def check_rows(df: pl.DataFrame, kind: str, where: str) -> None:
+    """What the types cannot say: no null cell outside NULLABLE (nor a message without its text in a
+    conversation), and, where the schema has an id, no id twice. The error names the file, row and column."""
+    for col, dtype in SCHEMAS[kind].items():
+        if col in NULLABLE.get(kind, ()):
+            continue
+        if df[col].null_count():
+            i, n = _first(df[col].is_null())
+            raise SchemaError(
+                f"{kind} in {where}: row {i + 1} has a null {col!r}" + (f" ({n} rows do)" if n > 1 else "")
+            )
+        if dtype == Conversation and len(df):
+            empty = df[col].list.eval(
+                pl.element().struct.field("role").is_null() | pl.element().struct.field("content").is_null()
+            )
+            mask = empty.list.any()
+            if mask.any():
+                i, n = _first(mask)
+                raise SchemaError(
+                    f"{kind} in {where}: row {i + 1} has a message without role or content in {col!r}"
+                    + (f" ({n} rows do)" if n > 1 else "")
+                )
+    if "id" in SCHEMAS[kind]:
+        repeated = df["id"].is_duplicated()
+        if repeated.any():
+            i, _ = _first(repeated)
+            same = (df["id"] == df["id"][i]).arg_true()
+            n = df.filter(repeated)["id"].n_unique()
+            raise SchemaError(
+                f"{kind} in {where}: id {df['id'][i]!r} is on rows {int(same[0]) + 1} and {int(same[1]) + 1}; "
+                f"ids must be unique" + (f" ({n} ids repeat)" if n > 1 else "")
+            )
+
+
 def read(path: str | Path, kind: str) -> pl.DataFrame:
+    """A dataset file, checked against its row schema: columns and types (conform), no nulls where a value
+    belongs and no repeated id (check_rows)."""
     path = Path(path)
     if not path.exists():
-        raise SchemaError(f"{kind}: {path} does not exist")
+        raise SchemaError(f"{kind}: {path} {absent(path)}")
     try:
         df = pl.read_parquet(path)
     except Exception as e:  # polars raises several types for a corrupt file
         raise SchemaError(f"{kind}: {path} is not a readable parquet file: {brief(e)}") from None
-    return conform(df, kind, str(path))
+    df = conform(df, kind, str(path))
+    check_rows(df, kind, str(path))
+    return df
 
 
 def write_text(text: str, path: str | Path) -> None:
@@ -265,6 +330,20 @@ def write_json(obj: dict, path: str | Path) -> None:
     write_text(json.dumps(_finite(obj), indent=2, sort_keys=True, allow_nan=False) + "\n", path)
 
 
+class RepeatedKey(ValueError):
+    """A JSON object with one key twice (unique_keys); args[0] is the key."""
+
+
+def unique_keys(pairs: list[tuple[str, object]]) -> dict:
+    """json.loads' object_pairs_hook: a key given twice in one object is an error (json keeps the last one)."""
+    out: dict = {}
+    for key, value in pairs:
+        if key in out:
+            raise RepeatedKey(key)
+        out[key] = value
+    return out
+
+
 def read_json(
     path: str | Path, rev: str | None = None, repo: str | None = None, missing_ok: bool = True
 ) -> dict | None:
@@ -289,9 +368,11 @@ def read_json(
     except UnicodeDecodeError:
         raise SrlmError(f"error: {path}: not UTF-8 text") from None
     try:
-        obj = json.loads(text)
+        obj = json.loads(text, object_pairs_hook=unique_keys)
     except json.JSONDecodeError as e:
         raise SrlmError(f"error: {path}: not valid JSON ({e})") from None
+    except RepeatedKey as e:
+        raise SrlmError(f"error: {path}: key {e.args[0]!r} appears twice in one object") from None
     if not isinstance(obj, dict):  # every JSON file srlm reads is an object; `[]` must not end in a traceback
         raise SrlmError(f"error: {path}: expected a JSON object ({{...}}), got {type(obj).__name__}")
     return obj

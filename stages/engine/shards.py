@@ -127,7 +127,7 @@ def _worker(
         return
     try:
         if parent is not None:
-            signal.signal(signal.SIGINT, signal.default_int_handler)  # see Work.run
+            signal.signal(signal.SIGINT, signal.default_int_handler)  # see errors.interruptible
         if devices is not None:  # before torch is imported: this worker sees only its own GPUs
             os.environ["CUDA_VISIBLE_DEVICES"] = devices
         if threads:
@@ -237,19 +237,14 @@ class Work:
         self.resumed = len(done)
         if done:
             print(f"{self.stage}: resuming, {len(done)} of {len(self.shards)} shards already done", file=sys.stderr)
-        # polars installs its own SIGINT handler that only fires inside polars calls: take Ctrl-C back
-        previous = signal.signal(signal.SIGINT, signal.default_int_handler)
-        try:
+        kept = lambda: (
+            f"{self.stage}: interrupted; {len(self.done())} of {len(self.shards)} shards kept, rerun to resume"
+        )
+        with errors.interruptible(kept):  # Ctrl-C: one line, exit 130
             if self.workers == 1 or len(todo) < 2:
                 _worker(self, todo, None, None)
             else:
                 self._parallel(todo)
-        except KeyboardInterrupt:
-            raise Interrupted(
-                f"{self.stage}: interrupted; {len(self.done())} of {len(self.shards)} shards kept, rerun to resume"
-            ) from None
-        finally:
-            signal.signal(signal.SIGINT, previous)
         return self._assemble()
 
     def _parallel(self, todo: list[int]) -> None:

@@ -100,7 +100,8 @@ def response_scores(judgments: pl.DataFrame) -> pl.DataFrame:
 
 def check_judged(responses: pl.DataFrame, judgments: pl.DataFrame, responses_path, judgments_path) -> None:
     """pairs' inputs must come from one run: responses to pair, and judgments of exactly those responses
-    (judgments of other responses would silently give 0 pairs)."""
+    (judgments of other responses would silently give 0 pairs), each score a grade 0..5 or null (unparsed):
+    a 9, a -3 or a NaN would make or break pairs before the validate gate ever saw them."""
     if responses.is_empty():
         raise SrlmError(f"error: {responses_path} has no responses to pair")
     if judgments.is_empty():
@@ -110,4 +111,13 @@ def check_judged(responses: pl.DataFrame, judgments: pl.DataFrame, responses_pat
         raise SrlmError(
             f"error: {len(unknown)} of {len(judgments)} judgments in {judgments_path} grade no response in "
             f"{responses_path}; were they judged from another responses file? rerun judge on it"
+        )
+    score = judgments["score"]
+    bad = (score.is_nan() | (score < min(SCORES)) | (score > max(SCORES))).fill_null(False)
+    if bad.any():
+        i, n = int(bad.arg_true()[0]), int(bad.sum())
+        raise SrlmError(
+            f"error: {judgments_path} row {i + 1}: score must be {min(SCORES)}..{max(SCORES)} (or null when the "
+            f"grade did not parse), got {score[i]} (judgment {judgments['id'][i]!r})"
+            + (f"; {n} rows are out of range" if n > 1 else "")
         )

@@ -19,6 +19,7 @@ import polars as pl
 
 from stages.core import params as P
 from stages.core.errors import SrlmError, brief
+from stages.core.rows import RepeatedKey, absent, unique_keys
 
 
 class SourceError(SrlmError):
@@ -54,9 +55,11 @@ def read_jsonl(path: Path) -> pl.DataFrame:
             if not line.strip():
                 continue
             try:
-                rec = json.loads(line)
+                rec = json.loads(line, object_pairs_hook=unique_keys)
             except json.JSONDecodeError as e:
                 raise SourceError(f"error: {path}:{lineno}: invalid JSON ({e.msg})") from None
+            except RepeatedKey as e:  # json would keep the last value without a word
+                raise SourceError(f"error: {path}:{lineno}: key {e.args[0]!r} appears twice in one object") from None
             if not isinstance(rec, dict):
                 raise SourceError(f"error: {path}:{lineno}: expected a JSON object")
             for key, value in rec.items():  # a column must not switch between text, list and object
@@ -80,10 +83,11 @@ def load_source(src: P.Source) -> pl.DataFrame | None:
         except Exception as e:  # offline, no such dataset or split: datasets raises many types
             raise SourceError(f"error: {src.path} (hub): could not load the dataset: {brief(e)}") from None
     if not path.exists():
-        if src.optional:
+        why = absent(path)
+        if src.optional and "loop" not in why:  # a loop is a mistake, not an absent file
             print(f"skipping optional source {path} (not found)")
             return None
-        raise SourceError(f"error: seed source {path} does not exist")
+        raise SourceError(f"error: seed source {path} {why}")
     if path.is_dir():
         raise SourceError(f"error: seed source {path} is a folder, not a file")
     if src.format == "parquet" or path.suffix == ".parquet":
@@ -206,7 +210,7 @@ def convert(df: pl.DataFrame, src: P.Source, kind: str) -> pl.DataFrame:
     cols = ["instruction", "response"] + (["score"] if kind == "eft" else [])
     need(df, cols, src)
     check_plain(df, src, kind)
-    df = df.select(cols)
+    df = df.select(cols + [c for c in (LINE,) if c in df.columns])  # the line, to name a dropped row by
     return df.with_columns(pl.col("score").cast(pl.Int64)) if kind == "eft" else df
 
 
