@@ -195,7 +195,13 @@ def empty(kind: str) -> pl.DataFrame:
     return pl.DataFrame(schema=SCHEMAS[kind])
 
 
+# the value a row made before a column existed has: a prompt without constraints, a pair the judge decided
+DEFAULTS: dict[str, dict] = {"prompts": {"constraints": []}, "preferences": {"reward": "judge"}}
+
+
 def frame(rows: list[dict], kind: str) -> pl.DataFrame:
+    if kind in DEFAULTS:
+        rows = [{**DEFAULTS[kind], **r} for r in rows]
     return conform(pl.DataFrame(rows, schema=SCHEMAS[kind]) if rows else empty(kind), kind)
 
 
