@@ -124,11 +124,32 @@ def pack_data(profiles: list[str], shared: Path, out: Path) -> list[str]:
     return names
 
 
-def setup(work: Path, profiles: list[str], data: Path | None, src: Path = ROOT, dvc_cache: Path | None = None) -> dict:
-    """A fresh WORK/repo for the profiles. `dvc_cache`: a DVC cache folder outside WORK, shared by the runs of
-    several profiles on one warm machine, so a stage whose command, code, params and deps are unchanged (base,
-    seed, sft, evaluate_base, evaluate_m0 under a recipe that changes nothing before iteration 1) is restored
-    from DVC's run cache instead of run again: every recipe starts from the same M0 (its hash is in dvc.lock)."""
+# what a recipe run takes over from an earlier run (--reuse): DVC's record and the outputs it names
+REUSED = ("dvc.lock", "models", "data", "metrics")
+
+
+def reuse_outputs(earlier: Path, repo: Path) -> list[str]:
+    """Hard-link an earlier run's dvc.lock and outputs into `repo` (instant, no second copy on disk). `dvc repro`
+    then reruns only the stages whose params or deps the new profile changes: a recipe that changes nothing
+    before iteration 1 keeps the earlier run's base, M0 and their evaluations, so both start from the same M0.
+    (Rebuilding M0 does not give the same model: SFT on the GPU is not bit-reproducible, measured 2026-12-06,
+    and DVC's run cache did not restore the shared stages either.) Stages write by renaming, never in place,
+    so the earlier run's files stay as they were."""
+    done = []
+    for name in REUSED:
+        src = earlier / name
+        if src.is_dir():
+            shutil.copytree(src, repo / name, copy_function=os.link, dirs_exist_ok=True)
+        elif src.is_file():
+            os.link(src, repo / name)
+        else:
+            continue
+        done.append(name)
+    return done
+
+
+def setup(work: Path, profiles: list[str], data: Path | None, src: Path = ROOT, reuse: Path | None = None) -> dict:
+    """A fresh WORK/repo for the profiles; with `reuse` (an earlier run's WORK), its outputs (reuse_outputs)."""
     repo = work / "repo"
     shutil.rmtree(work, ignore_errors=True)
     repo.mkdir(parents=True)
@@ -142,8 +163,8 @@ def setup(work: Path, profiles: list[str], data: Path | None, src: Path = ROOT, 
     p = profile.apply(repo / "params.yaml", [ROOT / x for x in profiles])
     (repo / ".dvc" / "config.local").write_text(
         f"[core]\n    no_scm = true\n    site_cache_dir = {work / 'cache' / 'dvc-site'}\n"
-        + (f"[cache]\n    dir = {dvc_cache}\n" if dvc_cache else "")
     )
+    reused = reuse_outputs(reuse / "repo", repo) if reuse else []
     missing = [x for x in shared_paths(yaml.safe_load((repo / "params.yaml").read_text())) if not (repo / x).exists()]
     state = {
         "created": time.time(),
@@ -152,6 +173,7 @@ def setup(work: Path, profiles: list[str], data: Path | None, src: Path = ROOT, 
         "backend": p.backend.name,
         "iterations": sorted(p.iterations, key=int),
         "missing_data": missing,
+        "reused": f"{reuse}: {', '.join(reused)}" if reuse else None,
         "calls": [],
         "extras": {},
         "done": False,
@@ -425,7 +447,7 @@ def run(args, src: Path = ROOT) -> None:
     fresh = state is None or state["profiles"] != args.profile
     notes = []
     if fresh:
-        state = setup(work, args.profile, args.data, src, args.dvc_cache)
+        state = setup(work, args.profile, args.data, src, args.reuse)
         print(
             f"setup: {state['files_copied']} files -> {work / 'repo'}; profile {' + '.join(args.profile)}", flush=True
         )
@@ -475,7 +497,7 @@ def main(argv: list[str] | None = None) -> None:
     when.add_argument("--until", type=float, help="end by this time (epoch seconds), e.g. $((T0 + 580))")
     r.add_argument("--work", type=Path, default=Path("/tmp/srlm-gpu"), help="kept between calls while warm")
     r.add_argument(
-        "--dvc-cache", type=Path, help="a DVC cache shared by several profiles' runs (the same M0 for each recipe)"
+        "--reuse", type=Path, help="an earlier run's work folder: start from its outputs (the same M0 for each recipe)"
     )
     r.add_argument("--data", type=Path, help="tar.xz from `pack-data` (else ../shared/data beside the checkout)")
     r.add_argument("--profile", action="append", help=f"profile(s), merged in order (default {PROFILES})")

@@ -127,7 +127,7 @@ def test_repro_stops_at_the_budget_and_the_next_call_resumes(tmp_path, monkeypat
     monkeypatch.setattr(device, "GRACE_S", 5)
     work, out = tmp_path / "work", tmp_path / "out"
     args = argparse.Namespace(
-        out=out, budget=12, until=None, work=work, data=None, profile=device.PROFILES, extras=[], dvc_cache=None
+        out=out, budget=12, until=None, work=work, data=None, profile=device.PROFILES, extras=[], reuse=None
     )
 
     monkeypatch.setattr(device, "missing_packages", lambda backend: ([], []))  # vllm is not here
@@ -157,7 +157,7 @@ def test_repro_stops_at_the_budget_and_the_next_call_resumes(tmp_path, monkeypat
 def test_a_machine_without_the_packages_is_told_what_to_carry(tmp_path, monkeypatch):
     monkeypatch.setattr(device, "missing_packages", lambda backend: (["vllm", "trl"], []))
     args = argparse.Namespace(out=tmp_path / "out", budget=60, until=None, work=tmp_path / "w", data=None,
-                              profile=device.PROFILES, extras=[], dvc_cache=None)  # fmt: skip
+                              profile=device.PROFILES, extras=[], reuse=None)  # fmt: skip
     with pytest.raises(SystemExit, match="lacks vllm, trl"):
         device.run(args)
     assert "NOT RUN" in (tmp_path / "out/summary.md").read_text() and not (tmp_path / "w").exists()
@@ -171,11 +171,17 @@ def test_repro_order_measures_each_model_before_the_next_iteration():
     assert device.repro_order(["1"], yaml.safe_load(TOY)["stages"]) == [[]]  # no evaluate stages: one call
 
 
-def test_setup_with_a_shared_dvc_cache_names_it_in_the_repo_config(tmp_path):
-    """Recipes on one warm machine share a DVC cache, so the run cache gives each the same M0."""
-    state = device.setup(tmp_path / "w", device.PROFILES, None, dvc_cache=tmp_path / "dvc-cache")
-    config = (tmp_path / "w" / "repo" / ".dvc" / "config.local").read_text()
-    assert f"dir = {tmp_path / 'dvc-cache'}" in config and "no_scm = true" in config
-    assert state["profiles"] == device.PROFILES
-    plain = device.setup(tmp_path / "w2", device.PROFILES, None)
-    assert "[cache]" not in (tmp_path / "w2" / "repo" / ".dvc" / "config.local").read_text() and plain
+def test_setup_reuses_an_earlier_runs_outputs(tmp_path):
+    """A recipe run starts from an earlier run's dvc.lock and outputs (hard links), so it keeps that run's M0."""
+    earlier = tmp_path / "w1" / "repo"
+    (earlier / "models" / "M0").mkdir(parents=True)
+    (earlier / "models" / "M0" / "model.safetensors").write_bytes(b"weights")
+    (earlier / "dvc.lock").write_text("schema: '2.0'\n")
+    state = device.setup(tmp_path / "w2", device.PROFILES, None, reuse=tmp_path / "w1")
+    got = tmp_path / "w2" / "repo"
+    assert (got / "models/M0/model.safetensors").read_bytes() == b"weights" and (got / "dvc.lock").exists()
+    assert (got / "models/M0/model.safetensors").stat().st_ino == (
+        earlier / "models/M0/model.safetensors"
+    ).stat().st_ino
+    assert state["reused"] == f"{tmp_path / 'w1'}: dvc.lock, models"
+    assert device.setup(tmp_path / "w3", device.PROFILES, None)["reused"] is None
