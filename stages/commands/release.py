@@ -24,6 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from stages.commands import workspace
 from stages.core import params as P
 from stages.core import rows
 from stages.core.errors import SrlmError, brief
@@ -107,6 +108,11 @@ def gate(iteration: int, p: P.Params, root: Path) -> dict:
         )
     prefs = root / f"data/iter{iteration}/preferences.parquet"
     if not prefs.exists():
+        rel = prefs.relative_to(root).as_posix()
+        if rel in workspace.outputs(workspace.load_lock(root)):  # a fresh clone: the bytes are in a DVC remote
+            raise ReleaseError(
+                f"release: {rel} is in dvc.lock but not in the workspace: {workspace.pull_hint(root=root)}"
+            )
         raise ReleaseError(
             f"release: iteration {iteration} has no {prefs.relative_to(root)}; run `dvc repro validate@{iteration}`"
         )
@@ -114,10 +120,15 @@ def gate(iteration: int, p: P.Params, root: Path) -> dict:
     stale = stale_stages(iteration, root)
     if stale:
         lines = [f"  {stage}: {json.dumps(changes)}" for stage, changes in sorted(stale.items())]
+        absent = [p for p in workspace.missing(workspace.load_lock(root), root) if f"iter{iteration}/" in p]
         raise ReleaseError(
             f"release: iteration {iteration}'s outputs are stale against dvc.lock:\n"
             + "\n".join(lines)
-            + f"\nrun `dvc repro validate@{iteration}` (and commit dvc.lock) before releasing"
+            + (
+                f"\n{', '.join(absent)} not in the workspace: {workspace.pull_hint(root=root)}"
+                if absent
+                else f"\nrun `dvc repro validate@{iteration}` (and commit dvc.lock) before releasing"
+            )
         )
     return validation
 
