@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import dvc  # noqa: F401  (`import dvc` binds DVC's log handlers to the streams of the moment: not to a test's capsys)
 import pytest
 
 from stages.base import resolve
