@@ -53,6 +53,17 @@ def resolve(source: str, gguf_file: str | None) -> tuple[str, str | None]:
     return source, gguf_file  # a local folder, or a Hub id resolved by transformers
 
 
+def require_chat_template(tok, source: str) -> None:
+    """Every later stage renders chat turns (prompts, answers, grades): a tokenizer without a chat template
+    (a base model, not an instruction-tuned one) is refused here, in one line, not in prompts@1."""
+    if not getattr(tok, "chat_template", None):
+        raise SrlmError(
+            f"error: base.source {source} has no chat template (tokenizer_config.json `chat_template` or "
+            "chat_template.jinja): srlm prompts, answers and judges in chat turns; use an instruction-tuned model "
+            "or set tokenizer.chat_template and save_pretrained the folder"
+        )
+
+
 def _hub_id(source: str) -> bool:
     """Could `source` name a Hub repo (ORG/NAME)? A path such as /data/model or ./model cannot."""
     from huggingface_hub.utils import HFValidationError, validate_repo_id
@@ -72,6 +83,12 @@ def materialise(source: str, gguf_file: str | None, out: Path, trust_remote_code
     kw = {"gguf_file": gguf} if gguf else {}
     try:
         tok = AutoTokenizer.from_pretrained(where, trust_remote_code=trust_remote_code, **kw)
+    except Exception as e:  # a missing or foreign tokenizer file
+        raise SrlmError(
+            f"error: could not load a model from {where}{' / ' + gguf if gguf else ''}: {brief(e)}"
+        ) from None
+    require_chat_template(tok, source)
+    try:
         model = AutoModelForCausalLM.from_pretrained(
             where, dtype=torch.float32, trust_remote_code=trust_remote_code, **kw
         )

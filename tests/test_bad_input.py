@@ -756,6 +756,26 @@ def test_a_stage_process_prints_one_line_and_exits_1(tmp_path):
     assert leftovers(tmp_path) == []
 
 
+def test_a_base_model_without_a_chat_template_is_refused_at_base(tmp_path, in_tmp, tiny_model):
+    """A base (not instruction-tuned) model folder passes every file check but cannot render chat turns: base
+    says so in one line, before prompts@1 would fail deep inside transformers."""
+    model = tmp_path / "no-chat"
+    shutil.copytree(tiny_model, model)
+    (model / "chat_template.jinja").unlink(missing_ok=True)
+    config = json.loads((model / "tokenizer_config.json").read_text())
+    config.pop("chat_template", None)
+    (model / "tokenizer_config.json").write_text(json.dumps(config))
+    write_params(tmp_path / "params.yaml", f"base: {{source: {model}}}")
+    with pytest.raises(SystemExit) as e:
+        base_run(tmp_path, model)
+    one_clear_line(e, "")
+    assert str(e.value).startswith(f"error: base.source {model} has no chat template"), e.value
+    assert leftovers(tmp_path) == []
+    write_params(tmp_path / "params.yaml", f"base: {{source: {tiny_model}}}")  # the same folder with its template
+    base_run(tmp_path, model)
+    assert (tmp_path / "out/config.json").is_file()
+
+
 def _env() -> dict:
     return {**os.environ, "PYTHONPATH": str(ROOT)}
 

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import dvc  # noqa: F401  (`import dvc` binds DVC's log handlers to the streams of the moment: not to a test's capsys)
 import pytest
 
 from stages.base import resolve
@@ -23,9 +24,8 @@ def write(path: Path, obj) -> None:
     path.write_text(json.dumps(obj))
 
 
-def test_status_shows_every_rate_with_its_interval(tmp_path, monkeypatch, capsys):
-    p = P.load(str(ROOT / "params.yaml"))  # iterations 1 and 2
-    monkeypatch.chdir(tmp_path)
+def status_files() -> None:
+    """The metrics and model folders of a run, in the current folder."""
     ifeval = {"prompt_level_strict_acc": {"acc": 0.25, "n": 8, "ci95": [0.0709, 0.5907]}}
     write(Path("metrics/base/eval.json"), {"ifeval": ifeval})
     shorter = {"acc": 0.4, "n": 5, "ci95": [0.1176, 0.7693]}
@@ -41,6 +41,13 @@ def test_status_shows_every_rate_with_its_interval(tmp_path, monkeypatch, capsys
     write(Path("metrics/iter1/eval.json"), {"human": None, "head2head": {"vs_prev": h2h}, "ifeval": None})
     write(Path("models/M1/config.json"), {})
     write(Path("models/base/config.json"), {})
+
+
+def test_status_shows_every_rate_with_its_interval(tmp_path, monkeypatch, capsys):
+    p = P.load(str(ROOT / "params.yaml"))  # iterations 1 and 2
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("COLUMNS", "200")
+    status_files()
     cli.status(p)
     head, base, m0, it1, it2 = capsys.readouterr().out.splitlines()
     assert "judge acc [95%]" in head and "short-pref [95%]" in head and "IFEval strict [95%]" in head
@@ -80,6 +87,7 @@ def test_status_shows_a_failed_gate(tmp_path, monkeypatch, capsys):
     write(Path("reports/iter2/validation.json"), {"passed": False, "overridden": False})
     write(Path("reports/iter1/validation.json"), {"passed": False, "overridden": False})
     write(Path("metrics/iter1/validate.json"), {"passed": True, "overridden": False})  # a later pass wins
+    monkeypatch.setenv("COLUMNS", "200")
     cli.status(p)
     lines = capsys.readouterr().out.splitlines()  # header, base, M0, 1, 2
     assert lines[3].split()[6] == "ok" and lines[4].split()[6] == "FAILED"
@@ -92,6 +100,7 @@ def test_status_shows_the_judge_gate_compactly(tmp_path, monkeypatch, capsys):
 
     p = P.load(str(ROOT / "params.yaml"))
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("COLUMNS", "200")  # every column
     m0 = json.loads((ROOT / "metrics/iter0/eval.json").read_text())  # the CPU M0: 0.22 on 9 pairs, answer 1 always
     warn = judge_verdict(m0, 9, p.validate_, "metrics/iter0/eval.json")
     write(Path("metrics/iter1/validate.json"), {"passed": True, "overridden": False, "judge": warn})
@@ -115,6 +124,44 @@ def test_status_shows_the_judge_gate_compactly(tmp_path, monkeypatch, capsys):
     lines = capsys.readouterr().out.splitlines()
     assert lines[3].split()[6:8] == ["forced", "forced"] and lines[4].split()[6:8] == ["FAILED", "FAILED"]
     assert lines[5].startswith("judge gate@1 (M0): failed (fail): accuracy 0.22 [0.06-0.55]")
+
+
+@pytest.mark.parametrize("columns", [80, 120, 200])
+def test_status_fits_the_terminal(tmp_path, monkeypatch, capsys, columns):
+    """Short headers, then fewer columns, as the terminal narrows; the accuracies with their intervals stay, and
+    a hidden column is named."""
+    p = P.load(str(ROOT / "params.yaml"))
+    monkeypatch.chdir(tmp_path)
+    status_files()
+    monkeypatch.setenv("COLUMNS", str(columns))
+    cli.status(p)
+    lines = capsys.readouterr().out.splitlines()
+    assert max(map(len, lines)) <= columns, "\n".join(lines)
+    head, base, m0, it1 = lines[:4]
+    assert "0.61 [0.41-0.78]" in m0 and "0.25 [0.07-0.59]" in base and "[95%]" in head
+    if columns == 200:  # everything, long headers
+        assert len(lines) == 5 and "vs prev: W T L, win [95%], changed" in head and "models/M1" in it1
+    else:
+        assert "columns hidden at" in " ".join(lines[5:]) and "models/M1" not in it1
+    if columns == 80:
+        assert head.split()[:1] == ["it"] and "0.40 [0.12-0.77]" in m0  # short headers; short-pref kept
+
+
+def test_params_prints_the_file_as_it_is_and_flags_go_anywhere(tmp_path, capsys):
+    """`srlm params` validates, then prints the file itself (comments, order, spelling); --params before or
+    after the command; --version."""
+    params = tmp_path / "mine.yaml"
+    params.write_text((ROOT / "params.yaml").read_text().replace("seed: 0 ", "seed: 00"))  # valid, unusual spelling
+    for argv in (["--params", str(params), "params"], ["params", "--params", str(params)]):
+        cli.main(argv)
+        assert capsys.readouterr().out == params.read_text()
+    params.write_text(params.read_text().replace("  k: 3", "  kk: 3"))
+    with pytest.raises(SystemExit, match=r"judge.kk: Extra inputs are not permitted"):
+        cli.main(["params", "--params", str(params)])
+    assert capsys.readouterr().out == ""  # an invalid file is not printed
+    with pytest.raises(SystemExit) as e:
+        cli.main(["--version"])
+    assert e.value.code == 0 and capsys.readouterr().out.startswith("srlm 0.1.0 (dvc ")
 
 
 def test_show_prints_every_column_of_preferences(tmp_path, monkeypatch, capsys):
@@ -162,3 +209,86 @@ def test_base_source_that_is_no_folder_says_so():
     with pytest.raises(SrlmError, match="base.source /nonexistent/model: no such folder"):
         resolve("/nonexistent/model", None)
     assert resolve("HuggingFaceTB/SmolLM2-135M-Instruct", None) == ("HuggingFaceTB/SmolLM2-135M-Instruct", None)
+
+
+FRESH_DVC_YAML = """
+stages:
+  pairs:
+    foreach: ["1"]
+    do:
+      cmd: PY make.py ${item}
+      deps: [make.py, src.parquet]
+      outs:
+        - data/iter${item}/preferences.parquet
+        - metrics/iter${item}/pairs.json: {cache: false}
+"""
+FRESH_SCRIPT = """import json, os, shutil, sys
+os.makedirs(f"data/iter{sys.argv[1]}", exist_ok=True)
+os.makedirs(f"metrics/iter{sys.argv[1]}", exist_ok=True)
+shutil.copy("src.parquet", f"data/iter{sys.argv[1]}/preferences.parquet")
+json.dump({"pairs": 2, "prompts": 2}, open(f"metrics/iter{sys.argv[1]}/pairs.json", "w"))
+"""
+
+
+def test_a_fresh_clone_names_the_dvc_pull_it_needs(tmp_path, monkeypatch, capsys):
+    """A clone without the DVC cache, its default remote a folder that is not on this machine (as `offline` in
+    ~/.cache is on a new one): status, show, diff and release each say in one line which `dvc pull` (or fetch)
+    and which remote they need; after `dvc remote add -d` of a folder holding the data and `dvc pull`, show works."""
+    from stages.commands import diff
+    from stages.commands.release import ReleaseError, release
+
+    py = [sys.executable, "-m", "dvc"]
+    run = lambda cwd, *a: subprocess.run(list(a), cwd=cwd, check=True, capture_output=True, text=True)  # noqa: E731
+    origin, remote = tmp_path / "origin", tmp_path / "team-remote"
+    origin.mkdir()
+    run(origin, "git", "init", "-q")
+    run(origin, "git", "config", "user.email", "t@example.com")
+    run(origin, "git", "config", "user.name", "t")
+    run(origin, *py, "init", "-q")
+    run(origin, *py, "remote", "add", "-d", "offline", str(tmp_path / "nowhere"))  # absent on the clone's machine
+    conv = lambda role, text: [{"role": role, "content": text}]  # noqa: E731
+    pair = {
+        "id": "a1", "prompt_id": "p1", "prompt": conv("user", "Hi?"), "chosen": conv("assistant", "Hello."),
+        "rejected": conv("assistant", "No."), "chosen_id": "c1", "rejected_id": "r1", "score_chosen": 4.0,
+        "score_rejected": 1.0, "iteration": 1,
+    }  # fmt: skip
+    rows.write(rows.frame([pair], "preferences"), origin / "src.parquet", "preferences")
+    (origin / "make.py").write_text(FRESH_SCRIPT)
+    (origin / "dvc.yaml").write_text(FRESH_DVC_YAML.replace("PY", sys.executable))
+    run(origin, *py, "repro", "-q")
+    run(origin, "git", "add", "-A")
+    run(origin, "git", "commit", "-qm", "iteration 1")
+    run(origin, *py, "push", "-q", "-r", "offline")  # only to make `nowhere` hold data ...
+    (tmp_path / "nowhere").rename(remote)  # ... which then lives elsewhere: the clone's default remote is gone
+    clone = tmp_path / "clone"
+    run(tmp_path, "git", "clone", "-q", str(origin), str(clone))
+    monkeypatch.chdir(clone)
+    monkeypatch.setenv("COLUMNS", "200")
+    p = P.load(str(ROOT / "params.yaml"))
+
+    cli.status(p)
+    out = capsys.readouterr().out
+    assert out.splitlines()[3].split()[5] == "2", out  # pairs of iteration 1 from its metrics (in git)
+    note = [line for line in out.splitlines() if "not in the workspace" in line]
+    assert note and "run `dvc pull` from a remote that holds them: the default remote 'offline' is" in note[0]
+    assert "which does not exist on this machine; add one: `dvc remote add -d store /path`" in note[0]
+
+    with pytest.raises(SrlmError) as e:
+        cli.show("1", "preferences", 1)
+    assert "\n" not in str(e.value) and str(e.value).startswith(
+        "error: data/iter1/preferences.parquet is in dvc.lock but not in the workspace (iteration 1's preferences): "
+        "run `dvc pull data/iter1/preferences.parquet` from a remote that holds them: the default remote 'offline'"
+    ), e.value
+    with pytest.raises(SrlmError) as e:
+        diff.compare("HEAD:1", "1")
+    assert "\n" not in str(e.value) and str(e.value).startswith(
+        "error: HEAD:1: data/iter1/preferences.parquet is an output in HEAD's dvc.lock but its bytes are not in "
+        "the local DVC cache: run `dvc fetch --all-commits` from a remote that holds them"
+    ), e.value
+    with pytest.raises(ReleaseError, match=r"is in dvc.lock but not in the workspace: run `dvc pull` from a remote"):
+        release(1, "org/name", p, Path("."), dry_run=tmp_path / "out")
+
+    run(clone, *py, "remote", "add", "--local", "-d", "store", str(remote))  # README, "Remote"
+    run(clone, *py, "pull", "-q")
+    cli.show("1", "preferences", 1)
+    assert "assistant: Hello." in capsys.readouterr().out

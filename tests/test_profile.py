@@ -112,9 +112,94 @@ def test_cli_flags_and_apply(tmp_path, capsys):
 
 def test_exp_run_hands_the_flags_and_the_rest_to_dvc(monkeypatch):
     seen = {}
-    monkeypatch.setattr(profile.subprocess, "call", lambda cmd: seen.setdefault("cmd", cmd) and 0)
+    monkeypatch.setattr(profile, "_dvc", lambda cmd: seen.setdefault("cmd", cmd) and 0)
     with pytest.raises(SystemExit) as e:
         profile.main(["exp-run", str(ROOT / "profiles/gpu.yaml"), "--", "-n", "gpu", "--dry"])
     cmd = seen["cmd"]
     assert e.value.code == 0 and cmd[1:5] == ["-m", "dvc", "exp", "run"] and cmd[-3:] == ["-n", "gpu", "--dry"]
     assert cmd[cmd.index("++backend.name='vllm'") - 1] == "-S"
+
+
+TOY_DVC_YAML = """
+stages:
+  sft:
+    cmd: PY toy.py sft
+    deps: [toy.py]
+    params: [k]
+    outs: [models/M0]
+  evaluate_m0:
+    cmd: PY toy.py evaluate_m0
+    deps: [toy.py, models/M0]
+    metrics:
+      - metrics/iter0/eval.json: {cache: false}
+  pairs:
+    foreach: ["1"]
+    do:
+      cmd: PY toy.py pairs ${item}
+      deps: [toy.py, models/M0]
+      outs:
+        - metrics/iter${item}/pairs.json: {cache: false}
+"""
+TOY_SCRIPT = """import json, os, sys
+import yaml
+if sys.argv[1] == "sft":  # the "model" is the param's value
+    os.makedirs("models/M0", exist_ok=True)
+    open("models/M0/w.txt", "w").write(str(yaml.safe_load(open("params.yaml"))["k"]))
+elif sys.argv[1] == "evaluate_m0":
+    k = float(open("models/M0/w.txt").read())
+    os.makedirs("metrics/iter0", exist_ok=True)
+    acc = {"pairwise_accuracy": k / 10, "pairwise_accuracy_ci95": [k / 20, k / 5]}
+    json.dump({"human": acc}, open("metrics/iter0/eval.json", "w"))
+else:
+    os.makedirs(f"metrics/iter{sys.argv[2]}", exist_ok=True)
+    json.dump({"pairs": 7}, open(f"metrics/iter{sys.argv[2]}/pairs.json", "w"))
+"""
+TOY_PARAMS = '# the toy\'s one knob\nk: 1      # a comment DVC would drop\niterations: {"1": {prev: 0}}\n'
+
+
+def test_exp_run_leaves_params_yaml_as_it_was_and_srlm_exp_shows_it(tmp_path, monkeypatch, capsys):
+    """A toy DVC project (git + dvc, three stages): `profile exp-run` with a target, as README's "use your own
+    model" does. DVC writes -S into params.yaml and keeps it after a workspace run; exp-run puts the file back
+    byte for byte, the experiment keeps its params, `srlm exp` shows its M0 with the interval and marks M1 (not
+    rebuilt, made from the old M0), and `srlm status` marks the workspace's M0 as not what params.yaml builds."""
+    import subprocess
+    import sys
+
+    from stages.commands import cli, experiments
+
+    monkeypatch.chdir(tmp_path)
+    git = lambda *a: subprocess.run(["git", *a], check=True, capture_output=True)  # noqa: E731
+    git("init", "-q")
+    git("config", "user.email", "t@example.com")
+    git("config", "user.name", "t")
+    subprocess.run([sys.executable, "-m", "dvc", "init", "-q"], check=True)
+    (tmp_path / "dvc.yaml").write_text(TOY_DVC_YAML.replace("PY", sys.executable))
+    (tmp_path / "params.yaml").write_text(TOY_PARAMS)
+    (tmp_path / "toy.py").write_text(TOY_SCRIPT)
+    subprocess.run([sys.executable, "-m", "dvc", "repro", "-q"], check=True)
+    git("add", "-A")
+    git("commit", "-qm", "baseline")
+    (tmp_path / "mine.yaml").write_text("k: 2\n")
+
+    with pytest.raises(SystemExit) as e:
+        profile.main(["exp-run", "mine.yaml", "--", "-n", "mine", "evaluate_m0"])
+    assert e.value.code == 0
+    assert (tmp_path / "params.yaml").read_text() == TOY_PARAMS  # comments, layout and value as they were
+    assert (tmp_path / "models/M0/w.txt").read_text() == "2"  # the experiment's outputs stay in the workspace
+    capsys.readouterr()
+
+    experiments.show([], width=120)
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert max(map(len, lines)) <= 120, out
+    head, mine = out.index("HEAD "), out.index("mine ")
+    assert "k=2" in lines[[i for i, x in enumerate(lines) if x.startswith("mine ")][0]]
+    assert "0.10 [0.05-0.20]" in out[head:mine] and "0.20 [0.10-0.40]" in out[mine:]
+    m1 = [x.split() for x in out[mine:].splitlines() if x.startswith("M1")]
+    assert m1 and m1[0][:2] == ["M1*", "7"], out  # not rebuilt by `mine`: made from the baseline's M0
+
+    monkeypatch.setenv("COLUMNS", "200")
+    cli.status(P.load(ROOT / "params.yaml"), "params.yaml")  # the toy's params.yaml is no srlm params file
+    out = capsys.readouterr().out
+    assert out.splitlines()[2].split()[:1] == ["0*"], out  # M0 is k=2's; params.yaml says k=1
+    assert "`dvc repro` rebuilds them" in out

@@ -206,15 +206,17 @@ def test_meta_judgments_are_their_own_config(project, tmp_path):
     )
     out = tmp_path / "release"
     r = release(1, REPO, load(project), project, dry_run=out)
-    assert r["splits"] == {"train": 6} and sorted(p.name for p in (out / "meta_judgments").iterdir()) == [
-        "train-00000-of-00001.parquet"
-    ]
+    assert sum(r["splits"].values()) == 6 and set(r["splits"]) == {"train", "test"}
     card = DatasetCard.load(out / "README.md")
     assert [c["config_name"] for c in card.data.configs] == ["default", "meta_judgments"]
     assert "2 judge-preference pairs" in card.text
     ds = datasets.load_dataset(str(out), "meta_judgments", cache_dir=str(tmp_path / "hf-cache"))
-    assert len(ds["train"]) == 2 and ds["train"][0]["graded_rejected"] == 5.0
-    assert len(datasets.load_dataset(str(out), cache_dir=str(tmp_path / "hf-cache"))["train"]) == 6
+    assert sum(map(len, ds.values())) == 2 and ds[next(iter(ds))][0]["graded_rejected"] == 5.0
+    pairs_ds = datasets.load_dataset(str(out), cache_dir=str(tmp_path / "hf-cache"))
+    assert sum(map(len, pairs_ds.values())) == 6
+    for name in ds:  # a prompt's judge pairs are in the split its answer pairs are in
+        other = "test" if name == "train" else "train"
+        assert not set(ds[name]["prompt_id"]) & set(pairs_ds[other]["prompt_id"])
 
 
 def test_same_iteration_gives_identical_folder(project, tmp_path):
@@ -222,6 +224,52 @@ def test_same_iteration_gives_identical_folder(project, tmp_path):
     b = release(1, REPO, load(project), project, dry_run=tmp_path / "b")
     files = lambda d: {f.relative_to(d): f.read_bytes() for f in Path(d).rglob("*") if f.is_file()}
     assert files(a["folder"]) == files(b["folder"])
+
+
+def test_card_has_no_template_leftovers_a_fenced_citation_and_its_creators(project, tmp_path):
+    """What a reviewer reads: no `[optional]` headings or template guidance comments, BibTeX in a ```bibtex fence
+    (else Markdown renders it as one paragraph), machine-generated annotations and language, and the seed sources
+    M0 was trained on as `source_datasets` (paths outside the repo by folder and name only)."""
+    from huggingface_hub import DatasetCard
+
+    out = tmp_path / "out"
+    release(1, REPO, load(project), project, dry_run=out)
+    card = DatasetCard.load(out / "README.md")
+    text = card.text
+    assert "[optional]" not in text and "<!--" not in text and "-->" not in text
+    assert "\n\n\n" not in text
+    assert "```bibtex\n@article{yuan2024selfrewarding" in text
+    bib = text.split("```bibtex\n")[1].split("```")[0]
+    assert "@software{srlm" in bib and bib.rstrip().endswith("}")
+    assert card.data.annotations_creators == ["machine-generated"]
+    assert card.data.language_creators == ["machine-generated"]
+    assert card.data.source_datasets == ["seed/ift.jsonl", "seed/eft.jsonl"]  # write_params: absolute ROOT paths
+    assert "`seed/ift.jsonl`, `seed/eft.jsonl`" in text
+    assert str(Path.home()) not in "\n".join(card.data.source_datasets)
+
+
+def test_a_test_split_always_or_the_card_says_why(project, tmp_path):
+    """The CPU default (test_fraction 0.1, a handful of prompts) used to give no test split at all: with two or
+    more prompts each split gets at least one prompt; with one, the card says why there is no test split."""
+    from huggingface_hub import DatasetCard
+
+    from stages.commands.release import split
+
+    frame = rows.frame(pairs(2), "preferences")
+    parts = split(frame, 0.1, 0)
+    assert sorted(len(v) for v in parts.values()) == [1, 1] and set(parts) == {"train", "test"}
+    assert set(split(frame, 0.99, 0)) == {"train", "test"}  # never all in test either
+    assert set(split(frame.head(1), 0.1, 0)) == {"train"} and set(split(frame, 0.0, 0)) == {"train"}
+
+    r = release(1, REPO, load(project), project, dry_run=tmp_path / "six")  # params.yaml's 0.1, 6 prompts
+    assert r["splits"]["test"] >= 1 and r["splits"]["train"] >= 1
+
+    rows.write(rows.frame(pairs(1), "preferences"), project / "data/iter1/preferences.parquet", "preferences")
+    dvc_commit(project, "pairs@1", "validate@1")
+    r = release(1, REPO, load(project), project, dry_run=tmp_path / "one")
+    assert r["splits"] == {"train": 1}
+    text = DatasetCard.load(tmp_path / "one/README.md").text
+    assert "No test split: the iteration has 1 prompt, and a prompt's pairs are never split." in text
 
 
 @pytest.mark.parametrize(
@@ -347,7 +395,12 @@ def test_upload_one_commit_tag_and_noop_rerelease(project, tmp_path, capsys):
         head = repo.head
         assert r["new_commit"] and r["commit"] == head.oid and repo.tags == {"iter-1": head.oid}
         assert head.summary == "srlm release: iteration 1 (iter-1)"
-        assert set(head.files) == {".gitattributes", "README.md", "data/train-00000-of-00001.parquet"}
+        assert set(head.files) == {
+            ".gitattributes",
+            "README.md",
+            "data/train-00000-of-00001.parquet",
+            "data/test-00000-of-00001.parquet",  # a test split at 0.1 of 6 prompts: at least one prompt
+        }
         assert sum(q["route"] == "commit" for q in hub.requests) == 1
         assert all(q["auth"] == f"Bearer {FAKE_TOKEN}" for q in hub.requests)
 
@@ -365,7 +418,7 @@ def test_upload_one_commit_tag_and_noop_rerelease(project, tmp_path, capsys):
         (served / path).parent.mkdir(parents=True, exist_ok=True)
         (served / path).write_bytes(data)
     ds = datasets.load_dataset(str(served), cache_dir=str(tmp_path / "hf-cache"))
-    assert sorted(ds["train"]["id"]) == [f"pair{i}" for i in range(6)]
+    assert sorted([*ds["train"]["id"], *ds["test"]["id"]]) == [f"pair{i}" for i in range(6)]
     assert FAKE_TOKEN not in capsys.readouterr().out
 
 

@@ -12,7 +12,9 @@ This command reads the results:
                          humans preferred the shorter answer), head-to-head vs the previous model, IFEval; rates
                          with 95% intervals; below, one line per judge gate that did not pass
   srlm show 1 preferences [-n 3]   print rows of a dataset
-  srlm params            validate params.yaml and print it (YAML)
+  srlm params            validate params.yaml and print it as it is (comments and order kept)
+  srlm exp               DVC experiments side by side: changed params, each model's accuracies with 95% intervals
+  srlm --version         srlm's, DVC's and Python's versions
   srlm release --iteration 1 --repo-id ORG/NAME [--dry-run DIR]   publish the pairs to the Hub (docs/release.md)
   srlm diff 1 2 [--kind judgments] [--format table|json|markdown]   compare iterations or revisions (HEAD~1:2)
 """
@@ -22,7 +24,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from stages.commands import diff, release
+from stages.commands import diff, experiments, release, workspace
+from stages.commands.tables import fit, terminal_width
 from stages.core import params as P
 from stages.core import rows
 from stages.core.errors import SrlmError, entry
@@ -30,9 +33,12 @@ from stages.core.rows import DATASETS
 from stages.measure.judge_gate import summary
 
 
-def _count(path: Path) -> str:
+def _count(path: Path, metric: tuple[Path, str] | None = None) -> str:
+    """Rows of a dataset; where the file is absent (a fresh clone before `dvc pull`), the count its stage wrote
+    in its metrics file (committed in git), else '-'."""
     if not path.exists():
-        return "-"
+        value = _metric(metric[0], metric[1]) if metric else None
+        return "-" if value is None else str(value)
     import polars as pl
 
     return str(pl.scan_parquet(path).select(pl.len()).collect().item())
@@ -101,24 +107,51 @@ def _versus(h2h: dict | None) -> str:
     return f"W{w} T{t} L{lo} {_interval({'acc': h2h.get('win'), 'ci95': h2h.get('win_ci95')})}{changed}"
 
 
-def status(p: P.Params) -> None:
+# srlm status's columns: (header, short header, right-aligned, drop rank: narrow terminals drop the lowest first;
+# None = always shown)
+STATUS_COLUMNS = (
+    ("iter", "it", True, None),
+    ("from", "from", True, 0),
+    ("prompts", "prm", True, 3),
+    ("responses", "resp", True, 1),
+    ("parse", "parse", True, 4),
+    ("pairs", "pairs", True, 5),
+    ("valid", "gate", True, 6),
+    ("judge gate", "judge", True, 6),
+    ("model", "model", False, 2),
+    ("judge acc [95%]", "judge [95%]", False, None),
+    ("short-pref [95%]", "short [95%]", False, 9),
+    ("vs prev: W T L, win [95%], changed", "vs prev W T L win chg", False, 7),
+    ("IFEval strict [95%]", "IFEval [95%]", False, 8),
+)
+
+
+def status(p: P.Params, params_path: str | Path = "params.yaml") -> None:
     """One line per model, the base model and M0 first: the data M(t-1) made, then M(t) and how it does from
     outside the loop (evaluate@t), every rate with its 95% Wilson interval (few prompts give wide intervals:
     read them before the point value): judge accuracy against held-out human ranks, and on the human pairs
     whose preferred answer is the shorter one (length alone scores 0 there), the head-to-head against M(t-1)
     (wins, ties, losses, win rate, answers changed), and IFEval prompt-level strict accuracy. `judge gate`: what
     validate@t found of the judge that labelled iteration t (M(t-1), measured on the line above); one line under
-    the table per gate that did not pass, with the numbers or the reason."""
-    print(
-        f"{'iter':>4}  {'from':>4}  {'prompts':>7}  {'responses':>9}  {'parse':>6}  {'pairs':>5}  {'valid':>6}  "
-        f"{'judge gate':>10}  "
-        f"{'model':<11}  {'judge acc [95%]':<16}  {'short-pref [95%]':<16}  {'vs prev: W T L, win [95%], changed':<36}  "
-        "IFEval strict [95%]"
-    )
+    the table per gate that did not pass, with the numbers or the reason. The table fits
+    the terminal (short headers, then fewer columns); a line built from other params or inputs than
+    params.yaml and dvc.lock's chain is marked `*`, and outputs dvc.lock names but the workspace lacks (a
+    fresh clone) are named with the `dvc pull` that brings them."""
+    import textwrap
+
+    import yaml
+
+    lock = workspace.load_lock()
+    try:
+        raw = yaml.safe_load(Path(params_path).read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError):  # P.load has read it already; a race is no reason to fail here
+        raw = {}
+    why = workspace.stale(lock, raw)
+    marked = {workspace.row_of(stage) for stage in why}
     # base: measured once from outside (evaluate_base); iteration 0 is M0 (sft from base): no data of its own
     lines = [("base", "-"), ("0", "base")]
     lines += [(k, f"M{it.prev}") for k, it in sorted(p.iterations.items(), key=lambda kv: int(kv[0]))]
-    notes = []
+    body, notes = [], []
     for key, source in lines:
         data, met = Path(f"data/iter{key}"), Path("metrics/base" if key == "base" else f"metrics/iter{key}")
         parse = _metric(met / "judge.json", "parse_rate")
@@ -132,14 +165,39 @@ def status(p: P.Params) -> None:
         judge = _judge_gate(gate)
         if judge not in ("ok", "-"):
             notes.append(f"judge gate@{key} ({source}): {summary(gate['judge'])}")
-        print(
-            f"{key:>4}  {source:>4}  {_count(data / 'prompts.parquet'):>7}  {_count(data / 'responses.parquet'):>9}  "
-            f"{_num(parse, '.0%'):>6}  {_count(data / 'preferences.parquet'):>5}  {_verdict(gate):>6}  {judge:>10}  "
-            f"{str(model) if (model / 'config.json').exists() else '-':<11}  {acc:<16}  {_interval(shorter):<16}  "
-            f"{vs_prev:<36}  {_interval(ifeval)}"
+        built = (model / "config.json").exists()
+        body.append(
+            [
+                key + ("*" if key in marked else ""),
+                source,
+                _count(data / "prompts.parquet", (met / "prompts.json", "kept")),
+                _count(data / "responses.parquet", (met / "responses.json", "responses")),
+                _num(parse, ".0%"),
+                _count(data / "preferences.parquet", (met / "pairs.json", "pairs")),
+                _verdict(gate),
+                judge,
+                (str(model), model.name) if built else "-",
+                acc,
+                _interval(shorter),
+                vs_prev,
+                _interval(ifeval),
+            ]
         )
-    for note in notes:
+    width = terminal_width()
+    table, hidden = fit(STATUS_COLUMNS, body, width)
+    print("\n".join(table))
+    if hidden:  # prose, wrapped to the terminal; the notes below hold commands and paths, so they stay one line
+        hint = f"({len(hidden)} columns hidden at {width} columns: {', '.join(hidden)}; COLUMNS=200 shows all)"
+        print(textwrap.fill(hint, width, break_on_hyphens=False))
+    for line in notes:
+        print(line)
+    note = workspace.stale_note(why, [key for key, _ in lines])
+    if note:
         print(note)
+    absent = workspace.missing(lock)
+    if absent:
+        shown = ", ".join(absent[:3]) + (", ..." if len(absent) > 3 else "")
+        print(f"{len(absent)} outputs in dvc.lock are not in the workspace ({shown}): {workspace.pull_hint()}")
 
 
 def _cell(value, width: int = 300) -> str:
@@ -155,7 +213,9 @@ def _cell(value, width: int = 300) -> str:
 def show(iteration: str, kind: str, n: int) -> None:
     """The first n rows, one block per row and one line per column: every column is shown (a table of
     preferences is too wide for a terminal, and polars would elide the middle columns, `rejected` among them)."""
-    df = rows.read(Path(f"data/iter{iteration}/{kind}.parquet"), kind)
+    path = Path(f"data/iter{iteration}/{kind}.parquet")
+    workspace.need(path, f"iteration {iteration}'s {kind}")
+    df = rows.read(path, kind)
     pad = max(len(c) for c in df.columns)
     for i, row in enumerate(df.head(n).iter_rows(named=True)):
         print(f"-- row {i + 1} of {len(df)} " + "-" * 40)
@@ -164,19 +224,42 @@ def show(iteration: str, kind: str, n: int) -> None:
     print(f"{len(df)} rows")
 
 
+def version() -> str:
+    """srlm's version and those of what shapes a run's bytes and commands (DVC, Python)."""
+    import platform
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    def of(name: str) -> str:
+        try:
+            return installed(name)
+        except PackageNotFoundError:
+            return "not installed"
+
+    return f"srlm {of('srlm')} (dvc {of('dvc')}, python {platform.python_version()})"
+
+
+def print_params(path: str | Path) -> None:
+    """Validate the params file, then print it as it is: comments, order and spelling kept."""
+    P.load(path)
+    print(Path(path).read_text(encoding="utf-8"), end="")
+
+
 @entry
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(
         prog="srlm", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    ap.add_argument("--params", default="params.yaml")
+    ap.add_argument("--version", action="version", version=version())
+    ap.add_argument("--params", default="params.yaml", help="the params file (before or after the command)")
     sub = ap.add_subparsers(dest="cmd", required=True)
-    sub.add_parser("status", help="one line per iteration")
+    sub.add_parser("status", help="one line per model: data, gate, judge accuracy, head-to-head, IFEval")
     s = sub.add_parser("show", help="print rows of one dataset")
     s.add_argument("iteration")
     s.add_argument("kind", choices=DATASETS)
     s.add_argument("-n", type=int, default=5)
-    sub.add_parser("params", help="validate params.yaml and print it (YAML)")
+    sub.add_parser("params", help="validate params.yaml and print it as it is (comments kept)")
+    experiments.add_parser(sub)
     release.add_parser(sub)
     diff.add_arguments(
         sub.add_parser(
@@ -186,18 +269,24 @@ def main(argv: list[str] | None = None) -> None:
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
     )
+    for command in sub.choices.values():  # `srlm status --params p.yaml` as well as `srlm --params p.yaml status`
+        command.add_argument("--params", default=argparse.SUPPRESS, help="the params file (default params.yaml)")
     args = ap.parse_args(argv)
+    if args.cmd == "params":
+        print_params(args.params)
+        return
+    if args.cmd == "exp":  # reads each experiment's own params.yaml from git, not the workspace's
+        experiments.run(args)
+        return
     p = P.load(args.params)
     if args.cmd == "status":
-        status(p)
+        status(p, args.params)
     elif args.cmd == "show":
         show(args.iteration, args.kind, args.n)
     elif args.cmd == "release":
         release.run(args, p)
     elif args.cmd == "diff":
         diff.main_args(args, p)
-    else:
-        print(P.dump(p), end="")
 
 
 if __name__ == "__main__":

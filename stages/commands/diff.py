@@ -32,6 +32,7 @@ from pathlib import Path
 
 import polars as pl
 
+from stages.commands import workspace
 from stages.core import lineage, rows
 from stages.core.errors import SrlmError, brief
 from stages.core.rows import DATASETS
@@ -67,14 +68,21 @@ def parse_side(spec: str) -> Side:
 
 def load(side: Side, kind: str, repo: str | None = None) -> pl.DataFrame:
     path = side.path(f"{kind}.parquet")
+    root = Path(repo or ".")
     if side.rev is None:
-        return rows.read(Path(repo or ".") / path, kind)
+        workspace.need(path, f"side {side.spec}", root)  # a fresh clone: names the `dvc pull` and its remote
+        return rows.read(root / path, kind)
     import dvc.api
 
     try:
         with dvc.api.open(path, repo=repo, rev=side.rev, mode="rb") as f:
             data = f.read()
     except Exception as e:  # unknown revision, path not tracked there, object missing from cache and remote
+        # DVC says "does not exist ... neither as a DVC output nor as a Git-tracked file" also when the revision's
+        # dvc.lock names the file but its bytes are in no cache or remote here: tell the two apart
+        missing = workspace.missing_at(side.rev, path, root)
+        if missing:
+            raise SrlmError(f"error: {side.spec}: {missing}") from None
         raise SrlmError(f"error: {side.spec}: cannot read {path} at revision {side.rev!r}: {brief(e)}") from None
     return rows.conform(pl.read_parquet(io.BytesIO(data)), kind, f"{path} at {side.rev}")
 

@@ -8,8 +8,9 @@ one way everywhere.
 `merge` is the one rule: mappings merge key by key (a profile names only what it changes, and may add keys
 such as a new iteration), anything else (scalars, lists) replaces. `apply` writes the merged params.yaml
 (a scratch copy without git: benchmarks/device.py); `flags` spells the same change as Hydra overrides for
-`dvc exp run -S`, which records an experiment without touching the committed params.yaml. Either way the
-result is validated by stages/core/params.py, so a mistyped key in a profile is an error naming it.
+`dvc exp run -S`, which records an experiment; `exp-run` puts params.yaml back as it was afterwards (DVC leaves
+a workspace experiment's values in it). Either way the result is validated by stages/core/params.py, so a
+mistyped key in a profile is an error naming it.
 """
 
 from __future__ import annotations
@@ -147,7 +148,37 @@ def main(argv: list[str] | None = None) -> None:
         return
     cmd = [sys.executable, "-m", "dvc", "exp", "run", *[x for s in sets for x in ("-S", s)], *rest]
     print("running: dvc exp run with", len(sets), "params from", " + ".join(args.profiles), flush=True)
-    raise SystemExit(subprocess.call(cmd))
+    raise SystemExit(exp_run(cmd))
+
+
+def exp_run(cmd: list[str], params_path: Path = Path("params.yaml")) -> int:
+    """Run `dvc exp run` and leave params.yaml byte for byte as it was: DVC writes an experiment's -S values into
+    the workspace's params.yaml and keeps them there after a workspace run, so a later `dvc repro` would quietly
+    build the experiment again (its params live on in the experiment's commit: `srlm exp`, `dvc exp show`,
+    `dvc exp apply NAME`). Restored however the run ends; --temp and --queue runs never touch it."""
+    before = params_path.read_bytes() if params_path.is_file() else None
+    try:
+        return _dvc(cmd)
+    finally:
+        if before is not None and (not params_path.is_file() or params_path.read_bytes() != before):
+            tmp = params_path.with_name(params_path.name + ".exp-tmp")
+            tmp.write_bytes(before)
+            tmp.replace(params_path)
+            print(
+                f"{params_path} restored as it was before the experiment (its params are in the experiment: srlm exp; "
+                "the workspace keeps the experiment's outputs until `dvc repro`)",
+                flush=True,
+            )
+
+
+def _dvc(cmd: list[str]) -> int:
+    """The child's exit status; Ctrl-C reaches DVC too (same process group), so wait for it to stop cleanly."""
+    proc = subprocess.Popen(cmd)
+    while True:
+        try:
+            return proc.wait()
+        except KeyboardInterrupt:
+            continue
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from stages.commands import workspace
 from stages.core import params as P
 from stages.core import rows
 from stages.core.errors import SrlmError, brief
@@ -107,6 +108,11 @@ def gate(iteration: int, p: P.Params, root: Path) -> dict:
         )
     prefs = root / f"data/iter{iteration}/preferences.parquet"
     if not prefs.exists():
+        rel = prefs.relative_to(root).as_posix()
+        if rel in workspace.outputs(workspace.load_lock(root)):  # a fresh clone: the bytes are in a DVC remote
+            raise ReleaseError(
+                f"release: {rel} is in dvc.lock but not in the workspace: {workspace.pull_hint(root=root)}"
+            )
         raise ReleaseError(
             f"release: iteration {iteration} has no {prefs.relative_to(root)}; run `dvc repro validate@{iteration}`"
         )
@@ -118,10 +124,15 @@ def gate(iteration: int, p: P.Params, root: Path) -> dict:
         # leave it stale (DVC reruns what a named stage needs first)
         rank = {name: i for i, name in enumerate(ITERATION_STAGES)}
         order = sorted(stale, key=lambda s: (rank.get(s.rpartition(":")[2].rpartition("@")[0], len(rank)), s))
+        absent = [p for p in workspace.missing(workspace.load_lock(root), root) if f"iter{iteration}/" in p]
         raise ReleaseError(
             f"release: iteration {iteration}'s outputs are stale against dvc.lock:\n"
             + "\n".join(lines)
-            + f"\nrun `dvc repro {' '.join(order)}` (and commit dvc.lock) before releasing"
+            + (
+                f"\n{', '.join(absent)} not in the workspace: {workspace.pull_hint(root=root)}"
+                if absent
+                else f"\nrun `dvc repro {' '.join(order)}` (and commit dvc.lock) before releasing"
+            )
         )
     return validation
 
@@ -143,15 +154,37 @@ def check_clean(iteration: int, root: Path, allow_dirty: bool, dry_run: bool) ->
     return dirty
 
 
-def split(df, test_fraction: float, seed: int) -> dict:
-    """{split: frame}; a prompt's pairs all land in one split (no prompt leaks from train into test)."""
+def split(df, test_fraction: float, seed: int, like=None) -> dict:
+    """{split: frame}; a prompt's pairs all land in one split (no prompt leaks from train into test). Each
+    prompt draws a seeded number; those below test_fraction are the test split. With two or more prompts each
+    split gets at least one (a dozen CPU prompts at 10% would often give none): the lowest draw goes to test,
+    the highest to train. One prompt, or test_fraction 0, gives a train split only (the card says why).
+    `like`: another frame whose prompts decide (meta_judgments split as the answer pairs are)."""
     import polars as pl
 
     if test_fraction <= 0:
         return {"train": df}
-    draw = pl.Series([rows.derive_seed(seed, "release-split", pid) / 0x7FFFFFFF for pid in df["prompt_id"]])
-    parts = {"train": df.filter(draw >= test_fraction), "test": df.filter(draw < test_fraction)}
+    test = test_prompts(df["prompt_id"] if like is None else like["prompt_id"], test_fraction, seed)
+    if like is not None:  # prompts only `df` has: by their draw alone
+        known = set(like["prompt_id"])
+        test |= {pid for pid in set(df["prompt_id"]) - known if _draw(seed, pid) < test_fraction}
+    in_test = df["prompt_id"].is_in(pl.Series(sorted(test), dtype=pl.String))
+    parts = {"train": df.filter(~in_test), "test": df.filter(in_test)}
     return {k: v for k, v in parts.items() if not v.is_empty()}
+
+
+def _draw(seed: int, prompt_id: str) -> float:
+    return rows.derive_seed(seed, "release-split", prompt_id) / 0x7FFFFFFF
+
+
+def test_prompts(prompt_ids, test_fraction: float, seed: int) -> set[str]:
+    """The prompts of the test split (see `split`)."""
+    draw = {pid: _draw(seed, pid) for pid in set(prompt_ids)}
+    test = {pid for pid, d in draw.items() if d < test_fraction}
+    if len(draw) >= 2:
+        order = sorted(draw, key=lambda pid: (draw[pid], pid))
+        test = (test | {order[0]}) - {order[-1]}
+    return test
 
 
 # configs beside the pairs: the judge's raw texts and the answers they grade (distilabel-style sets ship them),
@@ -184,7 +217,7 @@ def write_folder(
     if "meta_judgments" in extra:
         judge = extra.pop("meta_judgments")["train"]
         if not judge.is_empty():
-            extra["meta_judgments"] = split(judge, p.release.test_fraction, p.seed)
+            extra["meta_judgments"] = split(judge, p.release.test_fraction, p.seed, like=df)
     if out.is_dir() and {f.name for f in out.iterdir()} - {"README.md", "data", *EXTRA_CONFIGS}:
         raise ReleaseError(f"release: {out} exists and holds other files; choose an empty or new folder")
     with rows.atomic_dir(out) as tmp:
