@@ -7,8 +7,10 @@
 A recipe is `baseline` (profiles/gpu.yaml: the paper's loop) or profiles/gpu.yaml plus one overlay
 profiles/recipe-NAME.yaml (one switch each). `run` starts every experiment from the committed params.yaml: DVC
 leaves a workspace experiment's params in params.yaml, so it refuses to start when params.yaml has uncommitted
-changes and restores it before each recipe and at the end. DVC's run cache makes what recipes share (base, SFT,
-M0's evaluation, iteration 1 of the DPO-only recipes) run once. An experiment that already exists is skipped
+changes and restores it before each recipe and at the end. What recipes share (base, SFT, M0's evaluation) is
+meant to come from DVC's run cache; on the lent GPU machine it did not (2026-12-06, docs/checks.md), and a
+rebuilt M0 is another model (SFT on the GPU is not bit-reproducible): there, benchmarks/device.py `--reuse`
+starts each recipe from the first run's outputs. An experiment that already exists is skipped
 (--force reruns it).
 
 `table` reads each experiment's metrics from its git ref (refs/exps/.../NAME), or from a folder holding a run's
