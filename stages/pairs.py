@@ -115,7 +115,6 @@ def select_pairs(
         if clean.is_empty():
             counts["degenerate"] += 1
             continue
-        decided = "judge"
         if reward != "judge" and group["total"].max() > 0:
             by_checks = checks_pair(clean, side[1])
             if by_checks is not None:
@@ -141,7 +140,7 @@ def select_pairs(
             counts["ties"] += 1
             continue
         worst = pool.sort(["chars", "id"], descending=[True, False]).row(0, named=True)
-        records.append(pair_record(pid, best, worst, decided, iteration))
+        records.append(pair_record(pid, best, worst, "judge", iteration))
     counts["too_few_scored"] += counts["prompts"] - scored["prompt_id"].n_unique()  # prompts with no scored response
     return rows.frame(records, "preferences"), counts
 

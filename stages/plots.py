@@ -54,12 +54,16 @@ ITER_COLUMNS = {
     "loops_share": ("responses", "loops_share"),
     "flawed_prompt_share": ("prompts", "flawed_share"),
     "dpo_loss_after": ("dpo", "loss_pairs_after"),
+    # the checks reward (docs/checks.md): constrained answers' mean share met, and pairs the checks decided
+    "checks_share_met": ("checks", "share_met_mean"),
+    "pairs_by_checks": ("pairs", "decided_by_checks"),
 }
 # per model, from its eval.json: an accuracy block ({acc, n, ci95}) gives three columns, name, name_lo, name_hi
 MODEL_ACCURACIES = {
     "ifeval_prompt_strict": ("ifeval", "prompt_level_strict_acc"),
     "ifeval_inst_strict": ("ifeval", "inst_level_strict_acc"),
     "ifeval_prompt_loose": ("ifeval", "prompt_level_loose_acc"),
+    "heldout_constraints": ("constraints", "prompt_level"),  # the held-out constraint set, prompt level
     "ifeval_inst_loose": ("ifeval", "inst_level_loose_acc"),
     "judge_all": ("human", "length_slices", "pointwise", "all"),
     "judge_shorter_preferred": ("human", "length_slices", "pointwise", "shorter_preferred"),
@@ -76,6 +80,7 @@ ACCURACIES = {
     "judge, shorter answer preferred": ("eval", ("human", "length_slices", "pointwise", "shorter_preferred")),
     "longer answer wins (baseline, same pairs)": ("eval", ("human", "length_slices", "longer_wins", "all")),
     "IFEval prompt-level strict": ("eval", ("ifeval", "prompt_level_strict_acc")),
+    "held-out constraints met (prompt level)": ("eval", ("constraints", "prompt_level")),
     "DPO reward accuracy on its pairs": ("dpo", ("reward_accuracy",)),
 }
 # metrics/summary/<model>.json, the files `dvc metrics show` / `dvc exp show` list: per model, a few numbers with
@@ -94,13 +99,15 @@ SUMMARY = {
     "longer_wins_ci95": ("eval", ("human", "longer_wins_accuracy_ci95")),
     "ifeval_strict": ("eval", ("ifeval", "prompt_level_strict_acc", "acc")),
     "ifeval_strict_ci95": ("eval", ("ifeval", "prompt_level_strict_acc", "ci95")),
+    "constraints_met": ("eval", ("constraints", "prompt_level", "acc")),
+    "constraints_met_ci95": ("eval", ("constraints", "prompt_level", "ci95")),
     "win_vs_prev": ("eval", ("head2head", "vs_prev", "win")),
     "win_vs_prev_ci95": ("eval", ("head2head", "vs_prev", "win_ci95")),
     "loss_vs_prev": ("eval", ("head2head", "vs_prev", "loss")),
     "loss_vs_prev_ci95": ("eval", ("head2head", "vs_prev", "loss_ci95")),
     "answers_changed": ("eval", ("head2head", "vs_prev", "changed")),  # held-out answers unlike M(t-1)'s
 }
-ITERATION_FILES = ("prompts", "responses", "judge", "pairs", "validate", "dpo", "eval")
+ITERATION_FILES = ("prompts", "responses", "judge", "checks", "pairs", "validate", "dpo", "eval")
 MODELS = {"base": ("metrics/base", ("eval",)), "M0": ("metrics/iter0", ("eval",))}  # before the loop
 
 

@@ -84,6 +84,7 @@ def fake_metrics(root, t, hist, tie, chosen, rejected):
         root / f"metrics/iter{t}/dpo.json",
     )
     rows.write_json({"truncated_share": 0.1, "loops_share": 0.05}, root / f"metrics/iter{t}/responses.json")
+    rows.write_json({"share_met_mean": 0.5, "constrained": 4}, root / f"metrics/iter{t}/checks.json")
     rows.write_json(
         {"passed": True, "judge_length": {"within": 0.1, "prompts": 3, "pooled": 0.2}},
         root / f"metrics/iter{t}/validate.json",
