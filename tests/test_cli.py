@@ -292,3 +292,18 @@ def test_a_fresh_clone_names_the_dvc_pull_it_needs(tmp_path, monkeypatch, capsys
     run(clone, *py, "pull", "-q")
     cli.show("1", "preferences", 1)
     assert "assistant: Hello." in capsys.readouterr().out
+
+
+def test_a_float_dvc_locked_as_a_string_is_not_stale():
+    """dvc.lock writes dpo.learning_rate 5.0e-5 as '5e-05': the same value, so no `*` on a freshly built line."""
+    from stages.commands import workspace
+
+    lock = {"dpo@1": {"params": {"params.yaml": {"dpo": {"learning_rate": "5e-05", "lora": True, "ld_alpha": None}}}}}
+    same = {"dpo": {"learning_rate": 5e-05, "lora": True, "ld_alpha": None}}
+    assert workspace.stale(lock, same) == {}
+    for changed in (
+        {"learning_rate": 6e-05, "lora": True, "ld_alpha": None},
+        {"learning_rate": 5e-05, "lora": "true", "ld_alpha": None},
+    ):
+        assert "dpo@1" in workspace.stale(lock, {"dpo": changed})
+    assert not workspace.same_value("abc", 1.0) and not workspace.same_value(None, 0)

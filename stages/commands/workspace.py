@@ -40,6 +40,27 @@ def _lookup(params: dict, dotted: str):
     return value
 
 
+def same_value(locked, current) -> bool:
+    """A param as dvc.lock records it against params.yaml's: DVC writes some floats as strings (5.0e-5 is locked
+    as '5e-05'), so a number and a string that reads as the same number are the same value."""
+    if locked == current:
+        return True
+    if (
+        isinstance(locked, str) != isinstance(current, str)
+        and not isinstance(locked, bool | None)
+        and not isinstance(current, bool | None)
+    ):
+        try:
+            return float(locked) == float(current)
+        except (TypeError, ValueError):
+            return False
+    if isinstance(locked, dict) and isinstance(current, dict):
+        return locked.keys() == current.keys() and all(same_value(locked[k], current[k]) for k in locked)
+    if isinstance(locked, list) and isinstance(current, list):
+        return len(locked) == len(current) and all(map(same_value, locked, current))
+    return False
+
+
 def _md5(entry: dict) -> str | None:
     return entry.get("md5") or entry.get("etag") or entry.get("checksum")
 
@@ -64,7 +85,7 @@ def stale(lock: dict, params: dict) -> dict[str, str]:
         for file, values in (entry.get("params") or {}).items():
             if file != "params.yaml":
                 continue
-            changed = [k for k, v in values.items() if _lookup(params, k) != v]
+            changed = [k for k, v in values.items() if not same_value(v, _lookup(params, k))]
             if changed:
                 why[name] = "params " + ", ".join(sorted(changed)) + " differ from params.yaml"
                 break
