@@ -24,6 +24,7 @@ import yaml
 from stages.commands import workspace
 from stages.commands.tables import fit, terminal_width
 from stages.core.errors import SrlmError
+from stages.plots import dpo_intervals
 
 # (header, short header, right-aligned, drop rank): the model lines of a block
 EXP_COLUMNS = (
@@ -115,7 +116,8 @@ def block(rev: str, root: Path) -> tuple[dict, list[list[str]], set[str]]:
     for key, met in models:
         ev = _json(rev, f"{met}/eval.json", root)
         pairs = _json(rev, f"{met}/pairs.json", root) if key not in ("base", "0") else {}
-        dpo = _json(rev, f"{met}/dpo.json", root) if key not in ("base", "0") else {}
+        # dpo@t records its count; the interval is the plots stage's (a statistic never retrains)
+        dpo = dpo_intervals(_json(rev, f"{met}/dpo.json", root) or {}) if key not in ("base", "0") else {}
         if not (ev or pairs or dpo):
             continue
         name = "base" if key == "base" else f"M{key}"
