@@ -124,24 +124,26 @@ def pack_data(profiles: list[str], shared: Path, out: Path) -> list[str]:
     return names
 
 
-# what a recipe run takes over from an earlier run (--reuse): DVC's record and the outputs it names
-REUSED = ("dvc.lock", "models", "data", "metrics")
+# what a recipe run takes over from an earlier run (--reuse): DVC's record and the outputs it names; the big
+# outputs as hard links (stages replace them by renaming), the small files DVC may rewrite in place as copies
+REUSED = {"dvc.lock": shutil.copy2, "metrics": shutil.copy2, "models": os.link, "data": os.link}
 
 
 def reuse_outputs(earlier: Path, repo: Path) -> list[str]:
-    """Hard-link an earlier run's dvc.lock and outputs into `repo` (instant, no second copy on disk). `dvc repro`
+    """An earlier run's dvc.lock and outputs in `repo` (models and data hard-linked: instant, no second copy on
+    disk; dvc.lock and metrics copied, since DVC rewrites dvc.lock in place and the earlier run may go on). `dvc repro`
     then reruns only the stages whose params or deps the new profile changes: a recipe that changes nothing
     before iteration 1 keeps the earlier run's base, M0 and their evaluations, so both start from the same M0.
     (Rebuilding M0 does not give the same model: SFT on the GPU is not bit-reproducible, measured 2026-12-06,
     and DVC's run cache did not restore the shared stages either.) Stages write by renaming, never in place,
     so the earlier run's files stay as they were."""
     done = []
-    for name in REUSED:
+    for name, how in REUSED.items():
         src = earlier / name
         if src.is_dir():
-            shutil.copytree(src, repo / name, copy_function=os.link, dirs_exist_ok=True)
+            shutil.copytree(src, repo / name, copy_function=how, dirs_exist_ok=True)
         elif src.is_file():
-            os.link(src, repo / name)
+            how(src, repo / name)
         else:
             continue
         done.append(name)

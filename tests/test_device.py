@@ -183,5 +183,7 @@ def test_setup_reuses_an_earlier_runs_outputs(tmp_path):
     assert (got / "models/M0/model.safetensors").stat().st_ino == (
         earlier / "models/M0/model.safetensors"
     ).stat().st_ino
+    # dvc.lock is a copy: DVC rewrites it in place, and the earlier run may still be going
+    assert (got / "dvc.lock").stat().st_ino != (earlier / "dvc.lock").stat().st_ino
     assert state["reused"] == f"{tmp_path / 'w1'}: dvc.lock, models"
     assert device.setup(tmp_path / "w3", device.PROFILES, None)["reused"] is None
