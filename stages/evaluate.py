@@ -29,6 +29,7 @@ import polars as pl
 from stages.core import params as P
 from stages.core import rows, timing
 from stages.core.errors import entry
+from stages.engine.backend import PARAMS as BACKEND
 from stages.engine.backend import Backend, make_backend
 from stages.engine.backend.interface import Completion
 from stages.judging.prompting import COMPARE_CHOICES, COMPARE_PREFILL, compare_messages, judge_messages
@@ -41,28 +42,19 @@ from stages.measure import agreement, heldout_checks, ifeval
 PARAMS = {
     "evaluate_base": (
         "seed",
-        "backend.name",
-        "backend.dtype",
-        "backend.trust_remote_code",
-        "backend.max_model_len",
+        *BACKEND,
         "evaluate.ifeval",
         "evaluate.constraints",
     ),
     "evaluate_m0": (
         "seed",
-        "backend.name",
-        "backend.dtype",
-        "backend.trust_remote_code",
-        "backend.max_model_len",
+        *BACKEND,
         "judge",
         "evaluate",
     ),
     "evaluate": (
         "seed",
-        "backend.name",
-        "backend.dtype",
-        "backend.trust_remote_code",
-        "backend.max_model_len",
+        *BACKEND,
         "judge",
         "evaluate",
     ),

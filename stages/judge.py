@@ -26,6 +26,7 @@ import polars as pl
 from stages.core import lineage, rows
 from stages.core import params as P
 from stages.core.errors import entry
+from stages.engine.backend import PARAMS as BACKEND
 from stages.engine.shards import Task, Work
 from stages.judging.prompting import COMPARE_CHOICES, COMPARE_PREFILL, compare_messages, judge_messages
 from stages.judging.rubric import SCORES
@@ -41,10 +42,7 @@ from stages.judging.scoring import (
 # the params this stage reads: dvc.yaml's params list and the lineage record (python -m stages.commands.dag write)
 PARAMS = (
     "seed",
-    "backend.name",
-    "backend.dtype",
-    "backend.trust_remote_code",
-    "backend.max_model_len",
+    *BACKEND,
     "judge",
     "shards.size",
 )

@@ -30,6 +30,7 @@ import polars as pl
 from stages.core import lineage, rows
 from stages.core import params as P
 from stages.core.errors import entry
+from stages.engine.backend import PARAMS as BACKEND
 from stages.engine.shards import Task, Work
 from stages.judging.prompting import COMPARE_CHOICES, META_PREFILL, judge_messages, meta_judge_messages
 from stages.judging.scoring import check_judged, compare_grades, ordered_pairs, parse_score
@@ -37,10 +38,7 @@ from stages.judging.scoring import check_judged, compare_grades, ordered_pairs, 
 # the params this stage reads: dvc.yaml's params list and the lineage record (python -m stages.commands.dag write)
 PARAMS = (
     "seed",
-    "backend.name",
-    "backend.dtype",
-    "backend.trust_remote_code",
-    "backend.max_model_len",
+    *BACKEND,
     "judge",
     "meta_judge",
     "shards.size",

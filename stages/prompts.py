@@ -28,6 +28,7 @@ from pathlib import Path
 from stages.core import lineage, rows
 from stages.core import params as P
 from stages.core.errors import SrlmError, entry
+from stages.engine.backend import PARAMS as BACKEND
 from stages.engine.shards import Task, Work
 from stages.judging import checks
 from stages.judging.prompt_content import classify, cut_at_continuation, numbered
@@ -37,10 +38,7 @@ from stages.judging.text import near_duplicate, words
 # the params this stage reads: dvc.yaml's params list and the lineage record (python -m stages.commands.dag write)
 PARAMS = (
     "seed",
-    "backend.name",
-    "backend.dtype",
-    "backend.trust_remote_code",
-    "backend.max_model_len",
+    *BACKEND,
     "prompts",
     "checks",
     "shards.size",

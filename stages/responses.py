@@ -23,16 +23,14 @@ import polars as pl
 from stages.core import lineage, rows
 from stages.core import params as P
 from stages.core.errors import SrlmError, entry
+from stages.engine.backend import PARAMS as BACKEND
 from stages.engine.shards import Task, Work
 from stages.judging.text import loops
 
 # the params this stage reads: dvc.yaml's params list and the lineage record (python -m stages.commands.dag write)
 PARAMS = (
     "seed",
-    "backend.name",
-    "backend.dtype",
-    "backend.trust_remote_code",
-    "backend.max_model_len",
+    *BACKEND,
     "responses",
     "pairs.temporal",
     "shards.size",

@@ -140,3 +140,19 @@ def test_params_yaml_comments_rerun_nothing(tmp_path):
     text = (ROOT / "params.yaml").read_text()
     edited = "\n".join(line.replace("#", "# edited:", 1) if "#" in line else line for line in text.split("\n"))
     assert edited != text and yaml.safe_load(edited) == yaml.safe_load(text)
+
+
+def test_params_declarations_unpack_the_backend_knobs_once():
+    """The backend knobs are declared once (stages/engine/backend PARAMS) and unpacked into each model stage's
+    PARAMS; the dag reads them without importing anything."""
+    from stages.commands.dag import declared_params
+    from stages.engine.backend import PARAMS as BACKEND
+
+    for module, stage in [
+        ("stages.judge", "judge"),
+        ("stages.prompts", "prompts"),
+        ("stages.evaluate", "evaluate_base"),
+    ]:
+        got = declared_params(module, stage)
+        assert got[0] == "seed" and got[1 : 1 + len(BACKEND)] == list(BACKEND)
+    assert declared_params("stages.pairs", "pairs") == ["pairs"]

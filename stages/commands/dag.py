@@ -97,16 +97,44 @@ def closure(module: str, root: Path = ROOT) -> set[str]:
     return files | {d for f in files for d in DATA_FILES.get(f, [])}
 
 
+def _constant(module: str, name: str, root: Path):
+    """A module-level constant of tuples, dicts and strings, read with ast (no import). `*NAME` inside it is
+    unpacked from NAME, a constant of the same module or one it imports with `from stages.x import NAME [as N]`."""
+    tree = ast.parse(module_file(module, root).read_text(encoding="utf-8"))
+    imported = {
+        (a.asname or a.name): (node.module, a.name)
+        for node in tree.body
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("stages")
+        for a in node.names
+    }
+
+    def value(node):
+        if isinstance(node, ast.Tuple | ast.List):
+            out = []
+            for e in node.elts:
+                out += value(e.value) if isinstance(e, ast.Starred) else [value(e)]
+            return tuple(out)
+        if isinstance(node, ast.Dict):
+            return {value(k): value(v) for k, v in zip(node.keys, node.values)}
+        if isinstance(node, ast.Name):
+            return _constant(*imported[node.id], root) if node.id in imported else _constant(module, node.id, root)
+        return ast.literal_eval(node)
+
+    for node in tree.body:
+        if isinstance(node, ast.Assign | ast.AnnAssign):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            if any(isinstance(t, ast.Name) and t.id == name for t in targets):
+                return value(node.value)
+    raise KeyError(f"{module} defines no {name}")
+
+
 def declared_params(module: str, stage: str, root: Path = ROOT) -> list[str] | None:
     """The module's PARAMS for `stage` (read with ast: no import), None if it declares none."""
-    tree = ast.parse(module_file(module, root).read_text(encoding="utf-8"))
-    for node in tree.body:
-        if isinstance(node, (ast.Assign, ast.AnnAssign)):
-            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-            if any(isinstance(t, ast.Name) and t.id == "PARAMS" for t in targets):
-                value = ast.literal_eval(node.value)
-                return list(value[stage] if isinstance(value, dict) else value)
-    return None
+    try:
+        value = _constant(module, "PARAMS", root)
+    except KeyError:
+        return None
+    return list(value[stage] if isinstance(value, dict) else value)
 
 
 def dvc_stages(root: Path = ROOT) -> dict[str, dict]:

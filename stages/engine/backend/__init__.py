@@ -12,7 +12,11 @@ from stages.core.params import Backend as BackendParams
 from stages.engine.backend.interface import Backend, Completion
 from stages.engine.models import check_model_dir
 
-__all__ = ["Backend", "Completion", "make_backend"]
+__all__ = ["PARAMS", "Backend", "Completion", "make_backend"]
+
+# the backend knobs that change what an engine computes (the per-machine ones change no row: params.yaml's
+# header); every stage that generates or scores with a model lists them in its PARAMS
+PARAMS = ("backend.name", "backend.dtype", "backend.trust_remote_code", "backend.max_model_len")
 
 
 def make_backend(cfg: BackendParams, model_path: str | Path) -> Backend:
