@@ -126,12 +126,20 @@ def pack_data(profiles: list[str], shared: Path, out: Path) -> list[str]:
 
 # what a recipe run takes over from an earlier run (--reuse): DVC's record and the outputs it names; the big
 # outputs as hard links (stages replace them by renaming), the small files DVC may rewrite in place as copies
-REUSED = {"dvc.lock": shutil.copy2, "metrics": shutil.copy2, "models": os.link, "data": os.link}
+def link_new(src: str, dst: str) -> None:
+    """A hard link, unless the checkout already put the file there (data/seed/*, .gitignore files)."""
+    if not os.path.lexists(dst):
+        os.link(src, dst)
+
+
+REUSED = {"dvc.lock": shutil.copy2, "metrics": shutil.copy2, "models": link_new, "data": link_new,
+          ".dvc/cache": link_new}  # fmt: skip  (DVC reruns a stage whose outputs are missing from its cache)
 
 
 def reuse_outputs(earlier: Path, repo: Path) -> list[str]:
     """An earlier run's dvc.lock and outputs in `repo` (models and data hard-linked: instant, no second copy on
-    disk; dvc.lock and metrics copied, since DVC rewrites dvc.lock in place and the earlier run may go on). `dvc repro`
+    disk; dvc.lock and metrics copied, since DVC rewrites dvc.lock in place and the earlier run may go on; DVC's
+    cache linked too, since `dvc repro` reruns a stage whose outputs its cache lacks, measured). `dvc repro`
     then reruns only the stages whose params or deps the new profile changes: a recipe that changes nothing
     before iteration 1 keeps the earlier run's base, M0 and their evaluations, so both start from the same M0.
     (Rebuilding M0 does not give the same model: SFT on the GPU is not bit-reproducible, measured 2026-12-06,
@@ -489,6 +497,119 @@ def run(args, src: Path = ROOT) -> None:
     print(f"collected -> {out} ({time.time() - t0:.0f} s)", flush=True)
 
 
+# ------------------------------------------------------------------------------------ recipes, one M0
+
+
+def lock_has(repo: Path, stages: list[str]) -> bool:
+    """Whether dvc.lock records all of `stages` (read while DVC may be rewriting it: unreadable = not yet)."""
+    try:
+        built = (yaml.safe_load((repo / "dvc.lock").read_text()) or {}).get("stages", {})
+    except (OSError, yaml.YAMLError):
+        return False
+    return all(s in built for s in stages)
+
+
+def recipe_runs(profiles: list[str], recipes: list[str]) -> list[list]:
+    """[name, profiles] of the baseline and each `NAME=PROFILE` recipe, the recipe's profile over the baseline's
+    (lists, as JSON gives them back to the driver)."""
+    runs = [["baseline", profiles]]
+    for r in recipes:
+        name, sep, path = r.partition("=")
+        if not sep or not name or not path or name == "baseline" or not name.replace("-", "").isalnum():
+            raise SystemExit(f"error: --recipe {r!r}: give NAME=PROFILE, e.g. checks=profiles/recipe-checks.yaml")
+        runs.append([name, [*profiles, path]])
+    return runs
+
+
+def run_cmd(name: str, profiles: list[str], work: Path, data: Path | None, reuse: Path | None) -> list[str]:
+    cmd = [sys.executable, "-m", "benchmarks.device", "run", "--out", str(work / "out" / name), "--budget", "86400",
+           "--work", str(work / name), "--extras", ""]  # fmt: skip
+    cmd += [x for p in profiles for x in ("--profile", p)]
+    cmd += ["--data", str(data)] if data else []
+    return cmd + (["--reuse", str(reuse)] if reuse else [])
+
+
+def drive(work: Path, runs: list[list], data: Path | None, src: Path = ROOT) -> None:
+    """The detached driver: the baseline run; once its M0 is trained and measured, every recipe as its own
+    run from the baseline's outputs (`--reuse`), all at once on the one machine. The recipes after the
+    first run at a lower CPU priority (nice 5, 10, ...), so the baseline and the first recipe finish first
+    if the machine is short of cores."""
+    log = work / "driver.log"
+
+    def say(msg: str) -> None:
+        with log.open("a") as f:
+            f.write(f"{time.strftime('%H:%M:%S')} {msg}\n")
+
+    (name, profiles), *recipes = runs
+    procs = {name: subprocess.Popen(run_cmd(name, profiles, work, data, None), cwd=src, stdout=(work / f"{name}.log").open("w"), stderr=subprocess.STDOUT)}  # fmt: skip
+    say(f"started {name}")
+    m0 = ["sft", "evaluate_m0"]
+    while recipes and not lock_has(work / name / "repo", m0):
+        if procs[name].poll() is not None:
+            say(f"{name} ended (exit {procs[name].returncode}) before M0 was measured: no recipe runs")
+            recipes = []
+            break
+        time.sleep(5)
+    for i, (rname, rprofiles) in enumerate(recipes):
+        cmd = ["nice", "-n", str(5 * i), *run_cmd(rname, rprofiles, work, data, work / name)]
+        procs[rname] = subprocess.Popen(cmd, cwd=src, stdout=(work / f"{rname}.log").open("w"), stderr=subprocess.STDOUT)  # fmt: skip
+        say(f"started {rname} from {name}'s M0 (nice {5 * i})")
+    for n, p in procs.items():
+        say(f"{n} ended (exit {p.wait()})")
+    (work / "driver.done").write_text(json.dumps({n: p.returncode for n, p in procs.items()}))
+
+
+def progress(work: Path, runs: list[list]) -> str:
+    """One line per run: stages built so far and the last line of its dvc repro log."""
+    lines = []
+    for name, _ in runs:
+        repo = work / name / "repo"
+        built = list((yaml.safe_load((repo / "dvc.lock").read_text()) or {}).get("stages", {})) if (repo / "dvc.lock").exists() else []  # fmt: skip
+        log = work / name / "logs" / "repro.log"
+        tail = [x for x in log.read_text(errors="replace").splitlines() if x.strip()][-1:] if log.exists() else []
+        lines.append(f"- {name}: {len(built)} stages built; last: {built[-1] if built else '-'}; log: {tail[0][:160] if tail else '-'}")  # fmt: skip
+    return "\n".join(lines)
+
+
+def recipes(args, src: Path = ROOT) -> None:
+    """Start the driver (once; it outlives this call in a session of its own), wait for it until `--until`,
+    then bring back what each run has collected and a progress note. Every call the same command."""
+    deadline = args.until or time.time() + args.budget
+    work, out = args.work.absolute(), args.out
+    runs = recipe_runs(args.profile, args.recipe)
+    out.mkdir(parents=True, exist_ok=True)
+    meta = work / "driver.json"
+    if meta.exists() and json.loads(meta.read_text())["runs"] != runs:
+        raise SystemExit(f"error: {work} holds other runs ({meta}); give another --work or remove it")
+    if not meta.exists():
+        work.mkdir(parents=True, exist_ok=True)
+        meta.write_text(json.dumps({"runs": runs, "started": time.time()}))
+        cmd = [sys.executable, "-c", "import sys, json; from pathlib import Path; from benchmarks import device; "
+               "device.drive(Path(sys.argv[1]), json.loads(sys.argv[2]), Path(sys.argv[3]) if sys.argv[3] else None)",
+               str(work), json.dumps(runs), str(args.data.absolute() if args.data else "")]  # fmt: skip
+        subprocess.Popen(cmd, cwd=src, start_new_session=True, stdout=(work / "driver.out").open("w"), stderr=subprocess.STDOUT)  # fmt: skip
+        print(f"driver started: {' | '.join(n for n, _ in runs)} in {work}", flush=True)
+    else:
+        print(f"driver already started {time.time() - json.loads(meta.read_text())['started']:.0f} s ago", flush=True)
+    while not (work / "driver.done").exists() and time.time() < deadline - 15:
+        time.sleep(5)
+    done = (work / "driver.done").exists()
+    note = f"# recipes: {'ALL ENDED ' + (work / 'driver.done').read_text() if done else 'still running: call again'}\n\n"
+    (out / "progress.md").write_text(note + progress(work, runs) + "\n")
+    if (work / "driver.log").exists():
+        shutil.copy(work / "driver.log", out / "driver.log")
+    for name, _ in runs:
+        if (work / "out" / name / "results.tar.gz").exists():
+            for f in ("summary.md", "results.tar.gz"):
+                shutil.copy(work / "out" / name / f, out / f"{name}.{f}")
+        elif (work / name / "repo").is_dir():  # still running: what it has measured so far, in case no call follows
+            with tarfile.open(out / f"{name}.partial.tar.gz", "w:gz") as tar:
+                for rel in ("params.yaml", "dvc.lock", "metrics", ".srlm/timings"):
+                    if (work / name / "repo" / rel).exists():
+                        tar.add(work / name / "repo" / rel, arcname=f"run/{rel}")
+    print((out / "progress.md").read_text(), flush=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -504,12 +625,27 @@ def main(argv: list[str] | None = None) -> None:
     r.add_argument("--data", type=Path, help="tar.xz from `pack-data` (else ../shared/data beside the checkout)")
     r.add_argument("--profile", action="append", help=f"profile(s), merged in order (default {PROFILES})")
     r.add_argument("--extras", default=",".join(EXTRAS), help="after the pipeline, in order (comma list; '' = none)")
+    rc = sub.add_parser(
+        "recipes",
+        help="the baseline and each recipe from one M0, at once on one machine, detached (every call the same)",
+    )
+    rc.add_argument("--out", type=Path, required=True, help="results folder ($OUT on the device)")
+    when = rc.add_mutually_exclusive_group(required=True)
+    when.add_argument("--budget", type=float, help="seconds this call may wait")
+    when.add_argument("--until", type=float, help="wait until this time (epoch seconds), e.g. $((T0 + 580))")
+    rc.add_argument("--work", type=Path, default=Path("/tmp/srlm-recipes"), help="one folder per run inside")
+    rc.add_argument("--data", type=Path, help="tar.xz from `pack-data` (else ../shared/data beside the checkout)")
+    rc.add_argument("--profile", action="append", help=f"the baseline's profile(s) (default {PROFILES})")
+    rc.add_argument("--recipe", action="append", default=[], help="NAME=PROFILE, over the baseline's profiles")
     pk = sub.add_parser("pack-data", help="the ../shared/data files the profile reads, as one tar.xz to carry")
     pk.add_argument("--profile", action="append")
     pk.add_argument("--shared", type=Path, default=ROOT.parent / "shared" / "data")
     pk.add_argument("--out", type=Path, default=ROOT / ".carry" / "data" / "shared-data.tar.xz")
     args = ap.parse_args(argv)
     args.profile = args.profile or PROFILES
+    if args.cmd == "recipes":
+        recipes(args)
+        return
     if args.cmd == "pack-data":
         names = pack_data(args.profile, args.shared, args.out)
         print(f"{args.out}: {len(names)} files, {args.out.stat().st_size / 2**20:.1f} MiB\n  " + "\n  ".join(names))

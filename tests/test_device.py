@@ -177,6 +177,10 @@ def test_setup_reuses_an_earlier_runs_outputs(tmp_path):
     (earlier / "models" / "M0").mkdir(parents=True)
     (earlier / "models" / "M0" / "model.safetensors").write_bytes(b"weights")
     (earlier / "dvc.lock").write_text("schema: '2.0'\n")
+    (earlier / ".dvc/cache/files/md5/ab").mkdir(parents=True)  # without it dvc repro reruns base and sft
+    (earlier / ".dvc/cache/files/md5/ab/cdef").write_bytes(b"weights")
+    (earlier / "data" / "seed").mkdir(parents=True)  # also in the new run's checkout copy: kept, not linked
+    shutil.copy(ROOT / "data/seed/.gitignore", earlier / "data/seed/.gitignore")
     state = device.setup(tmp_path / "w2", device.PROFILES, None, reuse=tmp_path / "w1")
     got = tmp_path / "w2" / "repo"
     assert (got / "models/M0/model.safetensors").read_bytes() == b"weights" and (got / "dvc.lock").exists()
@@ -185,5 +189,6 @@ def test_setup_reuses_an_earlier_runs_outputs(tmp_path):
     ).stat().st_ino
     # dvc.lock is a copy: DVC rewrites it in place, and the earlier run may still be going
     assert (got / "dvc.lock").stat().st_ino != (earlier / "dvc.lock").stat().st_ino
-    assert state["reused"] == f"{tmp_path / 'w1'}: dvc.lock, models"
+    assert state["reused"] == f"{tmp_path / 'w1'}: dvc.lock, models, data, .dvc/cache"
+    assert (got / ".dvc/cache/files/md5/ab/cdef").stat().st_ino == (earlier / ".dvc/cache/files/md5/ab/cdef").stat().st_ino
     assert device.setup(tmp_path / "w3", device.PROFILES, None)["reused"] is None
