@@ -192,3 +192,37 @@ def test_setup_reuses_an_earlier_runs_outputs(tmp_path):
     assert state["reused"] == f"{tmp_path / 'w1'}: dvc.lock, models, data, .dvc/cache"
     assert (got / ".dvc/cache/files/md5/ab/cdef").stat().st_ino == (earlier / ".dvc/cache/files/md5/ab/cdef").stat().st_ino
     assert device.setup(tmp_path / "w3", device.PROFILES, None)["reused"] is None
+
+
+def test_recipe_runs_are_named_and_layered_on_the_baseline():
+    runs = device.recipe_runs(["profiles/gpu.yaml"], ["checks=profiles/recipe-checks.yaml"])
+    assert runs == [["baseline", ["profiles/gpu.yaml"]],
+                    ["checks", ["profiles/gpu.yaml", "profiles/recipe-checks.yaml"]]]  # fmt: skip
+    for bad in ("checks", "=x.yaml", "baseline=x.yaml", "a b=x.yaml"):
+        with pytest.raises(SystemExit, match="NAME=PROFILE"):
+            device.recipe_runs(["profiles/gpu.yaml"], [bad])
+
+
+def test_the_driver_starts_each_recipe_once_the_baselines_m0_is_measured(tmp_path, monkeypatch):
+    """The baseline first; each recipe only once the baseline's dvc.lock records sft and evaluate_m0, from the
+    baseline's work folder (--reuse), later recipes at a lower CPU priority; driver.done lists the exit codes."""
+    # a stand-in for `benchmarks.device run`: writes its dvc.lock stage by stage, recording its argv
+    fake = ("import sys, time, json, pathlib; a = sys.argv[1:]; w = pathlib.Path(a[a.index('--work') + 1]); "
+            "(w / 'repo').mkdir(parents=True); (w / 'argv.json').write_text(json.dumps(a)); lock = w / 'repo/dvc.lock'\n"
+            "for s in ('base', 'sft', 'evaluate_m0', 'prompts@1'):\n"
+            "    time.sleep(0.5); lock.write_text('stages:\\n' + ''.join(f'  {x}: {{}}\\n' for x in "
+            "(['base', 'sft', 'evaluate_m0', 'prompts@1'][: ['base', 'sft', 'evaluate_m0', 'prompts@1'].index(s) + 1])))")  # fmt: skip
+    monkeypatch.setattr(device, "run_cmd", lambda name, profiles, work, data, reuse: [
+        sys.executable, "-c", fake, "--work", str(work / name), *(["--reuse", str(reuse)] if reuse else [])])  # fmt: skip
+    runs = device.recipe_runs(["p.yaml"], ["checks=c.yaml", "meta=m.yaml"])
+    device.drive(tmp_path, runs, None)
+    assert json.loads((tmp_path / "driver.done").read_text()) == {"baseline": 0, "checks": 0, "meta": 0}
+    log = (tmp_path / "driver.log").read_text().splitlines()
+    assert [x.split(" ", 1)[1] for x in log[:3]] == ["started baseline", "started checks from baseline's M0 (nice 0)",
+                                                     "started meta from baseline's M0 (nice 5)"]  # fmt: skip
+    assert "--reuse" not in json.loads((tmp_path / "baseline/argv.json").read_text())
+    for name in ("checks", "meta"):
+        argv = json.loads((tmp_path / name / "argv.json").read_text())
+        assert argv[argv.index("--reuse") + 1] == str(tmp_path / "baseline")
+        # started only after the baseline's lock recorded M0's training and measurement
+        assert (tmp_path / name / "argv.json").stat().st_mtime >= (tmp_path / "baseline/argv.json").stat().st_mtime + 1.0
