@@ -1,7 +1,7 @@
 """dpo@t: train M(t) from M(t-1) on the iteration's preference pairs with TRL's DPOTrainer.
 
     python -m stages.dpo --iteration 1 --model models/M0 --preferences data/iter1/preferences.parquet \
-        --validation metrics/iter1/validate.json --out models/M1 --metrics metrics/iter1/dpo.json
+        --validation metrics/iter1/verdict.json --out models/M1 --metrics metrics/iter1/dpo.json
 
 The reference model is M(t-1) itself (with LoRA: the adapter switched off, so no second
 copy is held), or with `dpo.reference: m0` the SFT model M0 (`--reference`, loaded beside the policy).
@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--iteration", type=int, required=True)
     ap.add_argument("--model", type=Path, required=True, help="M(t-1) folder: policy start and reference")
     ap.add_argument("--preferences", type=Path, required=True)
-    ap.add_argument("--validation", type=Path, required=True, help="validate@t result JSON")
+    ap.add_argument("--validation", type=Path, required=True, help="validate@t's verdict JSON (verdict.json)")
     ap.add_argument("--out", type=Path, required=True, help="M(t) folder to write")
     ap.add_argument("--metrics", type=Path)
     ap.add_argument("--judge-pairs", type=Path, help="meta_judge@t's judge-preference pairs (meta_judgments)")

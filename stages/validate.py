@@ -21,8 +21,9 @@ does: fail (stops the iteration like a dataset check), warn (recorded in the `ju
 anyway) or off. Without --judge-eval, without held-out human data, or when no pair was decided by the judge, the
 checks are skipped with a warning line.
 
-Output: --out, a JSON metric (passed, overridden, failed, observed values, every check, the judge block) and
---report, an HTML page with one table per dataset. On failure it prints one line per failed
+Output: --out, a JSON metric (passed, overridden, failed, observed values, every check, the judge block),
+--verdict, the training verdict alone (what dpo@t reads: a measuring change that moves an observed value but not
+the verdict retrains nothing), and --report, an HTML page with one table per dataset. On failure it prints one line per failed
 check (dataset, check, expectation, observed value, threshold, the knobs that set it) and
 exits non-zero, so `dvc repro` never reaches dpo@t. The override: `validate.allow_failure:
 true` in params.yaml (or `dvc exp run -S validate.allow_failure=true`) lets the iteration
@@ -182,6 +183,14 @@ def verdict(checks: list[dict], cfg: P.Validate, warnings: list[str], skipped: l
     }
 
 
+def train_verdict(result: dict, iteration: int) -> dict:
+    """What dpo@t reads (and depends on): whether it may train, and on which preferences. Kept apart from the
+    full result, whose observed values move with every measuring change (e.g. the judge's numbers from
+    evaluate@(t-1)), so such a change reruns validate but never retrains DPO unless the verdict itself flips."""
+    keep = ("passed", "overridden", "failed", "preferences_md5")
+    return {"iteration": iteration, **{k: result[k] for k in keep}}
+
+
 def with_judge(result: dict, judge: dict, cfg: P.Validate) -> dict:
     """The verdict with the judge block added. Under validate.judge_gate fail the judge's checks count as the
     datasets' do (a failure stops the iteration unless validate.allow_failure); under warn they are recorded in
@@ -241,8 +250,9 @@ def main(argv: list[str] | None = None) -> None:
         help="eval.json of the model that judged the iteration (metrics/iter<prev>/eval.json); "
         "without it the judge checks are skipped",
     )
+    ap.add_argument("--out", type=Path, required=True, help="validation result JSON (a DVC metric)")
     ap.add_argument(
-        "--out", type=Path, required=True, help="validation result JSON (a DVC metric; dpo@t depends on it)"
+        "--verdict", type=Path, help="the training verdict alone (passed, overridden, preferences md5): dpo@t reads it"
     )
     ap.add_argument("--report", type=Path, help="human-readable HTML report to write (pass or fail)")
     ap.add_argument("--suites", type=Path, help="folder of the GX suites (default: validations/ of the repo)")
@@ -275,6 +285,8 @@ def main(argv: list[str] | None = None) -> None:
         rows.write_text(report_html(result, args.iteration), args.report)
         rows.write_json(result, args.report.with_suffix(".json"))
     rows.write_json(result, args.out)
+    if args.verdict:
+        rows.write_json(train_verdict(result, args.iteration), args.verdict)
     failed = [c for c in result["checks"] if not c["passed"]]
     if failed:
         for c in failed:
@@ -289,6 +301,8 @@ def main(argv: list[str] | None = None) -> None:
     where = f"; report: {args.report}" if args.report else ""
     if failed and not cfg.allow_failure:
         args.out.unlink()  # a failed gate leaves no output DVC could take as valid
+        if args.verdict:
+            args.verdict.unlink()
         raise SrlmError(
             f"validate@{args.iteration}: {len(failed)} check(s) failed; dpo@{args.iteration} will not run "
             f"(set validate.allow_failure: true to train anyway; it is recorded){where}"

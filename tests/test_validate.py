@@ -460,6 +460,8 @@ def cli(folder, out, report, params_path, judge_eval=None):
         *[a for k in KINDS for a in (f"--{k}", str(folder / f"{k}.parquet"))],
         "--out",
         str(out),
+        "--verdict",
+        str(out.with_name("verdict.json")),
         "--report",
         str(report),
         "--params",
@@ -483,6 +485,7 @@ def test_cli_fails_with_one_line_per_failure_and_no_output(tmp_path, capsys):
         err,
     )
     assert not (tmp_path / "v.json").exists()  # a failed gate leaves no metric DVC could take as valid
+    assert not (tmp_path / "verdict.json").exists()  # nor a verdict dpo@t could train on
     page = (tmp_path / "r.html").read_text()
     assert "FAILED" in page and "min_pairs" in page
 
@@ -497,6 +500,10 @@ def test_override_passes_and_is_recorded(tmp_path, capsys):
     assert result["overridden"] and not result["passed"] and result["failures"] == ["preferences.min_pairs"]
     err = capsys.readouterr().err
     assert "OVERRIDDEN" in err and "OVERRIDDEN" in (tmp_path / "r.html").read_text()
+    # dpo@t's verdict: what it needs and nothing that a measuring change could move
+    assert json.loads((tmp_path / "verdict.json").read_text()) == {
+        "iteration": 1, "passed": False, "overridden": True, "failed": 1, "preferences_md5": result["preferences_md5"]
+    }  # fmt: skip
     # no --judge-eval: the judge checks are skipped, in one line
     assert result["judge"]["status"] == "skipped" and "WARNING judge checks skipped: no --judge-eval given" in err
 
@@ -660,3 +667,16 @@ def test_score_point_is_the_resolution_that_decides_a_pair():
         }
     )
     assert Q.judgments_frame(judgments)["score_point"].tolist() == [3.1, 3.3, 3.0, 4.0]
+
+
+def test_the_training_verdict_ignores_what_measuring_changes_move():
+    """validate.json carries observed values and the judge's numbers (from evaluate@(t-1)); dpo@t depends on the
+    verdict alone, so new judge numbers with the same verdict leave its bytes, and so M(t), as they were."""
+    from stages.validate import train_verdict
+
+    base = {"passed": True, "overridden": False, "failed": 0, "preferences_md5": "ab", "observed": {"x": 1}}
+    moved = {**base, "observed": {"x": 2}, "judge": {"accuracy": 0.61}, "warnings": ["judge below chance"]}
+    assert train_verdict(base, 2) == train_verdict(moved, 2) == {
+        "iteration": 2, "passed": True, "overridden": False, "failed": 0, "preferences_md5": "ab"
+    }  # fmt: skip
+    assert train_verdict({**base, "passed": False, "failed": 1}, 2) != train_verdict(base, 2)
