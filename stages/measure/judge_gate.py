@@ -142,7 +142,7 @@ def judge_verdict(
     given, `why_no_eval` says so); `pairs`: how many pairs that judge decided (judge_pairs; None: unknown, the
     checks apply); `cfg`: the validate section. status: passed | failed | skipped | off."""
     ev = ev if isinstance(ev, EvalMetrics) or ev is None else parse(ev, EvalMetrics)
-    judge = f"M{ev.iteration}" if ev and ev.iteration is not None else None
+    judge = f"M{ev.iteration}" if ev and isinstance(ev.iteration, int) else None
     block = {
         "gate": cfg.judge_gate,
         "eval": source,

@@ -197,7 +197,7 @@ class EvalMetrics(Section):
     """metrics/<model>/eval.json (evaluate, evaluate_m0, evaluate_base)."""
 
     model: str | None = None
-    iteration: int | None = None
+    iteration: int | str | None = None  # t, or "base" for the base model
     skipped: list[str] | None = None
     human: Human | None = None
     ifeval: IFEval | None = None
