@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from stages.commands.profile import combined, merge  # noqa: E402
+from stages.measure.metrics import fmt_acc  # noqa: E402
 
 LEVELS = ("prompt_level_strict_acc", "inst_level_strict_acc", "prompt_level_loose_acc", "inst_level_loose_acc")
 
@@ -43,9 +44,7 @@ def override(params: dict, dotted: str, value) -> None:
 
 
 def cell(block: dict) -> str:
-    return (
-        f"{block['acc']:.3f} [{block['ci95'][0]:.3f}, {block['ci95'][1]:.3f}]" if block.get("acc") is not None else "-"
-    )
+    return fmt_acc(block)
 
 
 def main() -> None:

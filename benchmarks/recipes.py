@@ -31,8 +31,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from benchmarks.report import _get, _ifeval
 from stages.commands import profile
+from stages.measure.metrics import Accuracy, DpoMetrics, EvalMetrics, PairsMetrics, fmt_acc, parse
 from stages.measure.stats import difference_interval, paired_difference_interval
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -134,30 +134,30 @@ def reader(root: Path, name: str, results: dict[str, Path]):
 
 
 def model_row(read, t: int) -> dict | None:
-    ev = read(f"metrics/iter{t}/eval.json")
+    ev = parse(read(f"metrics/iter{t}/eval.json"), EvalMetrics)
     if ev is None:
         return None
-    slices = _get(ev, "human", "length_slices", "pointwise") or {}
-    ife = _ifeval(ev) or {}
-    pairs, dpo = (read(f"metrics/iter{t}/{n}.json") or {} for n in ("pairs", "dpo")) if t else ({}, {})
+    ife, con = ev.ifeval, ev.constraints
+    pairs, dpo = (read(f"metrics/iter{t}/{n}.json") if t else None for n in ("pairs", "dpo"))
+    pairs, dpo = parse(pairs or {}, PairsMetrics), parse(dpo, DpoMetrics) if dpo else None
     return {
         "model": f"M{t}",
-        "ifeval": ife.get("prompt_level_strict_acc"),
-        "ifeval_inst": ife.get("inst_level_strict_acc"),
-        "ifeval_passed": ife.get("prompt_strict"),  # per prompt: for paired differences
-        "loops": _get(ife, "loops", "share"),
-        "tokens": ife.get("tokens_mean"),
-        "judge_all": slices.get("all"),
-        "judge_shorter": slices.get("shorter_preferred"),
-        "judge_longer": slices.get("longer_preferred"),
-        "heldout_chars": _get(ev, "heldout", "chars_mean"),
-        "constraints": _get(ev, "constraints", "prompt_level"),
-        "constraints_passed": _get(ev, "constraints", "passed"),
-        "pairs": pairs.get("pairs"),
-        "prompts": pairs.get("prompts"),
-        "by_checks": pairs.get("decided_by_checks"),
-        "dpo_loss": (dpo.get("loss_first"), dpo.get("loss_last")) if dpo else None,
-        "reward_acc": dpo.get("reward_accuracy"),
+        "ifeval": ife.prompt_level_strict_acc if ife else None,
+        "ifeval_inst": ife.inst_level_strict_acc if ife else None,
+        "ifeval_passed": ife.prompt_strict if ife else None,  # per prompt: for paired differences
+        "loops": ife.loops.share if ife and ife.loops else None,
+        "tokens": ife.tokens_mean if ife else None,
+        "judge_all": ev.length_slice("pointwise", "all"),
+        "judge_shorter": ev.length_slice("pointwise", "shorter_preferred"),
+        "judge_longer": ev.length_slice("pointwise", "longer_preferred"),
+        "heldout_chars": ev.heldout.chars_mean if ev.heldout else None,
+        "constraints": con.prompt_level if con else None,
+        "constraints_passed": con.passed if con else None,
+        "pairs": pairs.pairs,
+        "prompts": pairs.prompts,
+        "by_checks": pairs.decided_by_checks,
+        "dpo_loss": (dpo.loss_first, dpo.loss_last) if dpo else None,
+        "reward_acc": dpo.reward_accuracy if dpo else None,
     }
 
 
@@ -171,15 +171,8 @@ def collect(names: list[str], root: Path = ROOT, results: dict[str, Path] | None
     return out
 
 
-def _acc(m) -> str:
-    if not isinstance(m, dict) or m.get("acc") is None:
-        return "-"
-    lo, hi = m["ci95"]
-    return f"{m['acc']:.3f} [{lo:.3f}, {hi:.3f}]"
-
-
-def _k(m) -> int:
-    return m["k"] if "k" in m else round(m["acc"] * m["n"])
+def _k(m: Accuracy) -> int:
+    return m.k if m.k is not None else round(m.acc * m.n)
 
 
 def versus(m, base, passed=None, base_passed=None) -> tuple[float, float, float] | None:
@@ -189,10 +182,11 @@ def versus(m, base, passed=None, base_passed=None) -> tuple[float, float, float]
         got = paired_difference_interval(passed, base_passed)
         if got is not None:
             return got["diff"], *got["ci95"]
-    if not all(isinstance(x, dict) and x.get("acc") is not None and x.get("n") for x in (m, base)):
+    m, base = (parse(x, Accuracy) if isinstance(x, dict) else x for x in (m, base))
+    if not all(x is not None and x.acc is not None and x.n for x in (m, base)):
         return None
-    lo, hi = difference_interval(_k(m), m["n"], _k(base), base["n"])
-    return m["acc"] - base["acc"], lo, hi
+    lo, hi = difference_interval(_k(m), m.n, _k(base), base.n)
+    return m.acc - base.acc, lo, hi
 
 
 def length_change(row: dict, m0: dict | None) -> float | None:
@@ -228,14 +222,14 @@ def markdown(table: dict) -> str:
             )
             first = r["model"] == "M0"
             lines.append(
-                f"| {name} | {r['model']} | {_acc(r['ifeval'])} | {'-' if first else _diff(vs_m0)} | "
-                f"{'-' if name == BASELINE else _diff(vs_base)} | {_acc(r['ifeval_inst'])} | "
+                f"| {name} | {r['model']} | {fmt_acc(r['ifeval'])} | {'-' if first else _diff(vs_m0)} | "
+                f"{'-' if name == BASELINE else _diff(vs_base)} | {fmt_acc(r['ifeval_inst'])} | "
                 + ("-" if r["loops"] is None else f"{r['loops']:.1%}")
                 + " | "
                 + ("-" if r["tokens"] is None else f"{r['tokens']:.0f}")
                 + ("" if (change := length_change(r, m0)) is None or first else f" ({change:+.0%})")
-                + f" | {_acc(r['constraints'])} | {'-' if first else _diff(con_m0)} | "
-                f"{_acc(r['judge_shorter'])} / {_acc(r['judge_longer'])} | "
+                + f" | {fmt_acc(r['constraints'])} | {'-' if first else _diff(con_m0)} | "
+                f"{fmt_acc(r['judge_shorter'])} / {fmt_acc(r['judge_longer'])} | "
                 + ("-" if r["pairs"] is None else f"{r['pairs']} / {r['prompts']} ({r['by_checks'] or 0})")
                 + " | "
                 + ("-" if not r["dpo_loss"] else f"{r['dpo_loss'][0]} -> {r['dpo_loss'][1]}")

@@ -19,7 +19,7 @@ import re
 from pathlib import Path
 
 from benchmarks import timings
-from stages.plots import dpo_intervals
+from stages.measure.metrics import DpoMetrics, EvalMetrics, PairsMetrics, fmt_acc, parse
 
 IFEVAL = ("prompt_level_strict_acc", "prompt_level_loose_acc", "inst_level_strict_acc", "inst_level_loose_acc")
 STAGES = ("prompts", "responses", "judge", "pairs", "validate", "dpo", "evaluate")
@@ -38,21 +38,9 @@ def _get(d, *keys):
     return d
 
 
-def _ifeval(ev: dict | None) -> dict | None:
-    """The IFEval block of an eval.json, wherever evaluate puts it (the dict holding the four accuracies)."""
-    if not isinstance(ev, dict):
-        return None
-    if all(k in ev for k in IFEVAL):
-        return ev
-    return next((b for b in map(_ifeval, ev.values()) if b), None)
-
-
-def acc(m: dict | None) -> str:
-    """0.123 [0.100, 0.150] from {acc, ci95}; '-' when absent."""
-    if not isinstance(m, dict) or m.get("acc") is None:
-        return "-"
-    lo, hi = m.get("ci95") or (None, None)
-    return f"{m['acc']:.3f}" + (f" [{lo:.2f}, {hi:.2f}]" if lo is not None else "")
+def acc(m) -> str:
+    """These tables' way: 0.123 [0.10, 0.15], the rate to 3 places and its interval to 2; '-' when absent."""
+    return fmt_acc(m, ci_digits=2)
 
 
 def num(v, fmt: str = ".3f") -> str:
@@ -60,31 +48,29 @@ def num(v, fmt: str = ".3f") -> str:
 
 
 def model_row(key: str, name: str, ev=None, resp=None, pairs=None, dpo=None) -> dict:
-    ife = _ifeval(ev)
-    slices = _get(ev, "human", "length_slices") or {}
+    ev = parse(ev or {}, EvalMetrics)
+    pairs, dpo = parse(pairs or {}, PairsMetrics), parse(dpo or {}, DpoMetrics)
+    ife = ev.ifeval
     return {
         "iteration": key,
         "model": name,
-        **{k: (ife or {}).get(k) for k in IFEVAL},
-        "ifeval_cap_hit": _get(ife, "cap_hit", "share"),
-        "judge_all": _get(slices, "pointwise", "all"),
-        "judge_shorter_preferred": _get(slices, "pointwise", "shorter_preferred"),
-        "judge_longer_preferred": _get(slices, "pointwise", "longer_preferred"),
-        "longer_wins_all": _get(slices, "longer_wins", "all"),
+        **{k: getattr(ife, k) if ife else None for k in IFEVAL},
+        "ifeval_cap_hit": ife.cap_hit.share if ife and ife.cap_hit else None,
+        "judge_all": ev.length_slice("pointwise", "all"),
+        "judge_shorter_preferred": ev.length_slice("pointwise", "shorter_preferred"),
+        "judge_longer_preferred": ev.length_slice("pointwise", "longer_preferred"),
+        "longer_wins_all": ev.length_slice("longer_wins", "all"),
         "answer_tokens_mean": _get(resp, "mean_tokens"),
         "truncated_share": _get(resp, "truncated_share"),
-        "pairs": _get(pairs, "pairs"),
-        "prompts": _get(pairs, "prompts"),
-        "chosen_longer_rate": _get(pairs, "chosen_longer_rate"),
-        "dpo_loss_first": _get(dpo, "loss_first"),
-        "dpo_loss_last": _get(dpo, "loss_last"),
+        "pairs": pairs.pairs,
+        "prompts": pairs.prompts,
+        "chosen_longer_rate": pairs.chosen_longer_rate,
+        "dpo_loss_first": dpo.loss_first,
+        "dpo_loss_last": dpo.loss_last,
         # on all of iteration t's pairs after training, with its 95% interval (stages/dpo.py)
-        "dpo_reward_accuracy": {
-            "acc": _get(dpo, "reward_accuracy"),
-            "ci95": _get(dpo_intervals(dpo or {}), "reward_accuracy_ci95"),
-        },
-        "dpo_loss_after": _get(dpo, "loss_pairs_after"),
-        "vs_prev": _get(ev, "head2head", "vs_prev"),
+        "dpo_reward_accuracy": dpo.reward,
+        "dpo_loss_after": dpo.loss_pairs_after,
+        "vs_prev": ev.vs_prev,
     }
 
 
@@ -150,11 +136,11 @@ def markdown(data: dict) -> str:
         loss = "-" if r["dpo_loss_first"] is None else f"{r['dpo_loss_first']:.3f} -> {r['dpo_loss_last']:.3f}"
         if r["dpo_loss_after"] is not None:
             loss += f" ({r['dpo_loss_after']:.3f})"
-        vs = r["vs_prev"] or {}
-        n = vs.get("prompts") or 0
+        vs = r["vs_prev"]
+        n = (vs.prompts if vs else None) or 0
         versus = (
-            f"W{round(vs['win'] * n)} T{round(vs['tie'] * n)} L{round(vs['loss'] * n)}, "
-            f"{acc({'acc': vs['win'], 'ci95': vs.get('win_ci95')})}, {vs.get('changed', '-')}/{n}"
+            f"W{round(vs.win * n)} T{round(vs.tie * n)} L{round(vs.loss * n)}, "
+            f"{acc(vs.win_rate)}, {vs.changed if 'changed' in vs.model_fields_set else '-'}/{n}"
             if n
             else "-"
         )
@@ -220,10 +206,10 @@ def markdown(data: dict) -> str:
             )
     if ex.get("dpo_variant"):
         v = ex["dpo_variant"]
-        d, e = v["dpo"] or {}, v["eval"]
+        d, e = parse(v["dpo"] or {}, DpoMetrics), v["eval"]
         lines.append(
-            f"\nDPO variant ({v['tag']}, iteration 1, same pairs): loss {d.get('loss_first')} -> {d.get('loss_last')}, "
-            f"reward acc on its pairs {acc({'acc': d.get('reward_accuracy'), 'ci95': dpo_intervals(d).get('reward_accuracy_ci95')})}; "
+            f"\nDPO variant ({v['tag']}, iteration 1, same pairs): loss {d.loss_first} -> {d.loss_last}, "
+            f"reward acc on its pairs {acc(d.reward)}; "
             "its M1: IFEval prompt strict "
             f"{acc(e['prompt_level_strict_acc'])}, judge acc {acc(e['judge_all'])} (shorter preferred "
             f"{acc(e['judge_shorter_preferred'])}, longer preferred {acc(e['judge_longer_preferred'])})."

@@ -31,7 +31,7 @@ import polars as pl
 from stages.core import params as P
 from stages.core import rows
 from stages.core.errors import SrlmError, entry
-from stages.measure.stats import ci95
+from stages.measure.metrics import Accuracy, DpoMetrics, EvalMetrics, parse
 
 # the params this stage reads: dvc.yaml's params list and the lineage record (python -m stages.commands.dag write)
 PARAMS = ("iterations",)
@@ -58,30 +58,43 @@ ITER_COLUMNS = {
     "checks_share_met": ("checks", "share_met_mean"),
     "pairs_by_checks": ("pairs", "decided_by_checks"),
 }
-# per model, from its eval.json: an accuracy block ({acc, n, ci95}) gives three columns, name, name_lo, name_hi
+
+
+def _ifeval(name: str):
+    return lambda ev: getattr(ev.ifeval, name) if ev.ifeval else None
+
+
+def _slice(judge: str, part: str):
+    return lambda ev: ev.length_slice(judge, part)
+
+
+def _heldout_constraints(ev: EvalMetrics) -> Accuracy | None:  # the held-out constraint set, prompt level
+    return ev.constraints.prompt_level if ev.constraints else None
+
+
+# per model, from its eval.json: an accuracy gives three columns, name, name_lo, name_hi
 MODEL_ACCURACIES = {
-    "ifeval_prompt_strict": ("ifeval", "prompt_level_strict_acc"),
-    "ifeval_inst_strict": ("ifeval", "inst_level_strict_acc"),
-    "ifeval_prompt_loose": ("ifeval", "prompt_level_loose_acc"),
-    "heldout_constraints": ("constraints", "prompt_level"),  # the held-out constraint set, prompt level
-    "ifeval_inst_loose": ("ifeval", "inst_level_loose_acc"),
-    "judge_all": ("human", "length_slices", "pointwise", "all"),
-    "judge_shorter_preferred": ("human", "length_slices", "pointwise", "shorter_preferred"),
-    "judge_longer_preferred": ("human", "length_slices", "pointwise", "longer_preferred"),
-    "ab_shorter_preferred": ("human", "length_slices", "ab", "shorter_preferred"),
-    "longer_wins_all": ("human", "length_slices", "longer_wins", "all"),  # the baseline on the same pairs
+    "ifeval_prompt_strict": _ifeval("prompt_level_strict_acc"),
+    "ifeval_inst_strict": _ifeval("inst_level_strict_acc"),
+    "ifeval_prompt_loose": _ifeval("prompt_level_loose_acc"),
+    "heldout_constraints": _heldout_constraints,
+    "ifeval_inst_loose": _ifeval("inst_level_loose_acc"),
+    "judge_all": _slice("pointwise", "all"),
+    "judge_shorter_preferred": _slice("pointwise", "shorter_preferred"),
+    "judge_longer_preferred": _slice("pointwise", "longer_preferred"),
+    "ab_shorter_preferred": _slice("ab", "shorter_preferred"),
+    "longer_wins_all": _slice("longer_wins", "all"),  # the baseline on the same pairs
 }
-MODEL_SHARES = {"ifeval_cap_hit": ("ifeval", "cap_hit"), "ifeval_loops": ("ifeval", "loops")}
+MODEL_SHARES = {"ifeval_cap_hit": _ifeval("cap_hit"), "ifeval_loops": _ifeval("loops")}
 MODEL_COLUMNS = [c for name in MODEL_ACCURACIES for c in (name, f"{name}_lo", f"{name}_hi")] + list(MODEL_SHARES)
-# the interval plot: measure -> (file, path to an accuracy block {acc, ci95} or to a rate whose interval is
-# the sibling `<rate>_ci95`)
+# the interval plot: measure -> its accuracy, from the model's eval.json and dpo.json (None: not measured)
 ACCURACIES = {
-    "judge vs human ranks": ("eval", ("human", "length_slices", "pointwise", "all")),
-    "judge, shorter answer preferred": ("eval", ("human", "length_slices", "pointwise", "shorter_preferred")),
-    "longer answer wins (baseline, same pairs)": ("eval", ("human", "length_slices", "longer_wins", "all")),
-    "IFEval prompt-level strict": ("eval", ("ifeval", "prompt_level_strict_acc")),
-    "held-out constraints met (prompt level)": ("eval", ("constraints", "prompt_level")),
-    "DPO reward accuracy on its pairs": ("dpo", ("reward_accuracy",)),
+    "judge vs human ranks": lambda ev, dpo: ev.length_slice("pointwise", "all"),
+    "judge, shorter answer preferred": lambda ev, dpo: ev.length_slice("pointwise", "shorter_preferred"),
+    "longer answer wins (baseline, same pairs)": lambda ev, dpo: ev.length_slice("longer_wins", "all"),
+    "IFEval prompt-level strict": lambda ev, dpo: ev.ifeval.prompt_level_strict_acc if ev.ifeval else None,
+    "held-out constraints met (prompt level)": lambda ev, dpo: _heldout_constraints(ev),
+    "DPO reward accuracy on its pairs": lambda ev, dpo: dpo.reward if dpo else None,
 }
 # metrics/summary/<model>.json, the files `dvc metrics show` / `dvc exp show` list: per model, a few numbers with
 # plain names (a rate's 95% interval is a list beside it, which DVC's tables skip)
@@ -112,6 +125,8 @@ MODELS = {"base": ("metrics/base", ("eval",)), "M0": ("metrics/iter0", ("eval",)
 
 
 def _get(d, keys):
+    """The value at a path of a metrics file's JSON: ITER_COLUMNS and SUMMARY copy values as written, so they
+    name paths (eval.json's accuracies are read through stages/measure/metrics.py)."""
     for k in keys:
         d = d.get(k) if isinstance(d, dict) else None
     return d
@@ -122,7 +137,8 @@ def dpo_intervals(dpo: dict) -> dict:
     a measuring stage's, so a change to it never retrains)."""
     if "reward_correct" not in dpo:
         return dpo
-    return {**dpo, "reward_accuracy_ci95": ci95(dpo["reward_correct"], dpo["pairs"])}
+    interval = parse(dpo, DpoMetrics).reward.ci95
+    return {**dpo, "reward_accuracy_ci95": list(interval) if interval else None}
 
 
 def inputs(iterations: list[int]) -> list[str]:
@@ -159,28 +175,28 @@ def _histogram(counts: dict) -> list[tuple[int, int, float]]:
     ]
 
 
-def model_row(name: str, iteration: int | None, ev: dict) -> dict:
+def model_row(name: str, iteration: int | None, ev: EvalMetrics | dict) -> dict:
     """One row of models.csv from an eval.json."""
+    ev = parse(ev, EvalMetrics) if isinstance(ev, dict) else ev
     row: dict = {"model": name, "iteration": iteration}
-    for col, keys in MODEL_ACCURACIES.items():
-        block = _get(ev, keys) or {}
-        lo, hi = block.get("ci95") or (None, None)
-        row |= {col: block.get("acc"), f"{col}_lo": lo, f"{col}_hi": hi}
-    for col, keys in MODEL_SHARES.items():
-        row[col] = (_get(ev, keys) or {}).get("share")
+    for col, pick in MODEL_ACCURACIES.items():
+        block = pick(ev) or Accuracy()
+        lo, hi = block.ci95 or (None, None)
+        row |= {col: block.acc, f"{col}_lo": lo, f"{col}_hi": hi}
+    for col, pick in MODEL_SHARES.items():
+        share = pick(ev)
+        row[col] = share.share if share else None
     return row
 
 
 def accuracy_rows(model: str, got: dict[str, dict]) -> list[dict]:
+    ev, dpo = parse(got.get("eval") or {}, EvalMetrics), parse(got.get("dpo"), DpoMetrics)
     out = []
-    for measure, (src, path) in ACCURACIES.items():
-        value = _get(got.get(src), path)
-        acc, ci = (value.get("acc"), value.get("ci95")) if isinstance(value, dict) else (value, None)
-        if isinstance(value, (int, float)):
-            ci = _get(got.get(src), (*path[:-1], f"{path[-1]}_ci95"))
-        if acc is not None:
-            low, high = ci or (None, None)
-            out.append({"model": model, "measure": measure, "acc": acc, "low": low, "high": high})
+    for measure, pick in ACCURACIES.items():
+        block = pick(ev, dpo)
+        if block is not None and block.acc is not None:
+            low, high = block.ci95 or (None, None)
+            out.append({"model": model, "measure": measure, "acc": block.acc, "low": low, "high": high})
     return out
 
 
@@ -188,9 +204,10 @@ def tables(found: dict[str, tuple[int | None, dict[str, dict]]]) -> dict[str, pl
     """{csv name: table} from `read_all`."""
     hist, per_iter, models, acc, judged = [], [], [], [], []
     for model, (t, got) in found.items():
-        models.append(model_row(model, t, got["eval"]))
+        ev = parse(got["eval"], EvalMetrics)
+        models.append(model_row(model, t, ev))
         acc += accuracy_rows(model, got)
-        for score, _, share in _histogram(_get(got["eval"], ("human", "score_hist")) or {}):
+        for score, _, share in _histogram((ev.human.score_hist if ev.human else None) or {}):
             judged.append({"model": model, "score": score, "share": share})
         if "judge" not in got:  # base and M0 made no data of their own
             continue

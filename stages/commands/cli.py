@@ -31,28 +31,34 @@ from stages.core import rows
 from stages.core.errors import SrlmError, entry
 from stages.core.rows import DATASETS
 from stages.measure.judge_gate import summary
+from stages.measure.metrics import EvalMetrics, HeadToHead, PairsMetrics, Section, ValidateMetrics, fmt_acc, load
 
 
-def _count(path: Path, metric: tuple[Path, str] | None = None) -> str:
-    """Rows of a dataset; where the file is absent (a fresh clone before `dvc pull`), the count its stage wrote
-    in its metrics file (committed in git), else '-'."""
+def _count(path: Path, recorded=None) -> str:
+    """Rows of a dataset; where the file is absent (a fresh clone before `dvc pull`), `recorded`: the count its
+    stage wrote in its metrics file (committed in git), else '-'."""
     if not path.exists():
-        value = _metric(metric[0], metric[1]) if metric else None
-        return "-" if value is None else str(value)
+        return "-" if recorded is None else str(recorded)
     import polars as pl
 
     return str(pl.scan_parquet(path).select(pl.len()).collect().item())
 
 
-def _metric(path: Path, *keys: str):
-    """metrics JSON value at keys (nested), or None if the file or any key is missing."""
+def _json_value(path: Path, key: str):
+    """A top-level value of a metrics file the schema does not cover (prompts.json, responses.json, judge.json)."""
     try:
-        value = rows.read_json(path)
+        found = rows.read_json(path)
+    except SrlmError:
+        return None
+    return found.get(key) if found else None
+
+
+def _metric(path: Path, model: type[Section]):
+    """A metrics file read through its schema, or None if it is missing."""
+    try:
+        return load(path, model)
     except SrlmError:  # a corrupt metrics file shows as missing here; the stage that reads it says why
         return None
-    for key in keys:
-        value = value.get(key) if isinstance(value, dict) else None
-    return value
 
 
 def _num(value, fmt: str) -> str:
@@ -60,51 +66,47 @@ def _num(value, fmt: str) -> str:
 
 
 def _interval(block) -> str:
-    """A rate beside its 95% Wilson interval, 'acc [lo-hi]', from an accuracy block of eval.json ({acc, n, ci95})
-    or from {acc, ci95} built of a rate and its `*_ci95` sibling; '-' when absent."""
-    if not isinstance(block, dict) or block.get("acc") is None:
-        return "-"
-    ci = block.get("ci95")
-    return f"{block['acc']:.2f}" + (f" [{ci[0]:.2f}-{ci[1]:.2f}]" if ci else "")
+    """A rate beside its 95% Wilson interval, this table's way: 'acc [lo-hi]' to 2 places; '-' when absent."""
+    return fmt_acc(block, 2, sep="-")
 
 
-def _gate(met: Path, key: str) -> dict | None:
+def _gate(met: Path, key: str) -> ValidateMetrics | None:
     """validate@t's verdict: metrics/iter<t>/validate.json, or, when a failed gate left none (DVC keeps no output
     of a failed stage), the verdict validate wrote beside its report."""
     for path in (met / "validate.json", Path(f"reports/iter{key}/validation.json")):
-        if _metric(path, "passed") is not None:
-            return rows.read_json(path)
+        gate = _metric(path, ValidateMetrics)
+        if gate is not None and gate.passed is not None:
+            return gate
     return None
 
 
-def _verdict(gate: dict | None) -> str:
+def _verdict(gate: ValidateMetrics | None) -> str:
     """ok / forced / FAILED / -"""
     if gate is None:
         return "-"
-    return "ok" if gate["passed"] else ("forced" if gate.get("overridden") else "FAILED")
+    return "ok" if gate.passed else ("forced" if gate.overridden else "FAILED")
 
 
-def _judge_gate(gate: dict | None) -> str:
+def _judge_gate(gate: ValidateMetrics | None) -> str:
     """The judge checks of validate@t: ok / warn (failed, recorded only) / FAILED / forced (failed, trained under
     validate.allow_failure) / skip / off / - (no verdict, or one from before the judge checks)."""
-    judge = (gate or {}).get("judge")
-    if not isinstance(judge, dict) or "status" not in judge:
+    judge = gate.judge if gate else None
+    if judge is None or judge.status is None:
         return "-"
-    status = judge["status"]
-    if status == "failed":
-        return "warn" if judge.get("gate") != "fail" else ("forced" if gate.get("overridden") else "FAILED")
-    return {"passed": "ok", "skipped": "skip"}.get(status, status)
+    if judge.status == "failed":
+        return "warn" if judge.gate != "fail" else ("forced" if gate.overridden else "FAILED")
+    return {"passed": "ok", "skipped": "skip"}.get(judge.status, judge.status)
 
 
-def _versus(h2h: dict | None) -> str:
+def _versus(h2h: HeadToHead | None) -> str:
     """W1 T3 L0 0.25 [0.05-0.70] 3/4: head-to-head wins, ties, losses, the win rate with its 95% interval, and
     how many held-out answers changed at all."""
-    if not isinstance(h2h, dict) or not h2h.get("prompts"):
+    if h2h is None or not h2h.prompts:
         return "-"
-    n = h2h["prompts"]
-    w, t, lo = (round((h2h.get(k) or 0) * n) for k in ("win", "tie", "loss"))
-    changed = f" {h2h['changed']}/{n}" if "changed" in h2h else ""
-    return f"W{w} T{t} L{lo} {_interval({'acc': h2h.get('win'), 'ci95': h2h.get('win_ci95')})}{changed}"
+    n = h2h.prompts
+    w, t, lo = (round((share or 0) * n) for share in (h2h.win, h2h.tie, h2h.loss))
+    changed = f" {h2h.changed}/{n}" if "changed" in h2h.model_fields_set else ""
+    return f"W{w} T{t} L{lo} {_interval(h2h.win_rate)}{changed}"
 
 
 # srlm status's columns: (header, short header, right-aligned, drop rank: narrow terminals drop the lowest first;
@@ -154,33 +156,30 @@ def status(p: P.Params, params_path: str | Path = "params.yaml") -> None:
     body, notes = [], []
     for key, source in lines:
         data, met = Path(f"data/iter{key}"), Path("metrics/base" if key == "base" else f"metrics/iter{key}")
-        parse = _metric(met / "judge.json", "parse_rate")
+        parse = _json_value(met / "judge.json", "parse_rate")
         model = Path("models/base" if key == "base" else f"models/M{key}")
-        human = _metric(met / "eval.json", "human") or {}
-        acc = _interval({"acc": human.get("pairwise_accuracy"), "ci95": human.get("pairwise_accuracy_ci95")})
-        shorter = _metric(met / "eval.json", "human", "length_slices", "pointwise", "shorter_preferred")
-        vs_prev = _versus(_metric(met / "eval.json", "head2head", "vs_prev"))
-        ifeval = _metric(met / "eval.json", "ifeval", "prompt_level_strict_acc")
+        ev = _metric(met / "eval.json", EvalMetrics) or EvalMetrics()
+        pairs = _metric(met / "pairs.json", PairsMetrics)
         gate = _gate(met, key) if key not in ("base", "0") else None
         judge = _judge_gate(gate)
         if judge not in ("ok", "-"):
-            notes.append(f"judge gate@{key} ({source}): {summary(gate['judge'])}")
+            notes.append(f"judge gate@{key} ({source}): {summary(gate.judge)}")
         built = (model / "config.json").exists()
         body.append(
             [
                 key + ("*" if key in marked else ""),
                 source,
-                _count(data / "prompts.parquet", (met / "prompts.json", "kept")),
-                _count(data / "responses.parquet", (met / "responses.json", "responses")),
+                _count(data / "prompts.parquet", _json_value(met / "prompts.json", "kept")),
+                _count(data / "responses.parquet", _json_value(met / "responses.json", "responses")),
                 _num(parse, ".0%"),
-                _count(data / "preferences.parquet", (met / "pairs.json", "pairs")),
+                _count(data / "preferences.parquet", pairs.pairs if pairs else None),
                 _verdict(gate),
                 judge,
                 (str(model), model.name) if built else "-",
-                acc,
-                _interval(shorter),
-                vs_prev,
-                _interval(ifeval),
+                _interval(ev.human.pairwise if ev.human else None),
+                _interval(ev.length_slice("pointwise", "shorter_preferred")),
+                _versus(ev.vs_prev),
+                _interval(ev.ifeval.prompt_level_strict_acc if ev.ifeval else None),
             ]
         )
     width = terminal_width()

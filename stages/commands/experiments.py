@@ -24,8 +24,10 @@ import yaml
 from stages.commands import workspace
 from stages.commands.tables import fit, terminal_width
 from stages.core.errors import SrlmError
-from stages.plots import dpo_intervals
+from stages.measure.metrics import DpoMetrics, EvalMetrics, PairsMetrics, fmt_acc, parse
 
+# the metrics files a model line reads (metrics/<model>/<name>.json)
+FILES = {"eval": EvalMetrics, "pairs": PairsMetrics, "dpo": DpoMetrics}
 # (header, short header, right-aligned, drop rank): the model lines of a block
 EXP_COLUMNS = (
     ("model", "model", False, None),
@@ -93,16 +95,9 @@ def _json(rev: str, path: str, root: Path) -> dict:
     return value if isinstance(value, dict) else {}
 
 
-def _get(d, *keys):
-    for k in keys:
-        d = d.get(k) if isinstance(d, dict) else None
-    return d
-
-
-def _rate(value, ci) -> str:
-    if value is None:
-        return "-"
-    return f"{value:.2f}" + (f" [{ci[0]:.2f}-{ci[1]:.2f}]" if isinstance(ci, list) and len(ci) == 2 else "")
+def _rate(block) -> str:
+    """This table's way: 'acc [lo-hi]' to 2 places."""
+    return fmt_acc(block, 2, sep="-")
 
 
 def block(rev: str, root: Path) -> tuple[dict, list[list[str]], set[str]]:
@@ -114,29 +109,26 @@ def block(rev: str, root: Path) -> tuple[dict, list[list[str]], set[str]]:
     models = [("base", "metrics/base"), ("0", "metrics/iter0")] + [(str(t), f"metrics/iter{t}") for t in iterations]
     body, marked = [], set()
     for key, met in models:
-        ev = _json(rev, f"{met}/eval.json", root)
-        pairs = _json(rev, f"{met}/pairs.json", root) if key not in ("base", "0") else {}
-        # dpo@t records its count; the interval is the plots stage's (a statistic never retrains)
-        dpo = dpo_intervals(_json(rev, f"{met}/dpo.json", root) or {}) if key not in ("base", "0") else {}
-        if not (ev or pairs or dpo):
+        # base and M0 made no pairs and trained no DPO
+        made = key not in ("base", "0")
+        found = [_json(rev, f"{met}/{name}.json", root) if name == "eval" or made else {} for name in FILES]
+        if not any(found):
             continue
+        ev, pairs, dpo = (parse(obj, model) for obj, model in zip(found, FILES.values()))
         name = "base" if key == "base" else f"M{key}"
         if key in stale:
             marked.add(name)
-        h = ev.get("human") or {}
-        shorter = _get(h, "length_slices", "pointwise", "shorter_preferred") or {}
-        ife = _get(ev, "ifeval", "prompt_level_strict_acc") or {}
-        vs = _get(ev, "head2head", "vs_prev") or {}
         body.append(
             [
                 name + ("*" if key in stale else ""),
-                str(pairs.get("pairs", "-")),
-                _rate(h.get("pairwise_accuracy"), h.get("pairwise_accuracy_ci95")),
-                _rate(shorter.get("acc"), shorter.get("ci95")),
-                _rate(h.get("longer_wins_accuracy"), h.get("longer_wins_accuracy_ci95")),
-                _rate(ife.get("acc"), ife.get("ci95")),
-                _rate(dpo.get("reward_accuracy"), dpo.get("reward_accuracy_ci95")),
-                _rate(vs.get("win"), vs.get("win_ci95")),
+                "-" if pairs.pairs is None else str(pairs.pairs),
+                _rate(ev.human.pairwise if ev.human else None),
+                _rate(ev.length_slice("pointwise", "shorter_preferred")),
+                _rate(ev.human.longer_wins if ev.human else None),
+                _rate(ev.ifeval.prompt_level_strict_acc if ev.ifeval else None),
+                # dpo@t records its count; the interval is a measuring reader's (a statistic never retrains)
+                _rate(dpo.reward),
+                _rate(ev.vs_prev.win_rate if ev.vs_prev else None),
             ]
         )
     return params, body, marked

@@ -22,6 +22,7 @@ from stages.core import params as P
 from stages.core import rows
 from stages.core.lineage import ITERATION_STAGES, lock_stages, package_versions
 from stages.measure.judge_gate import summary
+from stages.measure.metrics import Accuracy, EvalMetrics, Share, ValidateMetrics, fmt_acc, load, parse
 from stages.measure.report import observed_text
 
 DATASET_PARAMS = ("seed", "backend", "base", "prompts", "responses", "judge", "pairs", "meta_judge", "validate")
@@ -73,15 +74,8 @@ def dvc_hashes(iteration: int, prev: int, root: Path) -> list[tuple[str, str, st
     return out
 
 
-def _acc(block) -> str:
-    if not isinstance(block, dict) or block.get("acc") is None:
-        return "-"
-    lo, hi = block["ci95"]
-    return f"{block['acc']:.3f} [{lo:.3f}, {hi:.3f}] (n={block['n']})"
-
-
-def _share(block) -> str:
-    return "-" if not isinstance(block, dict) or block.get("share") is None else f"{block['share']:.0%}"
+def _share(block: Share | None) -> str:
+    return "-" if block is None or block.share is None else f"{block.share:.0%}"
 
 
 def outside_section(iteration: int, prev: int, root: Path) -> list[str]:
@@ -92,19 +86,18 @@ def outside_section(iteration: int, prev: int, root: Path) -> list[str]:
     ]
     body = []
     for name, path in models:
-        ev = rows.read_json(root / path)
+        ev = load(root / path, EvalMetrics)
         if ev is None:
             continue
-        ife, h = ev.get("ifeval") or {}, ev.get("human") or {}
-        sl = h.get("length_slices") or {}
+        ife = ev.ifeval
         body.append(
             (
                 name,
-                _acc(ife.get("prompt_level_strict_acc")),
-                _share(ife.get("cap_hit")),
-                _share(ife.get("loops")),
-                _acc((sl.get("pointwise") or {}).get("shorter_preferred")),
-                _acc((sl.get("longer_wins") or {}).get("all")),
+                fmt_acc(ife.prompt_level_strict_acc if ife else None, with_n=True),
+                _share(ife.cap_hit if ife else None),
+                _share(ife.loops if ife else None),
+                fmt_acc(ev.length_slice("pointwise", "shorter_preferred"), with_n=True),
+                fmt_acc(ev.length_slice("longer_wins", "all"), with_n=True),
             )
         )
     m = {
@@ -181,31 +174,34 @@ def base_provenance(p: P.Params, root: Path) -> str:
     return f"`{p.base.source}`" + (f" (GGUF file `{gguf}`, de-quantised to float32 on load)" if gguf else "")
 
 
-def _ci(rate, ci) -> str:
-    if rate is None:
-        return "-"
-    return f"{rate:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else " (no interval recorded)")
+def _ci(block: Accuracy | None) -> str:
+    return fmt_acc(block, no_interval=" (no interval recorded)")
 
 
-def validation_section(v: dict, iteration: int) -> str:
-    verdict = "passed" if v.get("passed") else "FAILED, released under the override validate.allow_failure"
+def _or(value, missing: str):
+    return missing if value is None else value
+
+
+def validation_section(v: ValidateMetrics | dict, iteration: int) -> str:
+    v = parse(v, ValidateMetrics) if isinstance(v, dict) else v
+    verdict = "passed" if v.passed else "FAILED, released under the override validate.allow_failure"
     head = (
-        f"The Great Expectations gate (validate@{iteration}) **{verdict}**: {v.get('evaluated', '?')} checks "
-        f"evaluated, {v.get('failed', '?')} failed"
-        + (f" ({', '.join(v['failures'])})" if v.get("failures") else "")
-        + (f"; skipped: {', '.join(v['skipped'])}" if v.get("skipped") else "")
+        f"The Great Expectations gate (validate@{iteration}) **{verdict}**: {_or(v.evaluated, '?')} checks "
+        f"evaluated, {_or(v.failed, '?')} failed"
+        + (f" ({', '.join(v.failures)})" if v.failures else "")
+        + (f"; skipped: {', '.join(v.skipped)}" if v.skipped else "")
         + "."
     )
-    warnings = [f"- warning: {w}" for w in v.get("warnings", [])]
-    judge = v.get("judge")
-    if isinstance(judge, dict) and "status" in judge:
-        pairs = judge.get("judge_pairs")
+    warnings = [f"- warning: {w}" for w in v.warnings or []]
+    judge = v.judge
+    if judge is not None and judge.status is not None:
+        pairs = judge.judge_pairs
         head += (
-            f"\n\nThe judge that labelled these pairs ({judge.get('judge') or 'M(prev)'}, measured on held-out human pairs: "
-            f"`{judge.get('eval')}`) under `validate.judge_gate: {judge.get('gate')}`: **{summary(judge)}**"
+            f"\n\nThe judge that labelled these pairs ({judge.judge or 'M(prev)'}, measured on held-out human pairs: "
+            f"`{judge.eval}`) under `validate.judge_gate: {judge.gate}`: **{summary(judge)}**"
             + (f" ({pairs} pairs decided by the judge)." if pairs is not None else ".")
         )
-    recorded = judge["checks"] if isinstance(judge, dict) and judge.get("gate") != "fail" else []
+    recorded = (judge.checks or []) if judge is not None and judge.gate != "fail" else []
     checks = [
         (
             f"{c['dataset']}.{c['check']}",
@@ -214,19 +210,19 @@ def validation_section(v: dict, iteration: int) -> str:
             ", ".join(c.get("params") or []) or "-",
             "pass" if c.get("passed") else ("FAIL (recorded only)" if c in recorded else "FAIL"),
         )
-        for c in v.get("checks", []) + recorded
+        for c in (v.checks or []) + recorded
     ]
     if not checks:  # an older validate.json: observed values only
         checks = [
             (f"{ds}.{name}", value, "-", "-", "-")
-            for ds, found in sorted(v.get("observed", {}).items())
+            for ds, found in sorted((v.observed or {}).items())
             for name, value in sorted(found.items())
         ]
     table = _table(("check", "observed", "threshold", "knob (params.yaml validate)", "result"), checks)
     return "\n\n".join([head, *warnings, table] if checks else [head, *warnings])
 
 
-def limitations_section(ev: dict | None, iteration: int, prev: int, p: P.Params) -> str:
+def limitations_section(ev: EvalMetrics | dict | None, iteration: int, prev: int, p: P.Params) -> str:
     """What the judge measured and how far to trust it, every rate with its 95% interval and its baseline."""
     text = [
         f"- The prompts, answers and grades are machine-generated by M{prev}, a small model, and unreviewed by "
@@ -237,36 +233,29 @@ def limitations_section(ev: dict | None, iteration: int, prev: int, p: P.Params)
         "- Head-to-head win rates are judged by a fixed model (M0 by default) that trained the later models' "
         "preferences: the comparison is circular, read it beside the answer lengths.",
     ]
-    if not ev:
+    ev = parse(ev, EvalMetrics) if isinstance(ev, dict) else ev
+    if ev is None or ev == EvalMetrics():
         return "\n".join(text + ["- No evaluation was recorded for this iteration (evaluate@t did not run)."])
-    h = ev.get("human") or {}
+    h = ev.human
     body = []
-    if h:
+    if h is not None:
         body.append(
             _table(
                 ("measure (evaluate@%d, model M%d)" % (iteration, iteration), "value [95% CI]", "n"),
                 [
                     (
                         "pointwise judge: pairwise accuracy vs human ranks",
-                        _ci(h.get("pairwise_accuracy"), h.get("pairwise_accuracy_ci95")),
-                        h.get("pairs"),
+                        _ci(h.pairwise),
+                        h.pairs,
                     ),
-                    (
-                        "baseline: the longer answer wins, same pairs",
-                        _ci(h.get("longer_wins_accuracy"), h.get("longer_wins_accuracy_ci95")),
-                        h.get("pairs"),
-                    ),
-                    (
-                        "comparative (A/B) judge, both orders",
-                        _ci(h.get("ab_accuracy"), h.get("ab_accuracy_ci95")),
-                        h.get("ab_pairs"),
-                    ),
-                    ("A/B judge picks answer 1 (0.5 = no position bias)", h.get("ab_first_rate"), h.get("ab_pairs")),
-                    ("parse rate of the judge's grades", h.get("parse_rate"), h.get("responses")),
+                    ("baseline: the longer answer wins, same pairs", _ci(h.longer_wins), h.pairs),
+                    ("comparative (A/B) judge, both orders", _ci(h.ab), h.ab_pairs),
+                    ("A/B judge picks answer 1 (0.5 = no position bias)", h.ab_first_rate, h.ab_pairs),
+                    ("parse rate of the judge's grades", h.parse_rate, h.responses),
                 ],
             )
         )
-        slices = h.get("length_slices") or {}
+        slices = h.length_slices.judges() if h.length_slices else {}
         if slices:
             body.append(
                 "Accuracy split by whether people preferred the shorter or the longer answer (a judge that "
@@ -278,18 +267,14 @@ def limitations_section(ev: dict | None, iteration: int, prev: int, p: P.Params)
                     [
                         (name,)
                         + tuple(
-                            f"{_ci(s.get('acc'), s.get('ci95'))} (n={s.get('n')})"
-                            for s in (
-                                sl.get("all", {}),
-                                sl.get("shorter_preferred", {}),
-                                sl.get("longer_preferred", {}),
-                            )
+                            f"{_ci(s)} (n={s.n if s else None})"
+                            for s in (sl.all, sl.shorter_preferred, sl.longer_preferred)
                         )
                         for name, sl in slices.items()
                     ],
                 )
             )
-    h2h = {k: v for k, v in (ev.get("head2head") or {}).items() if isinstance(v, dict)}
+    h2h = ev.head2head.comparisons() if ev.head2head else {}
     if h2h:
         body.append(
             _table(
@@ -297,17 +282,17 @@ def limitations_section(ev: dict | None, iteration: int, prev: int, p: P.Params)
                 [
                     (
                         {"vs_prev": f"M{iteration} vs M{prev}", "vs_m0": f"M{iteration} vs M0"}.get(k, k),
-                        _ci(v.get("win"), v.get("win_ci95")),
-                        v.get("tie"),
-                        _ci(v.get("loss"), v.get("loss_ci95")),
-                        v.get("prompts"),
-                        f"{v.get('chars_mean')} / {v.get('chars_mean_other')}",
+                        _ci(v.win_rate),
+                        v.tie,
+                        _ci(v.loss_rate),
+                        v.prompts,
+                        f"{v.chars_mean} / {v.chars_mean_other}",
                     )
                     for k, v in h2h.items()
                 ],
             )
         )
-    n = h.get("pairs")
+    n = h.pairs if h else None
     if n is not None and n < 100:
         text.append(
             f"- The judge was measured on {n} human pairs only: the intervals above are wide; read them, "
@@ -394,7 +379,7 @@ def card(
     prefs = rows.read(root / f"data/iter{iteration}/preferences.parquet", "preferences").sort("id")
     judgments_path = root / f"data/iter{iteration}/judgments.parquet"
     judgments = rows.read(judgments_path, "judgments") if judgments_path.exists() else None
-    ev = rows.read_json(root / f"metrics/iter{iteration}/eval.json")
+    ev = load(root / f"metrics/iter{iteration}/eval.json", EvalMetrics)
     if commit is None:
         state = "Not built in a git checkout: which commit's `dvc.lock` the hashes below belong to cannot be told."
     elif dirty:

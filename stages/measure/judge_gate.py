@@ -21,6 +21,7 @@ preferences' `reward` column, where there is one); a single check with no pairs 
 
 from __future__ import annotations
 
+from stages.measure.metrics import EvalMetrics, Human, JudgeGate, fmt_acc, parse
 from stages.measure.stats import ci95
 
 NO_JUDGE_PAIRS = "no pair was decided by the judge"
@@ -34,12 +35,12 @@ def judge_pairs(preferences) -> int:
     return len(preferences)
 
 
-def human_agreement(ev: dict) -> tuple[dict | None, str | None]:
+def human_agreement(ev: EvalMetrics | dict) -> tuple[Human | None, str | None]:
     """eval.json's held-out human agreement, or None and why there is none."""
-    human = ev.get("human")
-    if isinstance(human, dict) and human:
-        return human, None
-    why = [s for s in ev.get("skipped") or [] if str(s).startswith("human agreement")]
+    ev = ev if isinstance(ev, EvalMetrics) else parse(ev, EvalMetrics)
+    if ev.human is not None:
+        return ev.human, None
+    why = [s for s in ev.skipped or [] if s.startswith("human agreement")]
     return None, "no held-out human data" + (f": evaluate skipped {why[0]}" if why else " in the judge's eval.json")
 
 
@@ -62,14 +63,17 @@ def _record(check, expectation, column, observed, interval, n, threshold, passed
     }
 
 
-def judge_checks(human: dict, cfg, judge: str) -> tuple[list[dict], dict[str, str]]:
+def judge_checks(human: Human | dict, cfg, judge: str) -> tuple[list[dict], dict[str, str]]:
     """The check records on eval.json's `human` block, and {check: why skipped} for those with nothing to count.
     `cfg`: the validate section (judge_min_accuracy, judge_min_shorter_preferred, judge_*_answer1_rate)."""
+    human = human if isinstance(human, Human) else parse(human, Human)
     checks, skipped = [], {}
-    slices = (human.get("length_slices") or {}).get("pointwise") or {}
-    acc, interval, n = human.get("pairwise_accuracy"), human.get("pairwise_accuracy_ci95"), human.get("pairs")
-    if acc is None and slices.get("all"):
-        acc, interval, n = slices["all"].get("acc"), slices["all"].get("ci95"), slices["all"].get("n")
+    measured = human.pairwise
+    slices = human.length_slices.pointwise if human.length_slices else None
+    if measured.acc is None and slices and slices.all:
+        measured = slices.all
+    acc, n = measured.acc, measured.n
+    interval = list(measured.ci95) if measured.ci95 else None  # records hold lists, as the JSON they become
     if acc is None or not interval:
         skipped["accuracy"] = "no human pair to count"
     else:
@@ -88,8 +92,8 @@ def judge_checks(human: dict, cfg, judge: str) -> tuple[list[dict], dict[str, st
                 f"{judge} labelled this iteration; it is not shown better than a coin on held-out human pairs",
             )
         )
-    short = slices.get("shorter_preferred") or {}
-    if short.get("acc") is None or not short.get("ci95"):
+    short = slices.shorter_preferred if slices else None
+    if short is None or short.acc is None or not short.ci95:
         skipped["shorter_preferred"] = "no human pair preferred the shorter answer"
     else:
         checks.append(
@@ -97,18 +101,18 @@ def judge_checks(human: dict, cfg, judge: str) -> tuple[list[dict], dict[str, st
                 "shorter_preferred",
                 "interval_high_at_least",
                 "human.length_slices.pointwise.shorter_preferred",
-                short["acc"],
-                short["ci95"],
-                short.get("n"),
+                short.acc,
+                list(short.ci95),
+                short.n,
                 f"95% interval high >= {cfg.judge_min_shorter_preferred}",
-                short["ci95"][1] >= cfg.judge_min_shorter_preferred,
+                short.ci95[1] >= cfg.judge_min_shorter_preferred,
                 ["judge_min_shorter_preferred"],
                 "On the pairs where people preferred the shorter answer the judge is not shown below the threshold "
                 "(a judge that follows length scores about 0 there).",
                 f"{judge} prefers the longer answer where people preferred the shorter one: it follows length",
             )
         )
-    rate, ab_pairs = human.get("ab_first_rate"), human.get("ab_pairs")
+    rate, ab_pairs = human.ab_first_rate, human.ab_pairs
     if rate is None or not ab_pairs:
         skipped["answer1_rate"] = "no A/B judgment recorded"
     else:
@@ -131,11 +135,14 @@ def judge_checks(human: dict, cfg, judge: str) -> tuple[list[dict], dict[str, st
     return checks, skipped
 
 
-def judge_verdict(ev: dict | None, pairs: int | None, cfg, source: str | None = None, why_no_eval: str = "") -> dict:
+def judge_verdict(
+    ev: EvalMetrics | dict | None, pairs: int | None, cfg, source: str | None = None, why_no_eval: str = ""
+) -> dict:
     """validate.json's `judge` block. `ev`: the eval.json of the model that judged the iteration (None: not
     given, `why_no_eval` says so); `pairs`: how many pairs that judge decided (judge_pairs; None: unknown, the
     checks apply); `cfg`: the validate section. status: passed | failed | skipped | off."""
-    judge = f"M{ev['iteration']}" if ev and isinstance(ev.get("iteration"), int) else None
+    ev = ev if isinstance(ev, EvalMetrics) or ev is None else parse(ev, EvalMetrics)
+    judge = f"M{ev.iteration}" if ev and isinstance(ev.iteration, int) else None
     block = {
         "gate": cfg.judge_gate,
         "eval": source,
@@ -175,38 +182,39 @@ def judge_verdict(ev: dict | None, pairs: int | None, cfg, source: str | None = 
         accuracy=by["accuracy"]["observed"] if "accuracy" in by else None,
         ci95=by["accuracy"]["ci95"] if "accuracy" in by else None,
         human_pairs=by["accuracy"]["n"] if "accuracy" in by else None,
-        shorter_preferred=((human.get("length_slices") or {}).get("pointwise") or {}).get("shorter_preferred"),
-        answer1_rate=human.get("ab_first_rate"),
+        shorter_preferred=_as_json(ev.length_slice("pointwise", "shorter_preferred")),
+        answer1_rate=human.ab_first_rate,
     )
     if not checks:
         return {**block, "reason": "; ".join(skipped.values())}
     return {**block, "status": "failed" if block["failures"] else "passed"}
 
 
-def _num(x) -> str:
-    return f"{x:.2f}"
+def _as_json(block) -> dict | None:
+    """A section of eval.json as it was read (unknown keys kept, no key added), for validate.json."""
+    return None if block is None else block.model_dump(mode="json", exclude_unset=True)
 
 
 def _observed(c: dict) -> str:
-    ci = f" [{_num(c['ci95'][0])}-{_num(c['ci95'][1])}]" if c.get("ci95") else ""
-    return f"{_num(c['observed'])}{ci}"
+    return fmt_acc({"acc": c["observed"], "ci95": c.get("ci95")}, 2, sep="-")
 
 
 WHAT = {"accuracy": "accuracy", "shorter_preferred": "shorter-preferred", "answer1_rate": "answer-1 rate"}
 
 
-def summary(block: dict | None) -> str:
+def summary(block: JudgeGate | dict | None) -> str:
     """One line of a judge block for people: `passed: accuracy 0.61 [0.52-0.69] ...`, `failed (warn): accuracy
     0.22 [0.06-0.55] needs low > 0.5; ...`, `skipped: why`; '-' for none (a validate.json from before the gate)."""
-    if not isinstance(block, dict) or "status" not in block:
+    block = parse(block, JudgeGate) if isinstance(block, dict) else block
+    if block is None or block.status is None:
         return "-"
-    status = block["status"]
+    status = block.status
     if status in ("skipped", "off"):
-        return f"{status}: {block.get('reason')}"
-    checks = block.get("checks") or []
+        return f"{status}: {block.reason}"
+    checks = block.checks or []
     if status == "passed":
         return "passed: " + ", ".join(f"{WHAT.get(c['check'], c['check'])} {_observed(c)}" for c in checks)
     bad = [c for c in checks if not c.get("passed")]
-    return f"failed ({block.get('gate')}): " + "; ".join(
+    return f"failed ({block.gate}): " + "; ".join(
         f"{WHAT.get(c['check'], c['check'])} {_observed(c)} (n={c.get('n')}), needs {c['threshold']}" for c in bad
     )
