@@ -33,7 +33,7 @@ from pathlib import Path
 
 from stages.commands import profile
 from stages.measure.metrics import Accuracy, DpoMetrics, EvalMetrics, PairsMetrics, fmt_acc, parse
-from stages.measure.stats import difference_interval, paired_difference_interval
+from stages.measure.stats import difference_interval, paired_difference_interval, wilson_interval
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE = ["profiles/gpu.yaml"]
@@ -133,6 +133,27 @@ def reader(root: Path, name: str, results: dict[str, Path]):
     return from_commit
 
 
+# the stages whose time a row counts: M0's making and measuring, or iteration t's (timing records of a results
+# folder, .srlm/timings/; an experiment's commit has none)
+M0_STAGES = ("base", "seed", "sft", "evaluate_base", "evaluate_m0")
+ITER_STAGES = ("prompts", "responses", "judge", "checks", "pairs", "meta_judge", "validate", "dpo", "evaluate")
+
+
+def stage_seconds(read, t: int) -> float | None:
+    names = M0_STAGES if t == 0 else [f"{s}@{t}" for s in ITER_STAGES]
+    got = [r["wall_s"] for n in names if isinstance(r := read(f".srlm/timings/{n}.json"), dict) and "wall_s" in r]
+    return sum(got) if got else None
+
+
+def share_interval(share, n: int | None) -> tuple[float, float, float] | None:
+    """(share, lower, upper) of a {count, share} record over n answers; no interval without the count."""
+    if share is None or share.share is None:
+        return None
+    if share.count is None or not n:
+        return share.share, None, None
+    return share.share, *wilson_interval(share.count, n)
+
+
 def model_row(read, t: int) -> dict | None:
     ev = parse(read(f"metrics/iter{t}/eval.json"), EvalMetrics)
     if ev is None:
@@ -145,7 +166,7 @@ def model_row(read, t: int) -> dict | None:
         "ifeval": ife.prompt_level_strict_acc if ife else None,
         "ifeval_inst": ife.inst_level_strict_acc if ife else None,
         "ifeval_passed": ife.prompt_strict if ife else None,  # per prompt: for paired differences
-        "loops": ife.loops.share if ife and ife.loops else None,
+        "loops": share_interval(ife.loops, ife.prompts) if ife else None,
         "tokens": ife.tokens_mean if ife else None,
         "judge_all": ev.length_slice("pointwise", "all"),
         "judge_shorter": ev.length_slice("pointwise", "shorter_preferred"),
@@ -158,6 +179,7 @@ def model_row(read, t: int) -> dict | None:
         "by_checks": pairs.decided_by_checks,
         "dpo_loss": (dpo.loss_first, dpo.loss_last) if dpo else None,
         "reward_acc": dpo.reward_accuracy if dpo else None,
+        "stage_s": stage_seconds(read, t),
     }
 
 
@@ -195,6 +217,12 @@ def length_change(row: dict, m0: dict | None) -> float | None:
     return row["tokens"] / m0["tokens"] - 1
 
 
+def _share(x) -> str:
+    if x is None:
+        return "-"
+    return f"{x[0]:.1%}" + ("" if x[1] is None else f" [{x[1]:.1%}, {x[2]:.1%}]")
+
+
 def _diff(d) -> str:
     return "-" if d is None else f"{d[0]:+.3f} [{d[1]:+.3f}, {d[2]:+.3f}]"
 
@@ -208,8 +236,9 @@ def markdown(table: dict) -> str:
     lines = [
         "| recipe | model | IFEval prompt strict [95%] | vs M0, paired [95%] | vs baseline, paired [95%] "
         "| inst strict | looping | tokens (mean, vs M0) | held-out constraints [95%] | vs M0, paired [95%] "
-        "| judge, shorter / longer preferred | pairs / prompts (by checks) | DPO loss first -> last | reward acc |",
-        "|---|---|---|---|---|---|---:|---:|---|---|---|---|---|---:|",
+        "| judge, shorter / longer preferred | pairs / prompts (by checks) | DPO loss first -> last | reward acc "
+        "| stage s |",
+        "|---|---|---|---|---|---|---:|---:|---|---|---|---|---|---:|---:|",
     ]
     for name, rows in table.items():
         m0 = next((r for r in rows if r["model"] == "M0"), None) or {}
@@ -224,7 +253,7 @@ def markdown(table: dict) -> str:
             lines.append(
                 f"| {name} | {r['model']} | {fmt_acc(r['ifeval'])} | {'-' if first else _diff(vs_m0)} | "
                 f"{'-' if name == BASELINE else _diff(vs_base)} | {fmt_acc(r['ifeval_inst'])} | "
-                + ("-" if r["loops"] is None else f"{r['loops']:.1%}")
+                + _share(r["loops"])
                 + " | "
                 + ("-" if r["tokens"] is None else f"{r['tokens']:.0f}")
                 + ("" if (change := length_change(r, m0)) is None or first else f" ({change:+.0%})")
@@ -233,7 +262,9 @@ def markdown(table: dict) -> str:
                 + ("-" if r["pairs"] is None else f"{r['pairs']} / {r['prompts']} ({r['by_checks'] or 0})")
                 + " | "
                 + ("-" if not r["dpo_loss"] else f"{r['dpo_loss'][0]} -> {r['dpo_loss'][1]}")
-                + f" | {'-' if r['reward_acc'] is None else r['reward_acc']} |"
+                + f" | {'-' if r['reward_acc'] is None else r['reward_acc']} | "
+                + ("-" if r["stage_s"] is None else f"{r['stage_s']:.0f}")
+                + " |"
             )
     return "\n".join(lines) + "\n"
 

@@ -548,6 +548,19 @@ def test_table_and_verdict_from_run_folders(tmp_path):
     assert "| mine | M3 |" in text and "- mine: M3" in text and "not run (no experiment or folder)" in text
 
 
+def test_the_table_gives_the_looping_share_an_interval_and_each_iteration_its_stage_seconds(tmp_path):
+    ev = eval_json(100, 200.0)
+    ev["ifeval"] |= {"prompts": 541, "loops": {"count": 249, "share": 0.4603}}
+    rows.write_json(ev, tmp_path / "run/metrics/iter1/eval.json")
+    for stage, s in (("prompts@1", 30.5), ("dpo@1", 45.0), ("prompts@2", 99.0)):  # iteration 2's is not M1's
+        rows.write_json({"stage": stage, "wall_s": s}, tmp_path / f"run/.srlm/timings/{stage}.json")
+    row = recipes.collect(["x"], tmp_path, {"x": tmp_path / "run"})["x"][0]
+    assert row["loops"][0] == 0.4603 and row["loops"][1] < 0.4603 < row["loops"][2]  # Wilson over 541 answers
+    assert row["stage_s"] == 75.5
+    line = recipes.markdown({"x": [row]}).splitlines()[2]
+    assert "| 46.0% [41.9%, 50.2%] |" in line and line.endswith("| 76 |")
+
+
 def test_recipes_are_the_overlays_and_each_is_one_switch_off_by_default():
     known = recipes.recipes()
     assert list(known)[:4] == ["baseline", "meta-judge", "temporal", "nll"]
