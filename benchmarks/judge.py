@@ -20,12 +20,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import polars as pl  # noqa: E402
 
-from stages import evaluate  # noqa: E402
 from stages.core import params as P  # noqa: E402
 from stages.engine.backend import make_backend  # noqa: E402
 from stages.judging.prompting import judge_messages  # noqa: E402
 from stages.judging.scoring import judge_logprob, judge_sample  # noqa: E402
-from stages.measure import agreement  # noqa: E402
+from stages.measure import agreement, human  # noqa: E402
 
 
 def mean_scores(grades: list[list[dict]]) -> list[float | None]:
@@ -61,7 +60,7 @@ def main() -> None:
     args = ap.parse_args()
     p = P.load(args.params)
     cfg = p.evaluate.model_copy(update={"max_prompts": args.prompts or None, "max_response_chars": args.max_chars})
-    groups = evaluate.load_groups(cfg)
+    groups = human.load_groups(cfg)
     if groups is None:
         sys.exit(f"skip: {cfg.human.path} not found")
     be = make_backend(p.backend, args.model)
@@ -116,7 +115,7 @@ def main() -> None:
             res["mode_spearman"] = round(float(spearmanr([a for a, _ in both], [b for _, b in both]).statistic), 4)
         print(json.dumps(res), flush=True)
     t = time.perf_counter()
-    ab = evaluate.ab_test(be, groups, 0, args.batch, "A/B")
+    ab = human.ab_test(be, groups, 0, args.batch, "A/B")
     res["longer_wins_accuracy"] = ab.pop("longer_wins_accuracy")
     res["ab"] = ab
     res["ab_s"] = round(time.perf_counter() - t, 1)

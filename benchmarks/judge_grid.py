@@ -41,15 +41,15 @@ import polars as pl  # noqa: E402
 import yaml  # noqa: E402
 
 from benchmarks.report import acc  # noqa: E402
-from stages import evaluate, pairs  # noqa: E402
+from stages import pairs  # noqa: E402
 from stages.core import params as P  # noqa: E402
 from stages.core import rows  # noqa: E402
 from stages.engine.backend import make_backend  # noqa: E402
-from stages.judge import comparisons  # noqa: E402
 from stages.judging import scoring  # noqa: E402
+from stages.judging.modes import mode_for  # noqa: E402
 from stages.judging.prompting import judge_messages  # noqa: E402
 from stages.judging.text import loops  # noqa: E402
-from stages.measure import agreement  # noqa: E402
+from stages.measure import agreement, headtohead, human  # noqa: E402
 from stages.measure.stats import wilson_interval  # noqa: E402
 
 # The training every variant shares (GPU sizes): full fine-tune as in BENCHMARKS.md "Judge", one epoch at twice
@@ -154,7 +154,7 @@ def with_ci(values: list[float]) -> dict:
 
 
 def pointwise_metrics(groups: pl.DataFrame, grades: list[list[dict]]) -> dict:
-    """Table-4 agreement and length slices of per-answer grades (as evaluate.human_agreement computes them)."""
+    """Table-4 agreement and length slices of per-answer grades (as stages/measure/human.py computes them)."""
     scores = [None if not gs or gs[0]["score"] is None else sum(g["score"] for g in gs) / len(gs) for gs in grades]
     scored = groups.with_columns(pl.Series("score", scores, dtype=pl.Float64))
     by_group = list(scored.group_by("group", maintain_order=True))
@@ -264,15 +264,16 @@ def measure(model: Path, p: P.Params, groups: pl.DataFrame, sim: pl.DataFrame | 
     keys = ("pairwise_accuracy", "pairwise_ties", "spearman", "kendall_tau")
     res: dict = {}
     texts = [be.chat(judge_messages(q, r)) for q, r in zip(groups["instruction"], groups["response"])]
+    compare = p.judge.model_copy(update={"mode": "compare"})  # the round robin, as evaluate runs judge.mode compare
     for mode, grades in (
         ("pointwise", scoring.judge_logprob(be, texts, p.judge, "pointwise")),
-        ("compare", evaluate.round_robin(be, groups, p.evaluate.compare_batch_size, "compare")),
+        ("compare", human.grade(be, groups, p.model_copy(update={"judge": compare}), 0, "compare")),
     ):
         for name, g in ((mode, grades), (f"{mode}_residual", residualised(groups, grades))):
             m = pointwise_metrics(groups, g)
             res[name] = {k: m[k] for k in keys} | {"slices": m["length_slices"]}
     log(t0, "  pointwise and compare measured")
-    ab = evaluate.ab_test(be, groups, rows.derive_seed(p.seed, "ab"), p.evaluate.compare_batch_size, "A/B")
+    ab = human.ab_test(be, groups, rows.derive_seed(p.seed, "ab"), p.evaluate.compare_batch_size, "A/B")
     longer = [
         lg
         for _, lg in agreement.pair_outcomes(
@@ -290,9 +291,9 @@ def measure(model: Path, p: P.Params, groups: pl.DataFrame, sim: pl.DataFrame | 
         res["sim"] = {}
         texts = [be.chat(judge_messages(q, r)) for q, r in zip(sim["prompt"], sim["response"])]
         lp = scoring.judge_logprob(be, texts, p.judge, "sim logprob")
-        order = list(comparisons(sim).values())
+        order = list(mode_for("compare").comparisons(sim).values())
         text, prompt = dict(zip(sim["id"], sim["response"])), dict(zip(sim["id"], sim["prompt"]))
-        probs = evaluate.prefer_first(
+        probs = headtohead.prefer_first(
             be,
             [prompt[a] for a, _ in order],
             [text[a] for a, _ in order],
@@ -438,7 +439,7 @@ def main() -> None:
         if not (base / "config.json").is_file():
             base_stage.main(["--out", str(base), "--params", str(shared)])
     seed.main(["--ift", str(work / "ift.parquet"), "--eft", str(work / "eft.parquet"), "--params", str(shared)])
-    groups = evaluate.load_groups(p.evaluate)
+    groups = human.load_groups(p.evaluate)
     if groups is None:
         sys.exit(f"no held-out pairs at {p.evaluate.human.path}")
     log(t0, f"base model, seed sets and {groups['group'].n_unique()} held-out prompts ready")

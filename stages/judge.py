@@ -11,8 +11,9 @@ judge.mode = logprob: one forward pass with the assistant turn opened at "Score:
 judge.mode = compare: every pair of a prompt's responses, in both orders, goes to the comparative
                      judge (N(N-1) forward passes per prompt); a response's score is 5 x its mean
                      probability of being the better one (its probabilities are stored).
-Scoring is stages/judging/scoring.py, which evaluate shares. How closely the scores follow answer length is
-validate@t's measurement (validate.json `judge_length`), so a change to the statistics never reruns the judge.
+Each mode's work and grades are stages/judging/modes.py, which evaluate shares. How closely the scores follow
+answer length is validate@t's measurement (validate.json `judge_length`), so a change to the statistics never
+reruns the judge.
 Work is committed in shards (stages/engine/shards.py): an interrupted run resumes where it stopped.
 """
 
@@ -21,23 +22,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import polars as pl
-
 from stages.core import lineage, rows
 from stages.core import params as P
 from stages.core.errors import entry
 from stages.engine.backend import PARAMS as BACKEND
-from stages.engine.shards import Task, Work
-from stages.judging.prompting import COMPARE_CHOICES, COMPARE_PREFILL, compare_messages, judge_messages
-from stages.judging.rubric import SCORES
-from stages.judging.scoring import (
-    LOGPROB_PREFILL,
-    compare_grades,
-    logprob_grades,
-    ordered_pairs,
-    sample_grades,
-    score_summary,
-)
+from stages.engine.shards import Work
+from stages.judging.modes import mode_for
+from stages.judging.scoring import score_summary
 
 # the params this stage reads: dvc.yaml's params list and the lineage record (python -m stages.commands.dag write)
 PARAMS = (
@@ -46,36 +37,6 @@ PARAMS = (
     "judge",
     "shards.size",
 )
-
-
-def judge_task(cfg: P.Judge) -> Task:
-    if cfg.mode == "logprob":
-        return Task(cfg, n=0, candidates=tuple(str(s) for s in SCORES), prefill=LOGPROB_PREFILL)
-    if cfg.mode == "compare":
-        return Task(cfg, n=0, candidates=COMPARE_CHOICES, prefill=COMPARE_PREFILL)
-    return Task(cfg, n=cfg.k)
-
-
-def comparisons(responses: pl.DataFrame) -> dict[str, tuple[str, str]]:
-    """judge.mode compare's work: {item id: (response id shown first, response id shown second)}."""
-    return {
-        rows.content_id(a, b): (a, b)
-        for _, g in responses.group_by("prompt_id", maintain_order=True)
-        for a, b in ordered_pairs(g["id"].to_list())
-    }
-
-
-def grades_by_response(responses: pl.DataFrame, gens: dict[str, list[dict]], mode: str) -> dict[str, list[dict]]:
-    """Each response's grades from the engine's generations (keyed by work item)."""
-    if mode == "compare":
-        p_first = {pair: gens[item][0]["probs"][0] for item, pair in comparisons(responses).items()}
-        out = {}
-        for _, g in responses.group_by("prompt_id", maintain_order=True):
-            out |= compare_grades(g["id"].to_list(), p_first)
-        return out
-    if mode == "logprob":
-        return {i: logprob_grades(gens[i][0]["probs"]) for i in responses["id"]}
-    return {i: sample_grades([g["text"] for g in gens[i]]) for i in responses["id"]}
 
 
 @entry
@@ -91,20 +52,13 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     p = P.load(args.params)
     rows.all_or_none(args.out, lineage.path_for(args.out), args.metrics)
-    cfg = p.judge
+    cfg, mode = p.judge, mode_for(p.judge.mode)
     responses = rows.read(args.responses, "responses")
     seed = rows.derive_seed(p.seed, "judge", args.iteration)
-
-    if cfg.mode == "compare":
-        text = dict(zip(responses["id"], responses["response"]))
-        prompt = dict(zip(responses["id"], responses["prompt"]))
-        items = [(i, compare_messages(prompt[a], text[a], text[b])) for i, (a, b) in comparisons(responses).items()]
-    else:
-        items = [(r["id"], judge_messages(r["prompt"], r["response"])) for r in responses.iter_rows(named=True)]
     work = Work(
         f"judge@{args.iteration}",
-        items,
-        judge_task(cfg),
+        mode.items(responses),
+        mode.task(cfg),
         seed,
         args.model,
         p.backend,
@@ -113,7 +67,7 @@ def main(argv: list[str] | None = None) -> None:
         source=str(args.responses),
     )
     gens = work.run()
-    model, grades = work.model_name, grades_by_response(responses, gens, cfg.mode)
+    model, grades = work.model_name, mode.grades(responses, gens)
     # a grade that parses nothing (even a whole batch of them) is stored as null: the validate gate decides
     records = [
         {

@@ -32,6 +32,7 @@ from stages.core import params as P
 from stages.core.errors import entry
 from stages.engine.backend import PARAMS as BACKEND
 from stages.engine.shards import Task, Work
+from stages.judging.modes import mode_for
 from stages.judging.prompting import COMPARE_CHOICES, META_PREFILL, judge_messages, meta_judge_messages
 from stages.judging.scoring import check_judged, compare_grades, ordered_pairs, parse_score
 
@@ -218,7 +219,7 @@ def main(argv: list[str] | None = None) -> None:
     answer_pairs = len(rows.read(args.preferences, "preferences"))
     check_judged(responses, judgments, args.responses, args.judgments)
     works = []
-    if p.judge.mode == "sample":
+    if mode_for(p.judge.mode).texts:
         texts, source = judgments.select(*TEXTS), "judgments"
     else:  # logprob and compare modes keep no judgment text: sample K per answer, as sample mode would
         items = [(r["id"], judge_messages(r["prompt"], r["response"])) for r in responses.iter_rows(named=True)]

@@ -40,6 +40,7 @@ import polars as pl
 from stages.core import lineage, rows
 from stages.core import params as P
 from stages.core.errors import SrlmError, entry
+from stages.judging.rewards import reward_for
 from stages.judging.scoring import check_judged, response_scores
 
 # the params this stage reads: dvc.yaml's params list and the lineage record (python -m stages.commands.dag write)
@@ -73,7 +74,8 @@ def select_pairs(
     """The pairs and the counts of dropped prompts; the keyword rules are the `pairs` knobs (module docstring),
     their defaults the paper's plain best vs worst. `anchor` (pairs.temporal): the model whose answers are the
     rejected side. `checks` (checks@t's rows) with `reward` checks or both: constraints met decide first."""
-    if reward != "judge" and checks is None:
+    source = reward_for(reward)
+    if source.checks and checks is None:
         raise SrlmError(f"error: pairs.reward is {reward} but pairs was given no checks (--checks)")
     scored = responses.join(response_scores(judgments), left_on="id", right_on="response_id", how="left")
     met = checks.select("response_id", "met", "total") if checks is not None else None
@@ -104,7 +106,7 @@ def select_pairs(
         "too_few_scored": 0,
         "degenerate": 0,
         "ties": 0,
-    } | ({"unconstrained": 0} if reward == "checks" else {})  # prompts without constraints make no pair
+    } | ({} if source.judge else {"unconstrained": 0})  # prompts without constraints make no pair
     records = []
     for (pid,), group in scored.group_by("prompt_id", maintain_order=True):
         side = group.filter(pl.col("chooses")), group.filter(pl.col("rejects"))
@@ -115,15 +117,15 @@ def select_pairs(
         if clean.is_empty():
             counts["degenerate"] += 1
             continue
-        if reward != "judge" and group["total"].max() > 0:
+        if source.checks and group["total"].max() > 0:
             by_checks = checks_pair(clean, side[1])
             if by_checks is not None:
                 records.append(pair_record(pid, *by_checks, "checks", iteration))
                 continue
-            if reward == "checks":
+            if not source.judge:
                 counts["ties"] += 1
                 continue
-        elif reward == "checks":
+        elif not source.judge:
             counts["unconstrained"] += 1
             continue
         top, bottom = clean["rank"].max(), side[1]["rank"].min()
@@ -237,7 +239,7 @@ def main(argv: list[str] | None = None) -> None:
     responses, judgments = rows.read(args.responses, "responses"), rows.read(args.judgments, "judgments")
     check_judged(responses, judgments, args.responses, args.judgments)
     checked = None
-    if p.pairs.reward != "judge":
+    if reward_for(p.pairs.reward).checks:
         if args.checks is None:
             raise SrlmError(f"error: pairs.reward is {p.pairs.reward} but pairs was given no --checks file")
         checked = rows.read(args.checks, "checks")

@@ -21,6 +21,7 @@ import yaml
 from stages.core import params as P
 from stages.core import rows
 from stages.core.lineage import ITERATION_STAGES, lock_stages, package_versions
+from stages.judging.modes import mode_for
 from stages.measure.judge_gate import summary
 from stages.measure.metrics import Accuracy, EvalMetrics, Share, ValidateMetrics, fmt_acc, load, parse
 from stages.measure.report import observed_text
@@ -503,7 +504,7 @@ def card(
         f"Preference pairs from iteration {iteration} of a Self-Rewarding Language Models loop "
         "([Yuan et al., 2024](https://arxiv.org/abs/2401.10020)), built with srlm. "
         f"Model M{prev} wrote the prompts (self-instruction), sampled {p.responses.n} responses per prompt and judged "
-        f"them itself (LLM-as-a-Judge, {p.judge.mode} mode{f', k={p.judge.k}' if p.judge.mode == 'sample' else ''}); "
+        f"them itself (LLM-as-a-Judge, {mode_for(p.judge.mode).card(p.judge)}); "
         "a prompt's highest- and lowest-graded "
         "responses became `chosen` and `rejected`. The text is machine-generated and unreviewed."
     )

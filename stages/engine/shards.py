@@ -28,26 +28,15 @@ import os
 import shutil
 import signal
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 from stages.core import errors, rows
 from stages.core import params as P
 from stages.core.errors import Interrupted, SrlmError
 from stages.engine.models import check_model_dir
+from stages.engine.task import Task, run
 
 INTERRUPTED = Interrupted.exit_code  # what a worker process exits with on Ctrl-C
-
-
-@dataclass(frozen=True)
-class Task:
-    """What to ask the engine for each item: `n` sampled completions, or (n = 0) the next-token
-    probabilities of `candidates` after the rendered prompt plus `prefill`."""
-
-    sampling: P.Sampling
-    n: int = 1
-    candidates: tuple[str, ...] = ()
-    prefill: str = ""
 
 
 def _fingerprint(model: Path) -> list:
@@ -102,19 +91,8 @@ def _unlock(path: Path) -> None:
 
 
 def _run_shard(backend, task: Task, items: list[tuple[str, list[dict]]], seed: int, desc: str) -> list[dict]:
-    texts = [backend.chat(messages, task.prefill) for _, messages in items]
-    if task.n == 0:
-        probs = backend.next_token_probs(texts, list(task.candidates), task.sampling.batch_size, desc)
-        return [
-            {"item": i, "sample": 0, "text": "", "n_tokens": 0, "truncated": False, "probs": p}
-            for (i, _), p in zip(items, probs)
-        ]
-    outs = backend.generate(texts, n=task.n, sampling=task.sampling, seed=seed, desc=desc)
-    return [
-        {"item": i, "sample": k, "text": c.text, "n_tokens": c.n_tokens, "truncated": c.truncated, "probs": []}
-        for (i, _), o in zip(items, outs)
-        for k, c in enumerate(o)
-    ]
+    gens = run(backend, task, items, seed, desc)
+    return [{"item": i, "sample": k, **g} for i, _ in items for k, g in enumerate(gens[i])]
 
 
 def _worker(

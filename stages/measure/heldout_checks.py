@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from typing import TYPE_CHECKING
 
 from stages.core import params as P
 from stages.judging import checks
 from stages.judging.sources import SourceError, load_source
 from stages.measure.stats import ci95
+
+if TYPE_CHECKING:  # the answers come from a backend evaluate hands in: no engine import here
+    from stages.engine.backend import Backend
 
 COLUMNS = ("turns", "instruction", "prompt", "question")
 
@@ -38,6 +42,19 @@ def load(cfg: P.HeldoutChecks, seed: int) -> list[tuple[str, tuple[checks.Constr
     texts = [t for t in dict.fromkeys(t.strip() for t in texts) if t][: cfg.max_prompts or None]
     rng = random.Random(seed)
     return [checks.attach(t, rng, list(checks.KINDS), cfg.per_prompt) for t in texts]
+
+
+def answer(
+    backend: Backend,
+    items: list[tuple[str, tuple[checks.Constraint, ...]]],
+    cfg: P.HeldoutChecks,
+    seed: int,
+    desc: str,
+) -> dict:
+    """The model's answer to each prompt (greedy, so every model answers the same set the same way twice), checked."""
+    texts = [backend.chat([{"role": "user", "content": t}]) for t, _ in items]
+    outs = backend.generate(texts, n=1, sampling=cfg.generation, seed=seed, desc=desc)
+    return metrics(items, [o[0].text for o in outs])
 
 
 def metrics(items: list[tuple[str, tuple[checks.Constraint, ...]]], answers: list[str]) -> dict:

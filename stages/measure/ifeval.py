@@ -1,4 +1,6 @@
-"""IFEval (Zhou et al. 2023) scoring, offline: prompts in, the four IFEval accuracies out. No model code.
+"""IFEval (Zhou et al. 2023) for evaluate: the model under test answers the prompts zero-shot with its chat
+template (`answer`, through the backend evaluate hands in), and the scoring, offline and with no model code,
+turns prompts and answers into the four IFEval accuracies (`score`, `metrics`).
 
 The checks are code, not a judge. They come from **if-verifiable** (PyPI, ==0.1.2), which packages
 Google's IFEval instruction checkers; none of that code is copied here. Chosen over lm-eval 0.4.13's
@@ -45,8 +47,18 @@ import random
 import sys
 from collections import defaultdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import polars as pl
+
+from stages.core import params as P
+from stages.core import rows as dataset_rows
+from stages.judging import text
+from stages.judging.sources import load_source, need
 from stages.measure.stats import wilson_interval
+
+if TYPE_CHECKING:  # the answers come from a backend evaluate hands in: no engine import here
+    from stages.engine.backend import Backend, Completion
 
 REQUIRED_FIELDS = ("key", "prompt", "instruction_id_list", "kwargs")
 # Instruction types whose check tokenizes sentences with NLTK punkt_tab (count_sentences, word_tokenize).
@@ -236,6 +248,55 @@ def score(
             "reasons": sorted({x["unscored"] for x in inst if x["unscored"]}),
         },
     }
+
+
+def load(cfg: P.IFEval) -> list[dict] | None:
+    """IFEval rows (key, prompt, instruction_id_list, kwargs), the source's first `max_prompts`; None when the
+    optional source is absent. Polars gives every kwargs dict all the keys of the file, None where unused,
+    which the checker drops (as with the Hub's parquet)."""
+    df = load_source(cfg.source)
+    if df is None:
+        return None
+    need(df, list(REQUIRED_FIELDS), cfg.source)
+    return df.head(cfg.max_prompts or len(df)).select(REQUIRED_FIELDS).to_dicts()
+
+
+def answer(backend: Backend, prompts: list[dict], cfg: P.IFEval, seed: int, desc: str) -> list[Completion]:
+    """One answer per IFEval prompt: the prompt as the only user turn, no system prompt, no examples."""
+    texts = [backend.chat([{"role": "user", "content": r["prompt"]}]) for r in prompts]
+    return [o[0] for o in backend.generate(texts, n=1, sampling=cfg.generation, seed=seed, desc=desc)]
+
+
+def metrics(prompts: list[dict], answers: list[Completion], cfg: P.IFEval) -> dict:
+    """`score` with the cap hits (Completion.truncated) and loops (stages/judging/text.py) of the answers."""
+    texts = [a.text for a in answers]
+    out = score(prompts, texts, cap_hit=[a.truncated for a in answers], loops=[text.loops(t) for t in texts])
+    out["max_new_tokens"] = cfg.generation.max_new_tokens
+    out["tokens_mean"] = round(sum(a.n_tokens for a in answers) / len(answers), 1) if answers else None
+    return out
+
+
+def answer_rows(prompts: list[dict], answers: list[Completion], model: str, seed: int) -> pl.DataFrame:
+    """The IFEval answers in the responses schema, for reading what the model wrote."""
+    content_id = dataset_rows.content_id
+    return dataset_rows.frame(
+        [
+            {
+                "id": content_id(content_id(r["prompt"]), a.text, model),
+                "prompt_id": content_id(r["prompt"]),
+                "prompt": r["prompt"],
+                "response": a.text,
+                "sample": 0,
+                "n_tokens": a.n_tokens,
+                "truncated": a.truncated,
+                "loops": text.loops(a.text),
+                "model": model,
+                "seed": seed,
+            }
+            for r, a in zip(prompts, answers)
+        ],
+        "responses",
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -10,9 +10,10 @@ no expectation for are computed here with polars/numpy as derived columns, then 
                         pairwise cosine of the set
   responses_of_prompt   distinct responses of the prompt, on the prompt's first row only
   grade_span            max - min of a response's parsed grades, on its first grade only
-  score_point           the grade at the resolution that can decide a pair: a whole point for sampled grades
-                        (judge.mode sample: integers), a tenth of a point for expected grades (logprob,
-                        compare: continuous, so 3.1 and 3.3 make a pair that 3 and 3 would not)
+  score_point           the grade at the resolution that can decide a pair (stages/judging/modes.py: decimals):
+                        a whole point for sampled grades (judge.mode sample: integers), a tenth of a point for
+                        expected grades (logprob, compare: continuous, so 3.1 and 3.3 make a pair that 3 and 3
+                        would not)
   content               one request or not (stages/judging/prompt_content.py: ok, multi_request, scaffolding)
   identical             chosen and rejected are the same response (id or text)
   margin, length_ratio  score_chosen - score_rejected; chosen chars / rejected chars
@@ -31,6 +32,7 @@ import os
 import numpy as np
 import polars as pl
 
+from stages.judging.modes import MODES
 from stages.judging.prompt_content import classify
 from stages.judging.text import max_similarity, words
 
@@ -128,9 +130,10 @@ def judgments_frame(judgments: pl.DataFrame):
         "response_id",
         "score",
         "mode",
-        score_point=pl.when(pl.col("mode") == "sample")
-        .then(pl.col("score").round(0))
-        .otherwise(pl.col("score").round(1)),
+        # each row at its own mode's resolution (null for a mode no judge has)
+        score_point=pl.coalesce(
+            pl.when(pl.col("mode") == m.name).then(pl.col("score").round(m.decimals)) for m in MODES.values()
+        ),
         grade_span=pl.when(first & (parsed >= 2)).then(span),
     ).to_pandas()
 

@@ -1,0 +1,32 @@
+"""What decides a pair (`pairs.reward`, docs/checks.md): each reward source is one object, and `reward_for` is the
+only place the name is looked up.
+
+judge:  the judge's scores alone (the paper).
+checks: checks@t's verdicts where the prompt has constraints; a prompt without constraints, or whose answers all
+        meet as many, makes no pair.
+both:   the verdicts first; where they decide nothing the judge's scores do.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from stages.core.errors import SrlmError
+
+
+@dataclass(frozen=True)
+class Reward:
+    name: str
+    checks: bool  # reads checks@t's verdicts (pairs needs --checks)
+    judge: bool  # the judge's scores decide where the verdicts do not
+
+
+REWARDS = {
+    r.name: r for r in (Reward("judge", False, True), Reward("checks", True, False), Reward("both", True, True))
+}
+
+
+def reward_for(name: str) -> Reward:
+    if name not in REWARDS:
+        raise SrlmError(f"error: unknown pairs.reward {name!r}; expected one of {', '.join(REWARDS)}")
+    return REWARDS[name]
