@@ -1,4 +1,5 @@
-"""Judge scoring, shared by judge@t (the loop's labels) and evaluate (agreement with human rankings).
+"""Judge scoring: the grades each judge mode (stages/judging/modes.py) makes of the engine's generations, for
+judge@t (the loop's labels) and evaluate (agreement with human rankings).
 
 sample:  K sampled grades per response; `Score: N` is parsed from each; a grade that does not
          parse is kept with score = null and its raw text, never 0.
