@@ -31,6 +31,7 @@ from stages.core.errors import entry
 from stages.engine.backend import PARAMS as BACKEND
 from stages.engine.backend import make_backend
 from stages.measure import headtohead, heldout_checks, human, ifeval
+from stages.measure.metrics import EvalMetrics, fmt_acc, parse
 
 # the params this module reads, per stage it runs as (dvc.yaml's params lists: python -m stages.commands.dag write)
 PARAMS = {
@@ -61,13 +62,6 @@ def _iteration(value: str) -> int | str:
     if value.isdigit():
         return int(value)
     raise argparse.ArgumentTypeError(f"expected t >= 0 (0 = M0) or 'base', got {value!r}")
-
-
-def _acc(m: dict | None) -> str:
-    """An accuracy block of eval.json as 'acc [lo, hi]' (n)."""
-    if not m or m.get("acc") is None:
-        return "-"
-    return f"{m['acc']:.3f} [{m['ci95'][0]:.3f}, {m['ci95'][1]:.3f}] (n={m['n']})"
 
 
 @entry
@@ -150,21 +144,21 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{desc}: skipped {what}")
     ife = metrics["ifeval"]
     ife_line = (
-        f"IFEval prompt-strict {_acc(ife['prompt_level_strict_acc'])}, cap hit {ife['cap_hit']['count']}, "
+        f"IFEval prompt-strict {fmt_acc(ife['prompt_level_strict_acc'], with_n=True)}, cap hit {ife['cap_hit']['count']}, "
         f"loops {ife['loops']['count']} ({ifeval_seconds:.0f}s)"
         if ife
         else "IFEval skipped"
     )
     con = metrics["constraints"]
-    ife_line += f", held-out constraints met {_acc(con['prompt_level'])}" if con else ""
+    ife_line += f", held-out constraints met {fmt_acc(con['prompt_level'], with_n=True)}" if con else ""
     if base:
         print(f"{desc}: {ife_line} -> {args.out}")
         return
     h = metrics["human"] or {}
-    shorter = ((h.get("length_slices") or {}).get("pointwise") or {}).get("shorter_preferred")
+    shorter = parse(metrics, EvalMetrics).length_slice("pointwise", "shorter_preferred")
     print(
         f"{desc}: pairwise acc {h.get('pairwise_accuracy')} (A/B {h.get('ab_accuracy')}, answer-1 rate "
-        f"{h.get('ab_first_rate')}; shorter-preferred pairs {_acc(shorter)}), parse rate {h.get('parse_rate')}, "
+        f"{h.get('ab_first_rate')}; shorter-preferred pairs {fmt_acc(shorter, with_n=True)}), parse rate {h.get('parse_rate')}, "
         f"head-to-head { ({k: v['win_minus_loss'] for k, v in metrics['head2head'].items() if k != 'judge'}) }, "
         f"{ife_line}, {time.time() - t0:.1f}s -> {args.out}"
     )
