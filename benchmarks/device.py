@@ -132,8 +132,13 @@ def link_new(src: str, dst: str) -> None:
         os.link(src, dst)
 
 
-REUSED = {"dvc.lock": shutil.copy2, "metrics": shutil.copy2, "models": link_new, "data": link_new,
-          ".dvc/cache": link_new}  # fmt: skip  (DVC reruns a stage whose outputs are missing from its cache)
+REUSED = {
+    "dvc.lock": shutil.copy2,
+    "metrics": shutil.copy2,
+    "models": link_new,
+    "data": link_new,
+    ".dvc/cache": link_new,
+}  # fmt: skip  (DVC reruns a stage whose outputs are missing from its cache)
 
 
 def reuse_outputs(earlier: Path, repo: Path) -> list[str]:
@@ -594,7 +599,9 @@ def recipes(args, src: Path = ROOT) -> None:
     while not (work / "driver.done").exists() and time.time() < deadline - 15:
         time.sleep(5)
     done = (work / "driver.done").exists()
-    note = f"# recipes: {'ALL ENDED ' + (work / 'driver.done').read_text() if done else 'still running: call again'}\n\n"
+    note = (
+        f"# recipes: {'ALL ENDED ' + (work / 'driver.done').read_text() if done else 'still running: call again'}\n\n"
+    )
     (out / "progress.md").write_text(note + progress(work, runs) + "\n")
     if (work / "driver.log").exists():
         shutil.copy(work / "driver.log", out / "driver.log")

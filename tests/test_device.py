@@ -190,7 +190,9 @@ def test_setup_reuses_an_earlier_runs_outputs(tmp_path):
     # dvc.lock is a copy: DVC rewrites it in place, and the earlier run may still be going
     assert (got / "dvc.lock").stat().st_ino != (earlier / "dvc.lock").stat().st_ino
     assert state["reused"] == f"{tmp_path / 'w1'}: dvc.lock, models, data, .dvc/cache"
-    assert (got / ".dvc/cache/files/md5/ab/cdef").stat().st_ino == (earlier / ".dvc/cache/files/md5/ab/cdef").stat().st_ino
+    assert (got / ".dvc/cache/files/md5/ab/cdef").stat().st_ino == (
+        earlier / ".dvc/cache/files/md5/ab/cdef"
+    ).stat().st_ino
     assert device.setup(tmp_path / "w3", device.PROFILES, None)["reused"] is None
 
 
@@ -225,4 +227,6 @@ def test_the_driver_starts_each_recipe_once_the_baselines_m0_is_measured(tmp_pat
         argv = json.loads((tmp_path / name / "argv.json").read_text())
         assert argv[argv.index("--reuse") + 1] == str(tmp_path / "baseline")
         # started only after the baseline's lock recorded M0's training and measurement
-        assert (tmp_path / name / "argv.json").stat().st_mtime >= (tmp_path / "baseline/argv.json").stat().st_mtime + 1.0
+        assert (tmp_path / name / "argv.json").stat().st_mtime >= (
+            tmp_path / "baseline/argv.json"
+        ).stat().st_mtime + 1.0
