@@ -515,14 +515,14 @@ def lock_has(repo: Path, stages: list[str]) -> bool:
 
 
 def recipe_runs(profiles: list[str], recipes: list[str]) -> list[list]:
-    """[name, profiles] of the baseline and each `NAME=PROFILE` recipe, the recipe's profile over the baseline's
-    (lists, as JSON gives them back to the driver)."""
+    """[name, profiles] of the baseline and each `NAME=PROFILE[,PROFILE...]` recipe, the recipe's profiles over
+    the baseline's (lists, as JSON gives them back to the driver)."""
     runs = [["baseline", profiles]]
     for r in recipes:
         name, sep, path = r.partition("=")
         if not sep or not name or not path or name == "baseline" or not name.replace("-", "").isalnum():
             raise SystemExit(f"error: --recipe {r!r}: give NAME=PROFILE, e.g. checks=profiles/recipe-checks.yaml")
-        runs.append([name, [*profiles, path]])
+        runs.append([name, [*profiles, *path.split(",")]])
     return runs
 
 
@@ -643,7 +643,9 @@ def main(argv: list[str] | None = None) -> None:
     rc.add_argument("--work", type=Path, default=Path("/tmp/srlm-recipes"), help="one folder per run inside")
     rc.add_argument("--data", type=Path, help="tar.xz from `pack-data` (else ../shared/data beside the checkout)")
     rc.add_argument("--profile", action="append", help=f"the baseline's profile(s) (default {PROFILES})")
-    rc.add_argument("--recipe", action="append", default=[], help="NAME=PROFILE, over the baseline's profiles")
+    rc.add_argument(
+        "--recipe", action="append", default=[], help="NAME=PROFILE[,PROFILE...], over the baseline's profiles"
+    )
     pk = sub.add_parser("pack-data", help="the ../shared/data files the profile reads, as one tar.xz to carry")
     pk.add_argument("--profile", action="append")
     pk.add_argument("--shared", type=Path, default=ROOT.parent / "shared" / "data")

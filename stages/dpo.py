@@ -28,7 +28,7 @@ from stages.engine.models import check_model_dir, load_model, save_model
 from stages.engine.training import is_main_process, lora_config, loss_summary, relaunch, trainer_args
 
 # the params this stage reads: dvc.yaml's params list and the lineage record (python -m stages.commands.dag write)
-PARAMS = ("seed", "backend.trust_remote_code", "dpo")
+PARAMS = ("seed", "replicate", "backend.trust_remote_code", "dpo")
 
 
 def loss_options(cfg: P.Dpo) -> dict:
@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> None:
             train_dataset=data,
             peft_config=lora_config(p.dpo),
             args=DPOConfig(
-                **trainer_args(p.dpo, rows.derive_seed(p.seed, "dpo", args.iteration), Path(work)),
+                **trainer_args(p.dpo, p.loop_seed("dpo", args.iteration), Path(work)),
                 beta=p.dpo.beta,
                 per_device_eval_batch_size=1,  # the accuracy is then a plain count over the pairs
                 **loss_options(p.dpo),

@@ -33,6 +33,7 @@ from stages.judging.scoring import score_summary
 # the params this stage reads: dvc.yaml's params list and the lineage record (python -m stages.commands.dag write)
 PARAMS = (
     "seed",
+    "replicate",
     *BACKEND,
     "judge",
     "shards.size",
@@ -54,7 +55,7 @@ def main(argv: list[str] | None = None) -> None:
     rows.all_or_none(args.out, lineage.path_for(args.out), args.metrics)
     cfg, mode = p.judge, mode_for(p.judge.mode)
     responses = rows.read(args.responses, "responses")
-    seed = rows.derive_seed(p.seed, "judge", args.iteration)
+    seed = p.loop_seed("judge", args.iteration)
     work = Work(
         f"judge@{args.iteration}",
         mode.items(responses),

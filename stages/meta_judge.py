@@ -39,6 +39,7 @@ from stages.judging.scoring import check_judged, compare_grades, ordered_pairs, 
 # the params this stage reads: dvc.yaml's params list and the lineage record (python -m stages.commands.dag write)
 PARAMS = (
     "seed",
+    "replicate",
     *BACKEND,
     "judge",
     "meta_judge",
@@ -195,7 +196,7 @@ def main(argv: list[str] | None = None) -> None:
     p = P.load(args.params)
     rows.all_or_none(args.out, lineage.path_for(args.out), args.metrics)
     cfg, stage = p.meta_judge, f"meta_judge@{args.iteration}"
-    seed = rows.derive_seed(p.seed, "meta_judge", args.iteration)
+    seed = p.loop_seed("meta_judge", args.iteration)
 
     def finish(df: pl.DataFrame, metrics: dict, inputs: dict) -> None:
         rows.write(df, args.out, "meta_judgments")

@@ -38,6 +38,7 @@ from stages.judging.text import near_duplicate, words
 # the params this stage reads: dvc.yaml's params list and the lineage record (python -m stages.commands.dag write)
 PARAMS = (
     "seed",
+    "replicate",
     *BACKEND,
     "prompts",
     "checks",
@@ -118,7 +119,7 @@ def main(argv: list[str] | None = None) -> None:
     pool = rows.read(args.pool, "ift")
     if len(pool) < cfg.fewshot:
         raise SrlmError(f"error: {args.pool} has {len(pool)} instructions, fewer than prompts.fewshot={cfg.fewshot}")
-    seed = rows.derive_seed(p.seed, "prompts", args.iteration)
+    seed = p.loop_seed("prompts", args.iteration)
     rng = random.Random(seed)
     shots = [rng.sample(range(len(pool)), cfg.fewshot) for _ in range(cfg.n)]
     instructions, ids = pool["instruction"].to_list(), pool["id"].to_list()

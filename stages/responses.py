@@ -30,6 +30,7 @@ from stages.judging.text import loops
 # the params this stage reads: dvc.yaml's params list and the lineage record (python -m stages.commands.dag write)
 PARAMS = (
     "seed",
+    "replicate",
     *BACKEND,
     "responses",
     "pairs.temporal",
@@ -53,7 +54,7 @@ def main(argv: list[str] | None = None) -> None:
     rows.all_or_none(args.out, lineage.path_for(args.out), args.metrics)
     cfg = p.responses
     prompts = rows.read(args.prompts, "prompts")
-    seed = rows.derive_seed(p.seed, "responses", args.iteration)
+    seed = p.loop_seed("responses", args.iteration)
 
     items = [(i, [{"role": "user", "content": t}]) for i, t in zip(prompts["id"], prompts["prompt"])]
     models = [(f"responses@{args.iteration}", args.model, seed)]

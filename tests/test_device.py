@@ -200,6 +200,11 @@ def test_recipe_runs_are_named_and_layered_on_the_baseline():
     runs = device.recipe_runs(["profiles/gpu.yaml"], ["checks=profiles/recipe-checks.yaml"])
     assert runs == [["baseline", ["profiles/gpu.yaml"]],
                     ["checks", ["profiles/gpu.yaml", "profiles/recipe-checks.yaml"]]]  # fmt: skip
+    # a replicate of a recipe: two overlays
+    assert device.recipe_runs(["g.yaml"], ["checks-r1=c.yaml,profiles/replicate-1.yaml"])[1] == [
+        "checks-r1",
+        ["g.yaml", "c.yaml", "profiles/replicate-1.yaml"],
+    ]
     for bad in ("checks", "=x.yaml", "baseline=x.yaml", "a b=x.yaml"):
         with pytest.raises(SystemExit, match="NAME=PROFILE"):
             device.recipe_runs(["profiles/gpu.yaml"], [bad])

@@ -18,6 +18,7 @@ SHIPPED = [
     ["profiles/gpu.yaml", "profiles/gpu-dpo-lora.yaml"],
     ["profiles/gpu.yaml", "profiles/gpu-2gpu.yaml"],
     ["profiles/gpu.yaml", "profiles/gpu-shared.yaml"],
+    ["profiles/gpu.yaml", "profiles/recipe-checks.yaml", "profiles/replicate-1.yaml"],
     # the recipes of docs/recipes.md (benchmarks/recipes.py runs each as gpu.yaml + its overlay)
     *[
         ["profiles/gpu.yaml", f.relative_to(ROOT).as_posix()]

@@ -436,10 +436,11 @@ def card(
             ],
         )
     )
-    seeds = [("global (params.yaml seed)", p.seed)] + [
-        (f"{stage}@{iteration}", rows.derive_seed(p.seed, stage, iteration))
-        for stage in ("prompts", "responses", "judge")
-    ]
+    seeds = (
+        [("global (params.yaml seed)", p.seed)]
+        + [("replicate", p.replicate)] * bool(p.replicate)
+        + [(f"{stage}@{iteration}", p.loop_seed(stage, iteration)) for stage in ("prompts", "responses", "judge")]
+    )
     records = [
         (f"data/iter{iteration}/{kind}.lineage.json", r)
         for kind in rows.DATASETS

@@ -18,6 +18,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from stages.core import rows
 from stages.core.errors import SrlmError
 
 
@@ -270,6 +271,7 @@ class Release(Strict):
 
 class Params(Strict):
     seed: int = Field(ge=0)
+    replicate: int = Field(ge=0)
     backend: Backend
     base: Base
     seed_data: Seed
@@ -286,6 +288,12 @@ class Params(Strict):
     release: Release
     shards: Shards
     evaluate: Evaluate
+
+    def loop_seed(self, stage: str, iteration: int) -> int:
+        """The seed of an iteration stage's sampling (prompts, responses, judge, meta_judge, DPO's shuffling).
+        Replicate 0 is the seed every run had before the knob; another number is another draw of the loop from
+        the same M0 (SFT and evaluation keep `seed`)."""
+        return rows.derive_seed(self.seed, stage, iteration, *((self.replicate,) if self.replicate else ()))
 
     @model_validator(mode="after")
     def _chain(self):
