@@ -357,14 +357,32 @@ def run_extra(name: str, repo: Path, work: Path, env: dict, until: float) -> str
 # -------------------------------------------------------------------------------------------- results
 
 
+def built_stages(repo: Path) -> list[str]:
+    """The stages dvc.lock records as built, in its order (read while DVC may be rewriting it: unreadable or
+    absent = none yet)."""
+    try:
+        return list((yaml.safe_load((repo / "dvc.lock").read_text()) or {}).get("stages", {}))
+    except (OSError, yaml.YAMLError):
+        return []
+
+
 def stage_lists(repo: Path, env: dict) -> tuple[list[str], list[str]]:
     """(every stage of the pipeline, the stages dvc.lock records as built)."""
     out = subprocess.run([sys.executable, "-m", "dvc", "stage", "list", "--name-only"], cwd=repo, env=env,
                          capture_output=True, text=True)  # fmt: skip
     every = out.stdout.split() if out.returncode == 0 else []
-    lock = repo / "dvc.lock"
-    built = list((yaml.safe_load(lock.read_text()) or {}).get("stages", {})) if lock.exists() else []
-    return every, built
+    return every, built_stages(repo)
+
+
+# a run's files in its results (under run/), and the part of them that exists while it is still running
+RUN_FILES = ("params.yaml", "dvc.lock", "metrics", "plots", "reports", ".srlm/timings")
+PARTIAL_FILES = ("params.yaml", "dvc.lock", "metrics", ".srlm/timings")
+
+
+def add_run(tar: tarfile.TarFile, repo: Path, rels: tuple[str, ...]) -> None:
+    for rel in rels:
+        if (repo / rel).exists():
+            tar.add(repo / rel, arcname=f"run/{rel}")
 
 
 def collect(work: Path, out: Path, state: dict, env: dict, notes: list[str]) -> None:
@@ -412,9 +430,7 @@ def collect(work: Path, out: Path, state: dict, env: dict, notes: list[str]) -> 
         lines += ["## End of the dvc repro log", "", "```", *tail, "```"]
     (out / "summary.md").write_text("\n".join(lines) + "\n")
     with tarfile.open(out / "results.tar.gz", "w:gz") as tar:
-        for rel in ("params.yaml", "dvc.lock", "metrics", "plots", "reports", ".srlm/timings"):
-            if (repo / rel).exists():
-                tar.add(repo / rel, arcname=f"run/{rel}")
+        add_run(tar, repo, RUN_FILES)
         for d in ("logs", "results"):
             if (work / d).exists():
                 tar.add(work / d, arcname=d)
@@ -506,11 +522,8 @@ def run(args, src: Path = ROOT) -> None:
 
 
 def lock_has(repo: Path, stages: list[str]) -> bool:
-    """Whether dvc.lock records all of `stages` (read while DVC may be rewriting it: unreadable = not yet)."""
-    try:
-        built = (yaml.safe_load((repo / "dvc.lock").read_text()) or {}).get("stages", {})
-    except (OSError, yaml.YAMLError):
-        return False
+    """Whether dvc.lock records all of `stages`."""
+    built = built_stages(repo)
     return all(s in built for s in stages)
 
 
@@ -568,8 +581,7 @@ def progress(work: Path, runs: list[list]) -> str:
     """One line per run: stages built so far and the last line of its dvc repro log."""
     lines = []
     for name, _ in runs:
-        repo = work / name / "repo"
-        built = list((yaml.safe_load((repo / "dvc.lock").read_text()) or {}).get("stages", {})) if (repo / "dvc.lock").exists() else []  # fmt: skip
+        built = built_stages(work / name / "repo")
         log = work / name / "logs" / "repro.log"
         tail = [x for x in log.read_text(errors="replace").splitlines() if x.strip()][-1:] if log.exists() else []
         lines.append(f"- {name}: {len(built)} stages built; last: {built[-1] if built else '-'}; log: {tail[0][:160] if tail else '-'}")  # fmt: skip
@@ -611,9 +623,7 @@ def recipes(args, src: Path = ROOT) -> None:
                 shutil.copy(work / "out" / name / f, out / f"{name}.{f}")
         elif (work / name / "repo").is_dir():  # still running: what it has measured so far, in case no call follows
             with tarfile.open(out / f"{name}.partial.tar.gz", "w:gz") as tar:
-                for rel in ("params.yaml", "dvc.lock", "metrics", ".srlm/timings"):
-                    if (work / name / "repo" / rel).exists():
-                        tar.add(work / name / "repo" / rel, arcname=f"run/{rel}")
+                add_run(tar, work / name / "repo", PARTIAL_FILES)
     print((out / "progress.md").read_text(), flush=True)
 
 
