@@ -165,6 +165,8 @@ def reuse_outputs(earlier: Path, repo: Path) -> list[str]:
 
 def setup(work: Path, profiles: list[str], data: Path | None, src: Path = ROOT, reuse: Path | None = None) -> dict:
     """A fresh WORK/repo for the profiles; with `reuse` (an earlier run's WORK), its outputs (reuse_outputs)."""
+    if reuse is not None and not (reuse / "repo" / "dvc.lock").is_file():
+        raise SystemExit(f"error: --reuse {reuse}: no earlier run there ({reuse / 'repo' / 'dvc.lock'} is missing)")
     repo = work / "repo"
     shutil.rmtree(work, ignore_errors=True)
     repo.mkdir(parents=True)

@@ -194,6 +194,9 @@ def test_setup_reuses_an_earlier_runs_outputs(tmp_path):
         earlier / ".dvc/cache/files/md5/ab/cdef"
     ).stat().st_ino
     assert device.setup(tmp_path / "w3", device.PROFILES, None)["reused"] is None
+    with pytest.raises(SystemExit, match=r"error: --reuse .*nowhere: no earlier run there"):  # a mistyped path
+        device.setup(tmp_path / "w4", device.PROFILES, None, reuse=tmp_path / "nowhere")
+    assert not (tmp_path / "w4").exists()
 
 
 def test_recipe_runs_are_named_and_layered_on_the_baseline():
