@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -154,13 +155,35 @@ def reuse_outputs(earlier: Path, repo: Path) -> list[str]:
     for name, how in REUSED.items():
         src = earlier / name
         if src.is_dir():
-            shutil.copytree(src, repo / name, copy_function=how, dirs_exist_ok=True)
+            skip = lambda _, names: [n for n in names if ITERATION_PATH.fullmatch(n)]  # noqa: E731
+            shutil.copytree(src, repo / name, copy_function=how, dirs_exist_ok=True, ignore=skip)
         elif src.is_file():
             how(src, repo / name)
         else:
             continue
         done.append(name)
+    if (repo / "dvc.lock").is_file():
+        keep_m0_stages(repo / "dvc.lock")
     return done
+
+
+# data/iter1, metrics/iter2, models/M3, ...: what iteration 1 and later made (iteration 0 is M0's evaluation)
+ITERATION_PATH = re.compile(r"iter[1-9]\d*|M[1-9]\d*")
+
+
+def keep_m0_stages(lock: Path) -> None:
+    """Drop from dvc.lock every stage that reads or writes an iteration's path (prompts@1 ... evaluate@3, plots):
+    a reused run takes over base, SFT and M0's evaluation only. Had it kept an earlier run's finished iterations,
+    a recipe stopped part way would show that run's later models as its own (measured 2026-12-06: a replicate
+    stopped after M2 reported the earlier run's M3)."""
+    d = yaml.safe_load(lock.read_text())
+
+    def shared(stage: dict) -> bool:
+        paths = [x["path"] for key in ("deps", "outs") for x in stage.get(key, [])]
+        return not any(ITERATION_PATH.fullmatch(part) for x in paths for part in Path(x).parts)
+
+    d["stages"] = {name: stage for name, stage in d.get("stages", {}).items() if shared(stage)}
+    lock.write_text(yaml.safe_dump(d, sort_keys=False))
 
 
 def setup(work: Path, profiles: list[str], data: Path | None, src: Path = ROOT, reuse: Path | None = None) -> dict:

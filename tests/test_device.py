@@ -238,3 +238,30 @@ def test_the_driver_starts_each_recipe_once_the_baselines_m0_is_measured(tmp_pat
         assert (tmp_path / name / "argv.json").stat().st_mtime >= (
             tmp_path / "baseline/argv.json"
         ).stat().st_mtime + 1.0
+
+
+def test_reuse_takes_over_m0_only(tmp_path):
+    """A finished earlier run: its iterations (dvc.lock stages, metrics, data, models) stay behind, so a recipe
+    stopped part way cannot show the earlier run's later models as its own."""
+    earlier = tmp_path / "w1" / "repo"
+    for d in ("models/M0", "models/M1", "metrics/iter0", "metrics/iter1", "data/iter1"):
+        (earlier / d).mkdir(parents=True)
+        (earlier / d / "f.json").write_text("{}")
+    stage = lambda deps, outs: {"deps": [{"path": x} for x in deps], "outs": [{"path": x} for x in outs]}  # noqa: E731
+    lock = {
+        "schema": "2.0",
+        "stages": {
+            "sft": stage(["data/seed/ift.jsonl"], ["models/M0"]),
+            "evaluate_m0": stage(["models/M0"], ["metrics/iter0/eval.json"]),
+            "dpo@1": stage(["models/M0", "data/iter1/preferences.parquet"], ["models/M1"]),
+            "evaluate@1": stage(["models/M1"], ["metrics/iter1/eval.json"]),
+            "plots": stage(["metrics/iter0/eval.json", "metrics/iter1/eval.json"], ["metrics/summary"]),
+        },
+    }
+    (earlier / "dvc.lock").write_text(yaml.safe_dump(lock, sort_keys=False))
+    device.setup(tmp_path / "w2", device.PROFILES, None, reuse=tmp_path / "w1")
+    got = tmp_path / "w2" / "repo"
+    assert list(yaml.safe_load((got / "dvc.lock").read_text())["stages"]) == ["sft", "evaluate_m0"]
+    assert (got / "models/M0/f.json").exists() and (got / "metrics/iter0/f.json").exists()
+    assert not any((got / d / "f.json").exists() for d in ("models/M1", "metrics/iter1", "data/iter1"))
+    assert list(yaml.safe_load((earlier / "dvc.lock").read_text())["stages"])[-1] == "plots"  # the earlier run's own
