@@ -206,7 +206,7 @@ def validation_section(v: ValidateMetrics | dict, iteration: int) -> str:
     checks = [
         (
             f"{c['dataset']}.{c['check']}",
-            observed_text(c) if c.get("ci95") else c.get("observed"),
+            observed_text(c),
             c.get("threshold"),
             ", ".join(c.get("params") or []) or "-",
             "pass" if c.get("passed") else ("FAIL (recorded only)" if c in recorded else "FAIL"),

@@ -1,6 +1,6 @@
 """The metrics files as their readers see them (srlm status, the card, srlm exp, the plots, the judge gate,
-benchmarks/report and recipes): a typed, read-side schema, and the one formatter of an accuracy with its 95%
-interval.
+benchmarks/report and recipes): a typed, read-side schema, the one formatter of an accuracy with its 95%
+interval, and the rounding of a check's observed value.
 
 The writers (evaluate, pairs, dpo, validate) build plain dicts; these models read them back. Metrics files grow
 and old ones stay in git, so reading is lenient: unknown keys are kept, every field may be missing, and a
@@ -300,6 +300,11 @@ def parse(obj: dict | None, model: type[M]) -> M | None:
 def load(path: str | Path, model: type[M], rev: str | None = None, repo: str | None = None) -> M | None:
     """A metrics file as `model`; None when the file is absent (rows.read_json: an error names a corrupt one)."""
     return parse(rows.read_json(path, rev, repo), model)
+
+
+def rounded(v):
+    """A check's observed value as validate keeps and prints it: a float to 4 places, anything else as it is."""
+    return round(v, 4) if isinstance(v, float) else v
 
 
 def fmt_acc(
