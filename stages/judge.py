@@ -27,6 +27,7 @@ from stages.core import params as P
 from stages.core.errors import entry
 from stages.engine.backend import PARAMS as BACKEND
 from stages.engine.shards import Work
+from stages.engine.task import judge_task
 from stages.judging.modes import mode_for
 from stages.judging.scoring import score_summary
 
@@ -59,7 +60,7 @@ def main(argv: list[str] | None = None) -> None:
     work = Work(
         f"judge@{args.iteration}",
         mode.items(responses),
-        mode.task(cfg),
+        judge_task(mode, cfg),
         seed,
         args.model,
         p.backend,

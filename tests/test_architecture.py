@@ -124,12 +124,13 @@ def _rerun(file: str) -> set[str]:
 
 def test_rerun_scopes():
     """The issue's rerun table: scoring reruns no SFT; the statistics no judge, pairs or DPO; the templates no
-    responses; a command nothing; the engine no pairs."""
+    responses; a command nothing; the engine no pairs and no validate."""
     assert "sft" not in _rerun("stages/judging/scoring.py")
     assert _rerun("stages/measure/stats.py").isdisjoint({"judge", "pairs", "dpo", "sft", "responses"})
     assert "responses" not in _rerun("stages/judging/templates/judge.txt")
     assert _rerun("stages/commands/cli.py") == set()
     assert "pairs" not in _rerun("stages/engine/shards.py")
+    assert "validate" not in _rerun("stages/engine/task.py")  # validate reads the judge modes, never runs one
     assert _rerun("stages/core/rows.py") == set(dvc_stages())  # core is every stage's: keep it small
 
 

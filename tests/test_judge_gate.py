@@ -163,6 +163,18 @@ def test_failure_line_names_accuracy_interval_and_threshold():
     assert summary(v) == "failed (fail): accuracy 0.50 [0.40-0.60] (n=96), needs 95% interval low > 0.5"
 
 
+def test_failure_line_and_report_print_observed_values_to_4_places():
+    """A record a writer left unrounded prints as validate.json keeps values; a count or an error as it is."""
+    base = {"passed": False, "overridden": False, "failed": 1, "evaluated": 3, "skipped": [], "warnings": []}
+    c = {**verdict(eval_json())["checks"][0], "observed": 2 / 3, "ci95": [0.612345678, 0.7123456789], "passed": False}
+    assert "observed value 0.6667 [0.6123, 0.7123] (n=529), threshold" in failure_line(1, c)
+    page = report_html({**base, "checks": [], "judge": {**verdict(eval_json()), "checks": [c]}}, 1)
+    assert "0.6667 [0.6123, 0.7123] (n=529)" in page and "0.66666" not in page
+    gx_like = {**c, "dataset": "responses", "ci95": None, "n": None}
+    assert "observed value 8, threshold" in failure_line(1, {**gx_like, "observed": 8})
+    assert "observed value error: no column, threshold" in failure_line(1, {**gx_like, "observed": "error: no column"})
+
+
 def test_report_shows_the_judge_beside_the_datasets():
     base = {"passed": True, "overridden": False, "failed": 0, "evaluated": 3, "skipped": [], "warnings": []}
     judge = judge_verdict(eval_json(acc=0.5, ci=(0.4, 0.6)), 12, knobs("validate_"), "metrics/iter0/eval.json")

@@ -11,9 +11,13 @@ import pytest
 
 from stages.measure.metrics import (
     Accuracy,
+    BaseMetrics,
     DpoMetrics,
     EvalMetrics,
+    JudgeMetrics,
     PairsMetrics,
+    PromptsMetrics,
+    ResponsesMetrics,
     Section,
     ValidateMetrics,
     fmt_acc,
@@ -25,7 +29,16 @@ from .conftest import ROOT
 
 FIXTURES = ROOT / "tests/fixtures/metrics"
 GPU_RUN = ROOT / "benchmarks/results/recipes_h100_2026-12-06b/baseline.results.tar.gz"
-MODELS = {"eval": EvalMetrics, "pairs": PairsMetrics, "dpo": DpoMetrics, "validate": ValidateMetrics}
+MODELS = {
+    "base": BaseMetrics,
+    "prompts": PromptsMetrics,
+    "responses": ResponsesMetrics,
+    "judge": JudgeMetrics,
+    "eval": EvalMetrics,
+    "pairs": PairsMetrics,
+    "dpo": DpoMetrics,
+    "validate": ValidateMetrics,
+}
 
 
 def dropped(model: Section, raw: dict, at: str = "") -> list[str]:
@@ -47,7 +60,7 @@ def real_files() -> list[tuple[str, dict]]:
 
 @pytest.mark.parametrize("name,raw", real_files(), ids=[n for n, _ in real_files()])
 def test_a_cpu_runs_metrics_read_with_nothing_dropped(name, raw):
-    model = MODELS[name.rsplit("/", 1)[1].removesuffix(".json")]
+    model = MODELS[name.rsplit("/", 1)[-1].removesuffix(".json")]
     assert dropped(parse(raw, model), raw) == []
 
 
@@ -75,6 +88,17 @@ def test_pairs_dpo_and_validate_read_as_the_readers_use_them():
     gate = load(FIXTURES / "iter1/validate.json", ValidateMetrics)
     assert gate.passed is True and gate.judge.status == "failed" and gate.judge.gate == "warn"
     assert gate.judge.shorter_preferred.ci95 == (0.0, 0.5615) and len(gate.judge.checks) == 3
+
+
+def test_the_loops_files_read_as_the_card_status_and_diff_use_them():
+    assert load(FIXTURES / "base.json", BaseMetrics).gguf_file == "SmolLM2-135M-Instruct.Q4_1.gguf"
+    prompts = load(FIXTURES / "iter1/prompts.json", PromptsMetrics)
+    assert (prompts.kept, prompts.cut) == (9, 2)
+    assert prompts.content == {"multi_request": 2, "numbered": 4, "scaffolding": 1}  # as written, in its order
+    responses = load(FIXTURES / "iter1/responses.json", ResponsesMetrics)
+    assert (responses.responses, responses.truncated, responses.loops) == (34, 5, 2)
+    judge = load(FIXTURES / "iter1/judge.json", JudgeMetrics)
+    assert repr(judge.parse_rate) == "1.0" and judge.score_hist["3"] == 32
 
 
 def test_a_gpu_runs_metrics_read_with_nothing_dropped():

@@ -5,7 +5,7 @@ import polars as pl
 import pytest
 
 from stages.core.errors import SrlmError
-from stages.engine.task import run
+from stages.engine.task import judge_task, run
 from stages.judging.modes import MODES, mode_for
 from stages.judging.prompting import COMPARE_PREFILL
 from stages.judging.rewards import REWARDS, reward_for
@@ -49,7 +49,7 @@ def test_an_unknown_name_is_a_one_line_error():
 
 def test_sample_parses_each_grade_and_keeps_an_unparsed_one_as_null():
     mode, cfg = mode_for("sample"), knobs("judge", k=2)
-    task = mode.task(cfg)
+    task = judge_task(mode, cfg)
     assert (task.n, task.candidates, task.prefill) == (2, (), "")
     items = mode.items(answers())
     assert [i for i, _ in items] == ["a", "b", "c"] and "first answer" in items[0][1][0]["content"]
@@ -63,7 +63,7 @@ def test_sample_parses_each_grade_and_keeps_an_unparsed_one_as_null():
 
 def test_logprob_scores_the_expected_grade():
     mode, cfg = mode_for("logprob"), knobs("judge")
-    task = mode.task(cfg)
+    task = judge_task(mode, cfg)
     assert (task.n, task.candidates, task.prefill) == (0, ("0", "1", "2", "3", "4", "5"), LOGPROB_PREFILL)
     gens = {i: [gen(probs=[0, 0, 0, 0.5, 0.5, 0])] for i in "abc"}
     grades = mode.grades(answers(), gens)
@@ -74,7 +74,7 @@ def test_logprob_scores_the_expected_grade():
 
 def test_compare_judges_each_pair_of_a_prompts_answers_in_both_orders():
     mode, cfg = mode_for("compare"), knobs("judge")
-    task = mode.task(cfg)
+    task = judge_task(mode, cfg)
     assert (task.n, task.candidates, task.prefill) == (0, ("1", "2"), COMPARE_PREFILL)
     pairs = mode.comparisons(answers())
     assert list(pairs.values()) == [("a", "b"), ("b", "a")]  # c is alone with its prompt: nothing to compare
@@ -114,13 +114,13 @@ class EchoBackend:
 def test_one_pass_run_asks_the_backend_once_in_item_order():
     be = EchoBackend()
     mode = mode_for("logprob")
-    gens = run(be, mode.task(knobs("judge", batch_size=3)), mode.items(answers()), 7, "t")
+    gens = run(be, judge_task(mode, knobs("judge", batch_size=3)), mode.items(answers()), 7, "t")
     ((kind, texts, candidates, batch),) = be.asked
     assert kind == "probs" and batch == 3 and candidates == ["0", "1", "2", "3", "4", "5"]
     assert all(t.endswith("|" + LOGPROB_PREFILL) for t in texts)
     assert [g[0]["probs"][0] for g in gens.values()] == [0.0, 1.0, 2.0] and list(gens) == ["a", "b", "c"]
     be = EchoBackend()
-    gens = run(be, mode_for("sample").task(knobs("judge", k=2)), mode_for("sample").items(answers()), 7, "t")
+    gens = run(be, judge_task(mode_for("sample"), knobs("judge", k=2)), mode_for("sample").items(answers()), 7, "t")
     assert be.asked[0][2:] == (2, 7) and [g["text"].endswith("#1") for g in gens["c"]] == [False, True]
 
 

@@ -31,7 +31,18 @@ from stages.core import rows
 from stages.core.errors import SrlmError, entry
 from stages.core.rows import DATASETS
 from stages.measure.judge_gate import summary
-from stages.measure.metrics import EvalMetrics, HeadToHead, PairsMetrics, Section, ValidateMetrics, fmt_acc, load
+from stages.measure.metrics import (
+    EvalMetrics,
+    HeadToHead,
+    JudgeMetrics,
+    PairsMetrics,
+    PromptsMetrics,
+    ResponsesMetrics,
+    Section,
+    ValidateMetrics,
+    fmt_acc,
+    load,
+)
 
 
 def _count(path: Path, recorded=None) -> str:
@@ -42,15 +53,6 @@ def _count(path: Path, recorded=None) -> str:
     import polars as pl
 
     return str(pl.scan_parquet(path).select(pl.len()).collect().item())
-
-
-def _json_value(path: Path, key: str):
-    """A top-level value of a metrics file the schema does not cover (prompts.json, responses.json, judge.json)."""
-    try:
-        found = rows.read_json(path)
-    except SrlmError:
-        return None
-    return found.get(key) if found else None
 
 
 def _metric(path: Path, model: type[Section]):
@@ -156,7 +158,9 @@ def status(p: P.Params, params_path: str | Path = "params.yaml") -> None:
     body, notes = [], []
     for key, source in lines:
         data, met = Path(f"data/iter{key}"), Path("metrics/base" if key == "base" else f"metrics/iter{key}")
-        parse = _json_value(met / "judge.json", "parse_rate")
+        prompts = _metric(met / "prompts.json", PromptsMetrics)
+        responses = _metric(met / "responses.json", ResponsesMetrics)
+        judged = _metric(met / "judge.json", JudgeMetrics)
         model = Path("models/base" if key == "base" else f"models/M{key}")
         ev = _metric(met / "eval.json", EvalMetrics) or EvalMetrics()
         pairs = _metric(met / "pairs.json", PairsMetrics)
@@ -169,9 +173,9 @@ def status(p: P.Params, params_path: str | Path = "params.yaml") -> None:
             [
                 key + ("*" if key in marked else ""),
                 source,
-                _count(data / "prompts.parquet", _json_value(met / "prompts.json", "kept")),
-                _count(data / "responses.parquet", _json_value(met / "responses.json", "responses")),
-                _num(parse, ".0%"),
+                _count(data / "prompts.parquet", prompts.kept if prompts else None),
+                _count(data / "responses.parquet", responses.responses if responses else None),
+                _num(judged.parse_rate if judged else None, ".0%"),
                 _count(data / "preferences.parquet", pairs.pairs if pairs else None),
                 _verdict(gate),
                 judge,

@@ -37,6 +37,7 @@ from stages.core import lineage, rows
 from stages.core.errors import SrlmError, brief
 from stages.core.rows import DATASETS
 from stages.judging.text import near_duplicate, words
+from stages.measure import metrics
 
 COMPARED = {
     "prompts": ["prompt"],
@@ -280,10 +281,10 @@ def pair_churn(a: pl.DataFrame, b: pl.DataFrame) -> dict:
 
 def rates(side: Side, kind: str, df: pl.DataFrame, repo: str | None) -> dict:
     met = f"metrics/iter{side.iteration}"
-    judge = rows.read_json(f"{met}/judge.json", side.rev, repo) or {}
-    pairs = rows.read_json(f"{met}/pairs.json", side.rev, repo) or {}
-    parse = _r(df["score"].is_not_null().mean()) if kind == "judgments" and len(df) else judge.get("parse_rate")
-    return {"parse_rate": parse, "tie_rate": pairs.get("tie_rate")}
+    judge = metrics.load(f"{met}/judge.json", metrics.JudgeMetrics, side.rev, repo) or metrics.JudgeMetrics()
+    pairs = metrics.load(f"{met}/pairs.json", metrics.PairsMetrics, side.rev, repo) or metrics.PairsMetrics()
+    parse = _r(df["score"].is_not_null().mean()) if kind == "judgments" and len(df) else judge.parse_rate
+    return {"parse_rate": parse, "tie_rate": pairs.tie_rate}
 
 
 def lineage_diff(la: dict | None, lb: dict | None) -> dict:

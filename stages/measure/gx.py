@@ -16,6 +16,7 @@ from typing import Any, Optional, Union
 
 from stages.core import rows
 from stages.core.errors import SrlmError
+from stages.measure.metrics import rounded
 from stages.measure.quality import distinct_n, sample_index
 from stages.measure.stats import wilson_interval
 
@@ -175,10 +176,6 @@ def run_suite(ctx, kind: str, frame, suite: dict, parameters: dict[str, Any]) ->
     return sorted(records, key=lambda c: order[c["check"]])
 
 
-def _round(v):
-    return round(v, 4) if isinstance(v, float) else v
-
-
 def check_record(kind: str, r, raw: dict) -> dict:
     """One flat record of a GX result: what was checked, observed value, threshold, knobs."""
     cfg = r.expectation_config
@@ -191,7 +188,7 @@ def check_record(kind: str, r, raw: dict) -> dict:
         pct = res.get("unexpected_percent")
         observed = round(pct / 100, 4) if pct is not None else 0.0
     else:
-        observed = _round(res.get("observed_value"))
+        observed = rounded(res.get("observed_value"))
     bounds = bounds_text(kw)
     params = sorted(
         re.findall(
@@ -211,7 +208,7 @@ def check_record(kind: str, r, raw: dict) -> dict:
         "rule": f"values {bounds}" if is_map else None,
         "passed": bool(r.success),
         "params": params,
-        "examples": [_round(v) for v in res.get("partial_unexpected_list", [])[:3]],
+        "examples": [rounded(v) for v in res.get("partial_unexpected_list", [])[:3]],
         "description": cfg.meta.get("description", ""),
         "hint": cfg.meta.get("hint", ""),
     }

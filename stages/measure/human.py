@@ -47,7 +47,7 @@ def grade(backend: Backend, groups: pl.DataFrame, p: P.Params, seed: int, desc: 
         "response",
     )
     cfg = p.judge.model_copy(update={"batch_size": p.evaluate.compare_batch_size}) if mode.pairwise else p.judge
-    gens = engine.run(backend, mode.task(cfg), mode.items(answers), seed, desc)
+    gens = engine.run(backend, engine.judge_task(mode, cfg), mode.items(answers), seed, desc)
     grades = mode.grades(answers, gens)
     return [grades[i] for i in answers["id"]]
 

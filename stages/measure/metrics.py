@@ -1,11 +1,12 @@
-"""The metrics files as their readers see them (srlm status, the card, srlm exp, the plots, the judge gate,
-benchmarks/report and recipes): a typed, read-side schema, and the one formatter of an accuracy with its 95%
-interval.
+"""The metrics files as their readers see them (srlm status, the card, srlm exp, srlm diff, the plots, the judge
+gate, benchmarks/report and recipes): a typed, read-side schema, the one formatter of an accuracy with its 95%
+interval, and the rounding of a check's observed value.
 
-The writers (evaluate, pairs, dpo, validate) build plain dicts; these models read them back. Metrics files grow
-and old ones stay in git, so reading is lenient: unknown keys are kept, every field may be missing, and a
-missing, empty or malformed section reads as None rather than failing a table. Numbers keep their JSON type
-(`1` stays an int) so that a reader printing one as written prints what the file says.
+The writers (base, prompts, responses, judge, pairs, dpo, evaluate, validate) build plain dicts; these models
+read them back. Metrics files grow and old ones stay in git, so reading is lenient: unknown keys are kept, every
+field may be missing, and a missing, empty or malformed section reads as None rather than failing a table.
+Numbers keep their JSON type (`1` stays an int) so that a reader printing one as written prints what the file
+says.
 
     ev = load("metrics/iter1/eval.json", EvalMetrics)      # None when the file is absent
     fmt_acc(ev.length_slice("pointwise", "shorter_preferred"))   # '0.000 [0.000, 0.562]', '-' when missing
@@ -217,6 +218,58 @@ class EvalMetrics(Section):
         return self.head2head.vs_prev if self.head2head else None
 
 
+class BaseMetrics(Section):
+    """metrics/base.json (base): what the base model was made from."""
+
+    source: str | None = None
+    gguf_file: str | None = None  # the GGUF it was de-quantised from, if any
+    parameters: int | None = None
+
+
+class PromptsMetrics(Section):
+    """metrics/iter<t>/prompts.json (prompts@t)."""
+
+    generated: int | None = None
+    kept: int | None = None
+    dropped: dict[str, int] | None = None  # {reason: prompts}
+    content: dict[str, int] | None = None  # multi_request, scaffolding, numbered: the generations before any cut
+    flawed_share: Number | None = None
+    cut: int | None = None
+    constrained: int | None = None
+    mean_chars: Number | None = None
+    prompts_cut_to_context: int | None = None
+
+
+class ResponsesMetrics(Section):
+    """metrics/iter<t>/responses.json (responses@t): M(t-1)'s answers (an anchor model's, if any, as `anchor`)."""
+
+    prompts: int | None = None
+    responses: int | None = None
+    empty: int | None = None
+    duplicates: int | None = None
+    mean_tokens: Number | None = None
+    max_tokens: int | None = None
+    truncated: int | None = None
+    truncated_share: Number | None = None
+    loops: int | None = None
+    loops_share: Number | None = None
+    prompts_cut_to_context: int | None = None
+
+
+class JudgeMetrics(Section):
+    """metrics/iter<t>/judge.json (judge@t)."""
+
+    mode: str | None = None
+    responses: int | None = None
+    grades: int | None = None
+    parsed: int | None = None
+    parse_rate: Number | None = None
+    score_mean: Number | None = None
+    score_std: Number | None = None
+    score_hist: dict[str, int] | None = None  # whole points "0".."5"
+    prompts_cut_to_context: int | None = None
+
+
 class PairsMetrics(Section):
     """metrics/iter<t>/pairs.json (pairs@t)."""
 
@@ -300,6 +353,11 @@ def parse(obj: dict | None, model: type[M]) -> M | None:
 def load(path: str | Path, model: type[M], rev: str | None = None, repo: str | None = None) -> M | None:
     """A metrics file as `model`; None when the file is absent (rows.read_json: an error names a corrupt one)."""
     return parse(rows.read_json(path, rev, repo), model)
+
+
+def rounded(v):
+    """A check's observed value as validate keeps and prints it: a float to 4 places, anything else as it is."""
+    return round(v, 4) if isinstance(v, float) else v
 
 
 def fmt_acc(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import html
 
 from stages.core.rows import DATASETS
+from stages.measure.metrics import rounded
 
 # suite parameters that are not validate knobs (stages/validate.py suite_parameters)
 OTHER_KNOBS = {"responses_n": "responses.n", "meta_judge_max_share": "meta_judge.max_share"}
@@ -16,10 +17,11 @@ def knob_names(params: list[str]) -> list[str]:
 
 
 def observed_text(c: dict) -> str:
-    """The observed value, with its 95% interval and count where the check has them (the judge's)."""
-    ci = f" [{c['ci95'][0]}, {c['ci95'][1]}]" if c.get("ci95") else ""
+    """The observed value, with its 95% interval and count where the check has them (the judge's); rounded here
+    too, as a record from a writer other than stages/measure/gx.py may not be."""
+    ci = f" [{rounded(c['ci95'][0])}, {rounded(c['ci95'][1])}]" if c.get("ci95") else ""
     n = f" (n={c['n']})" if c.get("n") is not None else ""
-    return f"{c['observed']}{ci}{n}"
+    return f"{rounded(c['observed'])}{ci}{n}"
 
 
 def failure_line(iteration: int, c: dict, word: str = "FAILED") -> str:
