@@ -2,7 +2,7 @@
 
     python -m benchmarks.recipes list                       # the recipes and the -S flags of each
     python -m benchmarks.recipes run [NAME ...]             # dvc exp run -n NAME -S ... per recipe, M0 -> M3
-    python -m benchmarks.recipes table [NAME ...] [--results NAME=DIR ...] [-o FILE]
+    python -m benchmarks.recipes table [NAME ...] [--results NAME=DIR ...] [--baseline NAME] [-o FILE]
 
 A recipe is `baseline` (profiles/gpu.yaml: the paper's loop) or profiles/gpu.yaml plus one overlay
 profiles/recipe-NAME.yaml (one switch each). `run` starts every experiment from the committed params.yaml: DVC
@@ -19,13 +19,18 @@ strict accuracy with its 95% interval and its difference to the baseline's model
 interval), the judge's accuracy on the held-out human pairs (all, and those whose preferred answer is the shorter,
 where length alone scores 0), and the mean answer length (IFEval answers, tokens, and its change from M0).
 Below it the verdict of issue 17: a recipe whose last model beats the baseline's on IFEval prompt-strict by more
-than the interval (the difference's lower bound above 0), with its mean length within +-15% of M0's.
+than the interval (the difference's lower bound above 0), with its mean length within +-15% of M0's. Runs named
+NAME-rN are draws of one recipe from the same M0 (params.yaml `replicate`): a recipe must then beat every draw of
+the baseline in every draw of its own, since two draws of one loop differ beyond the paired interval by chance
+(measured 2026-12-06, docs/checks.md). Last, each run against its own M0 and each recipe's spread over its draws
+(`--draws-only`: that part alone, which holds across runs from different M0s).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import shlex
 import subprocess
 import sys
@@ -227,12 +232,12 @@ def _diff(d) -> str:
     return "-" if d is None else f"{d[0]:+.3f} [{d[1]:+.3f}, {d[2]:+.3f}]"
 
 
-def markdown(table: dict) -> str:
+def markdown(table: dict, baseline: str = BASELINE) -> str:
     """Per recipe and model: IFEval prompt-strict and its paired differences to the recipe's M0 and to the
     baseline's model of the same iteration, instruction-strict, looping share and mean tokens of the IFEval
     answers, the held-out constraint set (and its paired difference to M0), the judge on both length slices of
     the human pairs, and per iteration the pairs (decided by checks), DPO loss and reward accuracy."""
-    base = {r["model"]: r for r in table.get(BASELINE, [])}
+    base = {r["model"]: r for r in table.get(baseline, [])}
     lines = [
         "| recipe | model | IFEval prompt strict [95%] | vs M0, paired [95%] | vs baseline, paired [95%] "
         "| inst strict | looping | tokens (mean, vs M0) | held-out constraints [95%] | vs M0, paired [95%] "
@@ -252,7 +257,7 @@ def markdown(table: dict) -> str:
             first = r["model"] == "M0"
             lines.append(
                 f"| {name} | {r['model']} | {fmt_acc(r['ifeval'])} | {'-' if first else _diff(vs_m0)} | "
-                f"{'-' if name == BASELINE else _diff(vs_base)} | {fmt_acc(r['ifeval_inst'])} | "
+                f"{'-' if name == baseline else _diff(vs_base)} | {fmt_acc(r['ifeval_inst'])} | "
                 + _share(r["loops"])
                 + " | "
                 + ("-" if r["tokens"] is None else f"{r['tokens']:.0f}")
@@ -269,49 +274,125 @@ def markdown(table: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def verdict(table: dict) -> str:
-    """Issue 17's rule on each recipe's last model (the last one the baseline reached too): the recipe, if any,
-    that becomes the GPU profile's default."""
-    base = {r["model"]: r for r in table.get(BASELINE, [])}
-    if not base:
-        return "No verdict: the baseline has not been run."
-    winners, lines = [], []
+def draws_markdown(table: dict) -> str:
+    """Per run, its last model against its own M0 (paired): IFEval prompt-strict, the looping share and mean tokens
+    of the IFEval answers, the held-out constraints; then, per recipe with several draws (NAME-rN), the spread of
+    its IFEval change over them at the last model they all reached: what one loop moves by chance."""
+    lines = [
+        "| run | recipe | model | IFEval vs M0, paired [95%] | looping, M0 -> model | tokens, M0 -> model "
+        "| held-out constraints vs M0, paired [95%] |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    changes: dict[str, dict[str, dict]] = {}
     for name, rows in table.items():
-        both = [r for r in rows if r["model"] in base and r["model"] != "M0"]
-        if name == BASELINE or not both:
-            if name != BASELINE:
-                lines.append(f"- {name}: no model past M0 to compare")
+        m0 = next((r for r in rows if r["model"] == "M0"), None)
+        if m0 is None or rows[-1] is m0:
             continue
-        row, m0 = both[-1], next((r for r in rows if r["model"] == "M0"), None)
-        b = base[row["model"]]
-        d = versus(row["ifeval"], b["ifeval"], row["ifeval_passed"], b["ifeval_passed"])
-        change = length_change(row, m0)
-        beats = d is not None and d[1] > 0
-        short = change is not None and abs(change) <= LENGTH_TOLERANCE
-        if beats and short:
-            outcome = "BEATS the baseline"
-            winners.append((d[0], name, row["model"]))
-        elif beats:
-            outcome = "beats it on IFEval, but its length moved more than 15% from M0's"
-        else:
-            outcome = "does not beat it beyond the interval"
+        for r in rows[1:]:
+            d = versus(r["ifeval"], m0["ifeval"], r["ifeval_passed"], m0["ifeval_passed"])
+            changes.setdefault(recipe_of(name), {}).setdefault(name, {})[r["model"]] = d
+        r = rows[-1]
+        ife = versus(r["ifeval"], m0["ifeval"], r["ifeval_passed"], m0["ifeval_passed"])
+        con = versus(r["constraints"], m0["constraints"], r["constraints_passed"], m0["constraints_passed"])
+        tokens = "-" if r["tokens"] is None or m0["tokens"] is None else f"{m0['tokens']:.0f} -> {r['tokens']:.0f}"
+        loops = "-" if m0["loops"] is None else f"{m0['loops'][0]:.1%} -> {_share(r['loops'])}"
         lines.append(
-            f"- {name}: {row['model']} IFEval prompt strict vs the baseline's "
-            + ("-" if d is None else f"{d[0]:+.3f} [{d[1]:+.3f}, {d[2]:+.3f}]")
-            + f"; mean answer length vs M0 {'-' if change is None else f'{change:+.0%}'}: {outcome}"
+            f"| {name} | {recipe_of(name)} | {r['model']} | {_diff(ife)} | {loops} | {tokens} | {_diff(con)} |"
         )
+    notes = []
+    for recipe, runs in changes.items():
+        common = set.intersection(*(set(x) for x in runs.values()))
+        if len(runs) < 2 or not common:
+            continue
+        model = max(common, key=lambda m: int(m[1:]))
+        got = [d[0] for d in (x[model] for x in runs.values()) if d is not None]
+        if len(got) == len(runs):
+            notes.append(
+                f"- {recipe}: {len(got)} draws, {model} - M0 from {min(got):+.3f} to {max(got):+.3f} "
+                f"(mean {sum(got) / len(got):+.3f}; spread {max(got) - min(got):.3f})"
+            )
+    return "\n".join(lines + ([""] + notes if notes else [])) + "\n"
+
+
+def recipe_of(name: str) -> str:
+    """The recipe a run draws: NAME-rN is draw N of NAME (params.yaml `replicate` N, profiles/replicate-N.yaml)."""
+    return re.sub(r"-r\d+$", "", name)
+
+
+def verdict(table: dict, baseline: str = BASELINE) -> str:
+    """Issue 17's rule, robust to the loop's own spread: a recipe beats the baseline when every draw of it beats
+    every draw of the baseline (the runs NAME-rN, recipe_of) at the last model both reached by more than the
+    paired interval, with its mean length within +-15% of M0's. With one draw each it is the plain rule. Another
+    draw of the baseline is never a recipe: its difference to the baseline is the loop's spread by chance."""
+    if baseline not in table:
+        return "No verdict: the baseline has not been run."
+    family = recipe_of(baseline)
+    base_draws = [n for n in table if recipe_of(n) == family]
+    groups: dict[str, list[str]] = {}
+    for name in table:
+        if recipe_of(name) != family:
+            groups.setdefault(recipe_of(name), []).append(name)
+    winners, lines = [], []
+    for name in base_draws:
+        if name != baseline:
+            got = compare(table[name], table[baseline])
+            lines.append(
+                f"- {name}: another draw of the baseline (the loop's spread by chance, not a recipe): "
+                + (
+                    "no model past M0 to compare"
+                    if got is None
+                    else f"{got[0]['model']} vs {baseline}'s {_diff(got[1])}"
+                )
+            )
+    for recipe, draws in groups.items():
+        verdicts = []
+        for name in draws:
+            for b in base_draws:
+                got = compare(table[name], table[b])
+                if got is None:
+                    lines.append(f"- {name}: no model past M0 to compare with {b}")
+                    continue
+                row, d, change = got
+                beats, short = d is not None and d[1] > 0, change is not None and abs(change) <= LENGTH_TOLERANCE
+                verdicts.append((beats, short, d, row["model"]))
+                outcome = (
+                    "BEATS it" if beats and short else
+                    "beats it on IFEval, but its length moved more than 15% from M0's" if beats else
+                    "does not beat it beyond the interval"
+                )  # fmt: skip
+                lines.append(
+                    f"- {name}: {row['model']} IFEval prompt strict vs {'the baseline' if b == baseline else b}'s "
+                    f"{_diff(d)}; mean answer length vs M0 {'-' if change is None else f'{change:+.0%}'}: {outcome}"
+                )
+        if verdicts and all(b and s for b, s, _, _ in verdicts):
+            winners.append((min(v[2][0] for v in verdicts), recipe, verdicts[-1][3]))
+    draws_note = f" (each of its {len(base_draws)} draws)" if len(base_draws) > 1 else ""
     if winners:
         _, name, model = max(winners)
         head = (
-            f"**{name}** beats the baseline's {model} on IFEval prompt-strict by more than the interval with its "
-            "mean answer length within +-15% of M0's: it becomes the GPU profile's default (profiles/gpu.yaml)."
+            f"**{name}** beats the baseline's {model}{draws_note} on IFEval prompt-strict by more than the interval in every "
+            "draw, with its mean answer length within +-15% of M0's: it becomes the GPU profile's default "
+            "(profiles/gpu.yaml)."
         )
     else:
         head = (
-            "None of the recipes beats the baseline's last model on IFEval prompt-strict by more than the interval "
-            "with its mean answer length within +-15% of M0's: the GPU profile keeps the paper's recipe."
+            f"None of the recipes beats the baseline{draws_note} on IFEval prompt-strict by more than the interval "
+            "in every draw with its mean answer length within +-15% of M0's: the GPU profile keeps the paper's "
+            "recipe."
         )
     return "\n".join([head, *lines])
+
+
+def compare(rows: list[dict], base_rows: list[dict]) -> tuple[dict, tuple | None, float | None] | None:
+    """At the last model past M0 that both runs reached: (the run's row, its IFEval difference to the base run's
+    row, paired where both carry per-prompt verdicts, and its mean length change from its own M0)."""
+    base = {r["model"]: r for r in base_rows}
+    both = [r for r in rows if r["model"] in base and r["model"] != "M0"]
+    if not both:
+        return None
+    row, b = both[-1], base[both[-1]["model"]]
+    m0 = next((r for r in rows if r["model"] == "M0"), None)
+    return row, versus(row["ifeval"], b["ifeval"], row["ifeval_passed"], b["ifeval_passed"]), length_change(row, m0)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -328,6 +409,12 @@ def main(argv: list[str] | None = None) -> None:
     t.add_argument("--results", action="append", default=[], metavar="NAME=DIR", help="a run's folder for NAME")
     t.add_argument("--last", type=int, default=3, help="the last iteration (default 3: M0 -> M3)")
     t.add_argument("-o", "--out", type=Path, help="write the markdown here too")
+    t.add_argument("--baseline", default=BASELINE, help=f"the run the others are compared with (default {BASELINE})")
+    t.add_argument(
+        "--draws-only",
+        action="store_true",
+        help="only each run against its own M0 (valid across runs from different M0s) and each recipe's spread",
+    )
     args = ap.parse_args(argv)
     base = args.base or BASE
     known = recipes(args.repo, base)
@@ -352,7 +439,10 @@ def main(argv: list[str] | None = None) -> None:
         names = list(dict.fromkeys(names))
     table = collect(names, args.repo, results, args.last)
     missing = [n for n in names if n not in table]
-    text = markdown(table) + "\n" + verdict(table) + "\n"
+    baseline = getattr(args, "baseline", BASELINE)
+    text = draws_markdown(table)
+    if not getattr(args, "draws_only", False):
+        text = markdown(table, baseline) + "\n" + verdict(table, baseline) + "\n\n" + text
     if missing:
         text += f"\nnot run (no experiment or folder): {', '.join(missing)}\n"
     print(text, end="")

@@ -548,6 +548,37 @@ def test_table_and_verdict_from_run_folders(tmp_path):
     assert "| mine | M3 |" in text and "- mine: M3" in text and "not run (no experiment or folder)" in text
 
 
+def test_the_verdict_asks_every_draw_to_beat_every_draw_of_the_baseline(tmp_path):
+    """Draws NAME-rN of one recipe: a second draw of the baseline is its spread, never a winner, and a recipe
+    wins only when each of its draws beats each of the baseline's."""
+    m0 = (100, 200.0)
+    runs = folders(
+        tmp_path,
+        {
+            "baseline-r1": [m0, (100, 200.0)],
+            "baseline-r2": [m0, (130, 200.0)],  # the same loop by chance +0.055: beyond the interval
+            "checks-r1": [m0, (160, 200.0)],  # beats both draws
+            "checks-r2": [m0, (140, 200.0)],  # beats r1's, not r2's
+            "nll": [m0, (170, 200.0)],  # one draw: beats both of the baseline's
+        },
+    )
+    table = recipes.collect(list(runs), tmp_path, runs)
+    v = recipes.verdict(table, "baseline-r1")
+    assert v.startswith("**nll** beats the baseline's M1 (each of its 2 draws)"), v
+    assert "- baseline-r2: another draw of the baseline (the loop's spread by chance, not a recipe): M1 vs " in v
+    assert "- checks-r2: M1 IFEval prompt strict vs baseline-r2's +0.018" in v and v.count("- checks-r") == 4
+    del table["nll"]
+    assert recipes.verdict(table, "baseline-r1").startswith("None of the recipes beats the baseline (each of its 2")
+    assert recipes.recipe_of("checks-r12") == "checks" and recipes.recipe_of("ld-dpo") == "ld-dpo"
+    out = tmp_path / "draws.md"  # each run against its own M0 only, and each recipe's spread over its draws
+    recipes.main(
+        ["table", "--draws-only", *(f"--results={n}={runs[n]}" for n in ("checks-r1", "checks-r2")), "-o", str(out)]
+    )
+    text = out.read_text()
+    assert "| checks-r2 | checks | M1 | +0.074 [" in text and "IFEval prompt strict [95%]" not in text
+    assert "- checks: 2 draws, M1 - M0 from +0.074 to +0.111 (mean +0.092; spread 0.037)" in text
+
+
 def test_the_table_gives_the_looping_share_an_interval_and_each_iteration_its_stage_seconds(tmp_path):
     ev = eval_json(100, 200.0)
     ev["ifeval"] |= {"prompts": 541, "loops": {"count": 249, "share": 0.4603}}
