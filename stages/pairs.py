@@ -17,6 +17,10 @@ Length rules (docs/judge.md), so that the pairs do not teach DPO that longer is 
   The judge's own scores must still put the chosen above the rejected, and the stored scores stay the judge's.
 - `pairs.skip_degenerate`: an answer cut at the token cap (`truncated`) or looping (`loops`) is never chosen,
   and a looping answer scored below the chosen one is rejected before any other.
+- `pairs.degenerate_last` (needs skip_degenerate): a degenerate answer ranks below every clean one. Where the
+  rejected side has one, it is the rejected answer against the chosen one of the rules here, whatever the scores
+  or constraints met (ties too): a looping one before a cut one, then the lowest rank, the longer. The pair's
+  `reward` is `degenerate`; a prompt without a degenerate answer is decided as without the knob.
 - `pairs.temporal` (Temporal Self-Rewarding, docs/recipes.md): the chosen answer is one of M(t-1)'s, the rejected
   one of the anchor's (M0's answers to the same prompts, which responses@t samples too and judge@t grades with
   the rest; `--anchor` names the anchor's folder as the rows' `model` column records it). Where M(t-1) is the
@@ -40,7 +44,7 @@ import polars as pl
 from stages.core import lineage, rows
 from stages.core import params as P
 from stages.core.errors import SrlmError, entry
-from stages.judging.rewards import reward_for
+from stages.judging.rewards import CHECKS, DECIDED, DEGENERATE, JUDGE, Reward, reward_for
 from stages.judging.scoring import check_judged, response_scores
 
 # the params this stage reads: dvc.yaml's params list and the lineage record (python -m stages.commands.dag write)
@@ -70,11 +74,17 @@ def select_pairs(
     anchor: str | None = None,
     checks: pl.DataFrame | None = None,
     reward: str = "judge",
+    degenerate_last: bool = False,
 ) -> tuple[pl.DataFrame, dict]:
     """The pairs and the counts of dropped prompts; the keyword rules are the `pairs` knobs (module docstring),
     their defaults the paper's plain best vs worst. `anchor` (pairs.temporal): the model whose answers are the
-    rejected side. `checks` (checks@t's rows) with `reward` checks or both: constraints met decide first."""
+    rejected side. `checks` (checks@t's rows) with `reward` checks or both: constraints met decide first.
+    `degenerate_last` (needs `skip_degenerate`): a degenerate answer on the rejected side is the rejected one."""
     source = reward_for(reward)
+    if degenerate_last and not skip_degenerate:
+        raise SrlmError(
+            "error: pairs.degenerate_last needs pairs.skip_degenerate (a degenerate answer is never chosen)"
+        )
     if source.checks and checks is None:
         raise SrlmError(f"error: pairs.reward is {reward} but pairs was given no checks (--checks)")
     scored = responses.join(response_scores(judgments), left_on="id", right_on="response_id", how="left")
@@ -117,40 +127,57 @@ def select_pairs(
         if clean.is_empty():
             counts["degenerate"] += 1
             continue
-        if source.checks and group["total"].max() > 0:
-            by_checks = checks_pair(clean, side[1])
-            if by_checks is not None:
-                records.append(pair_record(pid, *by_checks, "checks", iteration))
-                continue
-            if not source.judge:
-                counts["ties"] += 1
-                continue
-        elif not source.judge:
-            counts["unconstrained"] += 1
+        constrained = group["total"].max() > 0
+        best, worst, decided = rule_pair(clean, side[1], source, constrained, length_control, min_margin)
+        broken = side[1].filter(pl.col("degenerate")) if degenerate_last else side[1].clear()
+        if not broken.is_empty():  # pairs.degenerate_last: a broken answer is the rejected one, whatever its scores
+            worst, decided = last_degenerate(broken), DEGENERATE
+        if worst is None:
+            counts[decided] += 1  # ties, or unconstrained (checks alone)
             continue
-        top, bottom = clean["rank"].max(), side[1]["rank"].min()
-        band = length_control * (top - bottom)
-        best = clean.filter(pl.col("rank") >= top - band).sort(["chars", "id"]).row(0, named=True)
-        # min_margin >= 0, so equal scores never pass; the judge's scores must agree with the ranking
-        below = side[1].filter(
-            (best["rank"] - pl.col("rank") > min_margin) & (best["score"] - pl.col("score") > min_margin)
-        )
-        pool = below.filter(pl.col("looping"))
-        if pool.is_empty():
-            pool = below.filter(pl.col("rank") <= bottom + band)
-        if pool.is_empty():
-            counts["ties"] += 1
-            continue
-        worst = pool.sort(["chars", "id"], descending=[True, False]).row(0, named=True)
-        records.append(pair_record(pid, best, worst, "judge", iteration))
+        records.append(pair_record(pid, best, worst, decided, iteration))
     counts["too_few_scored"] += counts["prompts"] - scored["prompt_id"].n_unique()  # prompts with no scored response
     return rows.frame(records, "preferences"), counts
 
 
-def checks_pair(clean: pl.DataFrame, rejects: pl.DataFrame) -> tuple[dict, dict] | None:
+def rule_pair(
+    clean: pl.DataFrame,
+    rejects: pl.DataFrame,
+    source: Reward,
+    constrained: bool,
+    length_control: float,
+    min_margin: float,
+) -> tuple[dict, dict | None, str]:
+    """One prompt's pair by pairs.reward and the length rules: (chosen, rejected, what decided: judge | checks),
+    or (chosen, None, why no pair: ties | unconstrained). The chosen is the answer the rules choose even where
+    they make no pair: pairs.degenerate_last rejects a degenerate answer against it there too."""
+    if source.checks and constrained:
+        best, worst = checks_pair(clean, rejects)
+        if worst is not None:
+            return best, worst, CHECKS
+        if not source.judge:
+            return best, None, "ties"
+    elif not source.judge:  # a prompt without constraints: every answer meets as many (none)
+        return checks_pair(clean, rejects)[0], None, "unconstrained"
+    top, bottom = clean["rank"].max(), rejects["rank"].min()
+    band = length_control * (top - bottom)
+    best = clean.filter(pl.col("rank") >= top - band).sort(["chars", "id"]).row(0, named=True)
+    # min_margin >= 0, so equal scores never pass; the judge's scores must agree with the ranking
+    below = rejects.filter(
+        (best["rank"] - pl.col("rank") > min_margin) & (best["score"] - pl.col("score") > min_margin)
+    )
+    pool = below.filter(pl.col("looping"))
+    if pool.is_empty():
+        pool = below.filter(pl.col("rank") <= bottom + band)
+    if pool.is_empty():
+        return best, None, "ties"
+    return best, pool.sort(["chars", "id"], descending=[True, False]).row(0, named=True), JUDGE
+
+
+def checks_pair(clean: pl.DataFrame, rejects: pl.DataFrame) -> tuple[dict, dict | None]:
     """(chosen, rejected) by constraints met: the clean answer meeting the most (judge rank, then the shorter,
     then the smaller id breaking ties) against one meeting fewer (looping first, else the fewest met, the lowest
-    rank, the longer); None when no answer meets fewer."""
+    rank, the longer); the rejected is None when no answer meets fewer."""
     most = clean["met"].max()
     best = (
         clean.filter(pl.col("met") == most)
@@ -159,12 +186,18 @@ def checks_pair(clean: pl.DataFrame, rejects: pl.DataFrame) -> tuple[dict, dict]
     )
     below = rejects.filter(pl.col("met") < most)
     if below.is_empty():
-        return None
+        return best, None
     pool = below.filter(pl.col("looping"))
     if pool.is_empty():
         pool = below.filter(pl.col("met") == below["met"].min())
     worst = pool.sort(["rank", "chars", "id"], descending=[False, True, False]).row(0, named=True)
     return best, worst
+
+
+def last_degenerate(broken: pl.DataFrame) -> dict:
+    """pairs.degenerate_last's rejected answer among a prompt's degenerate ones: a looping one before one cut at
+    the cap, then the lowest judge rank, the longer, the smaller id."""
+    return broken.sort(["loops", "rank", "chars", "id"], descending=[True, False, True, False]).row(0, named=True)
 
 
 def pair_record(pid: str, best: dict, worst: dict, decided: str, iteration: int) -> dict:
@@ -201,9 +234,9 @@ def pair_metrics(prefs: pl.DataFrame, counts: dict, responses: pl.DataFrame | No
     return {
         **counts,
         "pairs": n,
-        # which reward decided the pairs (pairs.reward): the judge's scores or the constraints met
-        "decided_by_judge": int((prefs["reward"] == "judge").sum()),
-        "decided_by_checks": int((prefs["reward"] == "checks").sum()),
+        # what decided the pairs: the judge's scores, the constraints met (pairs.reward) or a degenerate answer
+        # rejected (pairs.degenerate_last)
+        **{f"decided_by_{d}": int((prefs["reward"] == d).sum()) for d in DECIDED},
         "tie_rate": round(counts["ties"] / counts["prompts"], 4) if counts["prompts"] else 0.0,
         "margin_mean": round(float(margin.mean()), 4) if n else None,
         "chosen_chars_mean": round(float(chosen_len.mean()), 1) if n else None,
@@ -251,6 +284,7 @@ def main(argv: list[str] | None = None) -> None:
         length_control=p.pairs.length_control,
         length_residual=p.pairs.length_residual,
         skip_degenerate=p.pairs.skip_degenerate,
+        degenerate_last=p.pairs.degenerate_last,
         anchor=args.anchor.as_posix() if p.pairs.temporal else None,
         checks=checked,
         reward=p.pairs.reward,
@@ -273,7 +307,7 @@ def main(argv: list[str] | None = None) -> None:
         rows.write_json(metrics, args.metrics)
     print(
         f"pairs@{args.iteration}: {metrics['pairs']} pairs from {counts['prompts']} prompts "
-        f"({metrics['decided_by_checks']} decided by checks) "
+        f"({metrics['decided_by_checks']} decided by checks, {metrics['decided_by_degenerate']} by a degenerate one) "
         f"(ties {counts['ties']}, too few scored {counts['too_few_scored']}, all degenerate {counts['degenerate']}; "
         f"chosen longer {metrics['chosen_longer_rate']}, truncated chosen/rejected {metrics['chosen_truncated']}/"
         f"{metrics['rejected_truncated']}, looping {metrics['chosen_loops']}/{metrics['rejected_loops']}) -> {args.out}"

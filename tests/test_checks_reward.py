@@ -117,6 +117,35 @@ def test_checks_never_choose_a_degenerate_answer_and_reject_a_looping_one_first(
     assert prefs.select("chosen_id", "rejected_id", "reward").row(0) == ("a", "c", "checks")
 
 
+def test_degenerate_last_rejects_a_degenerate_answer_whatever_the_constraints_it_meets():
+    # c: clean, meets; a: clean, fails; b: loops, meets (the judge's favourite)
+    texts = {"c": ("p", "fine ok"), "a": ("p", "x, y"), "b": ("p", "loop loop")}
+    r, j = make(texts, {"c": [2], "a": [1], "b": [5]}, looping={"b"})
+    c = checked(r, {"p": (NO_COMMAS,)})
+    cols = ("chosen_id", "rejected_id", "reward")
+    on = {"skip_degenerate": True, "degenerate_last": True}
+    prefs, _ = select_pairs(r, j, 0.0, 1, checks=c, reward="both", skip_degenerate=True)
+    assert prefs.select(cols).rows() == [("c", "a", "checks")]  # the knob off: the one meeting fewer
+    prefs, _ = select_pairs(r, j, 0.0, 1, checks=c, reward="both", **on)
+    assert prefs.select(cols).rows() == [("c", "b", "degenerate")]
+    # the cut answer meets more constraints than every clean one, the chosen included
+    texts = {"d": ("p", "well, yes"), "a": ("p", "x, y"), "b": ("p", "cut off no")}
+    r, j = make(texts, {"d": [4], "a": [1], "b": [5]}, truncated={"b"})
+    c = checked(r, {"p": (NO_COMMAS,)})
+    assert select_pairs(r, j, 0.0, 1, checks=c, reward="both", skip_degenerate=True)[0].select(cols).rows() == [
+        ("d", "a", "judge")  # the knob off: the clean answers meet as many, so the judge decides
+    ]
+    for reward in ("both", "checks"):  # checks alone: no pair without the knob (a tie)
+        prefs, _ = select_pairs(r, j, 0.0, 1, checks=c, reward=reward, **on)
+        assert prefs.select(cols).rows() == [("d", "b", "degenerate")]
+    # checks alone, a prompt without constraints: no pair without the knob, the degenerate answer's with it
+    r, j = make({"e": ("q", "E"), "f": ("q", "FF")}, {"e": [2], "f": [1]}, looping={"f"})
+    c = checked(r, {"q": ()})
+    assert select_pairs(r, j, 0.0, 1, checks=c, reward="checks", skip_degenerate=True)[1]["unconstrained"] == 1
+    prefs, counts = select_pairs(r, j, 0.0, 1, checks=c, reward="checks", **on)
+    assert prefs.select(cols).rows() == [("e", "f", "degenerate")] and counts["unconstrained"] == 0
+
+
 def test_pair_metrics_count_what_decided():
     r, j = make(
         {"a": ("p", "yes"), "b": ("p", "a, b"), "c": ("q", "A"), "d": ("q", "BB")},

@@ -1,12 +1,17 @@
+import json
 import math
 
 import polars as pl
 import pytest
 
+from stages import pairs as pairs_stage
 from stages.core import rows
+from stages.core.errors import SrlmError
 from stages.judge import score_summary
 from stages.judging.scoring import response_scores
 from stages.pairs import length_slope, pair_metrics, select_pairs
+
+from .conftest import write_params
 
 
 def make(responses, grades, truncated=(), looping=()):
@@ -209,3 +214,124 @@ def test_truncated_and_looping_chosen_and_rejected_are_counted():
     assert (m["chosen_truncated"], m["rejected_truncated"]) == (2, 1)  # a, e / b
     assert (m["chosen_loops"], m["rejected_loops"]) == (1, 1)  # a / d
     assert "chosen_truncated" not in pair_metrics(prefs, counts)  # without the responses: no flags
+
+
+# ---------------------------------------------------------------------------------------------- degenerate last
+
+
+def last(r, j, **kw):
+    """select_pairs with skip_degenerate and degenerate_last on."""
+    return select_pairs(r, j, 0.0, 1, skip_degenerate=True, degenerate_last=True, **kw)
+
+
+def test_degenerate_last_rejects_a_cut_answer_scored_highest_instead_of_the_lowest_clean_one():
+    r, j = make(
+        {"cap": ("p", "C" * 900), "ok": ("p", "O" * 50), "bad": ("p", "B" * 20)},
+        {"cap": [5.0], "ok": [4.0], "bad": [1.0]},
+        truncated={"cap"},
+    )
+    row = select_pairs(r, j, 0.0, 1, skip_degenerate=True)[0].row(0, named=True)
+    assert (row["chosen_id"], row["rejected_id"], row["reward"]) == ("ok", "bad", "judge")  # the knob off
+    row = last(r, j)[0].row(0, named=True)
+    assert (row["chosen_id"], row["rejected_id"], row["reward"]) == ("ok", "cap", "degenerate")
+    assert (row["score_chosen"], row["score_rejected"]) == (4.0, 5.0)  # the judge's scores, kept as they are
+
+
+def test_degenerate_last_rejects_a_looping_answer_before_a_cut_one_then_the_lowest_then_the_longer():
+    # the cut answer scored lower and is longer: the looping one is still rejected first
+    answers = {"cap": ("p", "C" * 900), "loop": ("p", "L" * 100), "ok": ("p", "O" * 50)}
+    r, j = make(answers, {"cap": [1.0], "loop": [3.0], "ok": [4.0]}, truncated={"cap"}, looping={"loop"})
+    assert last(r, j)[0]["rejected_id"].to_list() == ["loop"]
+    # only cut answers: the lowest scored, then (equal scores) the longer, then the smaller id
+    answers = {"c1": ("p", "C" * 90), "c2": ("p", "C" * 900), "c3": ("p", "D" * 900), "ok": ("p", "O")}
+    r, j = make(answers, {"c1": [2.0], "c2": [3.0], "c3": [3.0], "ok": [1.0]}, truncated={"c1", "c2", "c3"})
+    assert last(r, j)[0]["rejected_id"].to_list() == ["c1"]
+    r, j = make(answers, {"c1": [3.0], "c2": [3.0], "c3": [3.0], "ok": [1.0]}, truncated={"c1", "c2", "c3"})
+    assert last(r, j)[0]["rejected_id"].to_list() == ["c2"]
+
+
+def test_degenerate_last_makes_a_pair_of_a_tie_only_where_an_answer_is_degenerate():
+    answers = {"a": ("p", "A"), "b": ("p", "B"), "c": ("q", "C"), "d": ("q", "D")}
+    r, j = make(answers, {x: [3.0] for x in "abcd"}, truncated={"b"})
+    prefs, counts = last(r, j)  # p's answers tie, one of them cut; q's tie, both clean
+    assert prefs.select("prompt_id", "chosen_id", "rejected_id", "reward").rows() == [("p", "a", "b", "degenerate")]
+    assert counts == {"prompts": 2, "too_few_scored": 0, "degenerate": 0, "ties": 1}
+    r, j = make({"a": ("p", "A"), "b": ("p", "B")}, {"a": [3.0], "b": [3.0]}, looping={"b"})
+    prefs, counts = last(r, j)
+    assert prefs.select("chosen_id", "rejected_id", "reward").rows() == [("a", "b", "degenerate")]
+    prefs, counts = select_pairs(r, j, 0.0, 1, skip_degenerate=True)  # the knob off: a tie
+    assert prefs.is_empty() and counts["ties"] == 1
+
+
+# p: a cut answer scored highest; q: clean answers only; s: a tie with a looping answer; u: every answer degenerate
+MIXED = {
+    "p1": ("p", "P" * 900), "p2": ("p", "P" * 40), "p3": ("p", "P" * 30),
+    "q1": ("q", "Q" * 10), "q2": ("q", "Q" * 20), "q3": ("q", "Q" * 30),
+    "s1": ("s", "S" * 10), "s2": ("s", "S" * 700),
+    "u1": ("u", "U" * 10), "u2": ("u", "U" * 20),
+}  # fmt: skip
+MIXED_SCORES = {
+    "p1": [5],
+    "p2": [4],
+    "p3": [1],
+    "q1": [2],
+    "q2": [5],
+    "q3": [1],
+    "s1": [3],
+    "s2": [3],
+    "u1": [5],
+    "u2": [1],
+}
+MIXED_FLAGS = {"truncated": {"p1", "u1"}, "looping": {"s2", "u2"}}
+
+
+def test_degenerate_last_off_is_todays_pairs_and_on_changes_only_prompts_with_a_degenerate_answer():
+    r, j = make(MIXED, MIXED_SCORES, **MIXED_FLAGS)
+    cols = ("prompt_id", "chosen_id", "rejected_id", "reward")
+    off, off_counts = select_pairs(r, j, 0.0, 1, skip_degenerate=True)
+    assert off.equals(select_pairs(r, j, 0.0, 1, skip_degenerate=True, degenerate_last=False)[0])
+    assert off.select(cols).rows() == [("p", "p2", "p3", "judge"), ("q", "q2", "q3", "judge")]
+    assert off_counts == {"prompts": 4, "too_few_scored": 0, "degenerate": 1, "ties": 1}
+    on, on_counts = last(r, j)
+    assert on.select(cols).rows() == [("p", "p2", "p1", "degenerate"), ("q", "q2", "q3", "judge"), ("s", "s1", "s2", "degenerate")]  # fmt: skip
+    assert on.filter(prefs_of("q")).equals(off.filter(prefs_of("q")))  # no degenerate answer: the same row
+    assert on_counts == {"prompts": 4, "too_few_scored": 0, "degenerate": 1, "ties": 0}
+
+
+def test_pair_metrics_count_the_pairs_a_degenerate_answer_decided():
+    from stages.measure.judge_gate import judge_pairs
+    from stages.measure.quality import preferences_frame
+
+    r, j = make(MIXED, MIXED_SCORES, **MIXED_FLAGS)
+    prefs, counts = last(r, j)
+    m = pair_metrics(prefs, counts, r)
+    assert (m["decided_by_judge"], m["decided_by_checks"], m["decided_by_degenerate"]) == (1, 0, 2)
+    assert (m["rejected_truncated"], m["rejected_loops"]) == (1, 1)
+    off = pair_metrics(*select_pairs(r, j, 0.0, 1, skip_degenerate=True))
+    assert (off["decided_by_judge"], off["decided_by_degenerate"]) == (2, 0)
+    # the judge gate and the margin check count the judge's pairs only (a degenerate pair may tie or be reversed)
+    assert judge_pairs(prefs) == 1
+    assert preferences_frame(prefs)["margin"].isna().tolist() == [True, False, True]
+
+
+def test_degenerate_last_needs_skip_degenerate():
+    r, j = make({"a": ("p", "A"), "b": ("p", "B")}, {"a": [5], "b": [1]})
+    with pytest.raises(SrlmError, match="pairs.degenerate_last needs pairs.skip_degenerate"):
+        select_pairs(r, j, 0.0, 1, degenerate_last=True)
+
+
+def test_pairs_stage_reads_degenerate_last_and_writes_its_count(tmp_path):
+    r, j = make(MIXED, MIXED_SCORES, **MIXED_FLAGS)
+    rows.write(r, tmp_path / "r.parquet", "responses")
+    rows.write(j, tmp_path / "j.parquet", "judgments")
+    cfg = str(write_params(tmp_path / "params.yaml", "pairs: {degenerate_last: true}"))
+    pairs_stage.main(
+        ["--iteration", "1", "--params", cfg, "--responses", str(tmp_path / "r.parquet"), "--judgments"]
+        + [str(tmp_path / "j.parquet"), "--out", str(tmp_path / "p.parquet"), "--metrics", str(tmp_path / "m.json")]
+    )
+    assert rows.read(tmp_path / "p.parquet", "preferences")["reward"].to_list() == [
+        "degenerate",
+        "judge",
+        "degenerate",
+    ]
+    assert json.loads((tmp_path / "m.json").read_text())["decided_by_degenerate"] == 2

@@ -66,6 +66,18 @@ def test_prompt_length_bounds_must_be_ordered(tmp_path):
         load_text(tmp_path, yaml.safe_dump(raw))
 
 
+def test_degenerate_last_without_skip_degenerate_is_one_line_naming_both(tmp_path):
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw["pairs"].update(degenerate_last=True, skip_degenerate=False)
+    with pytest.raises(SrlmError, match=r"pairs\.degenerate_last: true needs pairs\.skip_degenerate: true") as e:
+        load_text(tmp_path, yaml.safe_dump(raw))
+    assert "\n" not in str(e.value) and "pairs.pairs" not in str(e.value)
+    raw["pairs"]["skip_degenerate"] = True  # the two together, and each alone, are valid
+    assert load_text(tmp_path, yaml.safe_dump(raw)).pairs.degenerate_last
+    raw["pairs"].update(degenerate_last=False, skip_degenerate=False)
+    assert not load_text(tmp_path, yaml.safe_dump(raw)).pairs.skip_degenerate
+
+
 def test_srlm_params_prints_exactly_params_yaml(capsys):
     from stages.commands import cli
 

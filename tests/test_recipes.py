@@ -116,6 +116,26 @@ def test_temporal_keeps_the_other_rules_within_each_side():
     assert (prefs["chosen_id"][0], prefs["rejected_id"][0]) == ("b", "c")  # the cut answer is never chosen
 
 
+def test_temporal_with_degenerate_last_rejects_only_the_anchors_degenerate_answers():
+    # M1's looping answer is on the chosen side: never chosen, never rejected; M0's cut one scored highest is rejected
+    r = answers(
+        {"a": ("p", "A", M1), "b": ("p", "BB", M1), "c": ("p", "C", M0), "d": ("p", "D", M0)},
+        truncated={"d"},
+        loops={"b"},
+    )
+    j = grades({"a": [3], "b": [1], "c": [2], "d": [5]}, r)
+    cols = ("chosen_id", "rejected_id", "reward")
+    prefs, _ = pairs.select_pairs(r, j, 0.0, 2, skip_degenerate=True, anchor=M0)
+    assert prefs.select(cols).rows() == [("a", "c", "judge")]  # the knob off
+    prefs, _ = pairs.select_pairs(r, j, 0.0, 2, skip_degenerate=True, degenerate_last=True, anchor=M0)
+    assert prefs.select(cols).rows() == [("a", "d", "degenerate")]
+    # only M1's answer degenerate: the anchor's clean answers are decided as without the knob
+    r = r.with_columns(truncated=pl.lit(False))
+    on = pairs.select_pairs(r, j, 0.0, 2, skip_degenerate=True, degenerate_last=True, anchor=M0)[0]
+    assert on.equals(pairs.select_pairs(r, j, 0.0, 2, skip_degenerate=True, anchor=M0)[0])
+    assert on.select(cols).rows() == [("a", "c", "judge")]
+
+
 def test_pairs_stage_temporal_needs_the_anchor_and_counts_its_rejections(tmp_path):
     r = answers({"a": ("p", "A", M1), "b": ("p", "B", M1), "c": ("p", "C", M0)})
     rows.write(r, tmp_path / "r.parquet", "responses")
@@ -598,7 +618,7 @@ def test_recipes_are_the_overlays_and_each_is_one_switch_off_by_default():
     p = P.load(ROOT / "params.yaml")
     defaults = {"meta_judge.enabled": False, "pairs.temporal": False, "dpo.nll_weight": 0.0,
                 "dpo.reference": "previous", "dpo.ld_alpha": None, "checks.share": 0.0,
-                "pairs.reward": "judge"}  # fmt: skip
+                "pairs.reward": "judge", "pairs.degenerate_last": False}  # fmt: skip
     for key, value in defaults.items():
         section, knob = key.split(".")
         assert getattr(getattr(p, section), knob) == value  # the paper's recipe: every switch off

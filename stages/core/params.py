@@ -141,8 +141,18 @@ class Pairs(Strict):
     length_control: float = Field(ge=0, lt=0.5)
     length_residual: bool
     skip_degenerate: bool
+    degenerate_last: bool
     temporal: bool
     reward: Literal["judge", "checks", "both"]
+
+    @model_validator(mode="after")
+    def _degenerate(self):
+        if self.degenerate_last and not self.skip_degenerate:
+            raise ValueError(
+                "pairs.degenerate_last: true needs pairs.skip_degenerate: true "
+                "(a degenerate answer ranked last must never be chosen)"
+            )
+        return self
 
 
 class MetaJudge(Strict):

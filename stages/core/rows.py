@@ -104,7 +104,9 @@ SCHEMAS: dict[str, dict[str, pl.DataType]] = {
         "rejected_id": pl.String,
         "score_chosen": pl.Float64,
         "score_rejected": pl.Float64,
-        "reward": pl.String,  # what decided the pair: judge (scores) | checks (constraints met; pairs.reward)
+        # what decided the pair: judge (scores) | checks (constraints met; pairs.reward) | degenerate (a looping or
+        # cut answer rejected; pairs.degenerate_last); stages/judging/rewards.py DECIDED
+        "reward": pl.String,
         "iteration": pl.Int32,
     },
     # meta_judge@t: per meta-judged answer, the better and the worse of M(t-1)'s judgments of it, as M(t-1) ranked

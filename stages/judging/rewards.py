@@ -5,6 +5,10 @@ judge:  the judge's scores alone (the paper).
 checks: checks@t's verdicts where the prompt has constraints; a prompt without constraints, or whose answers all
         meet as many, makes no pair.
 both:   the verdicts first; where they decide nothing the judge's scores do.
+
+What decided each pair is the preferences' `reward` column (DECIDED, its only allowed values): `judge`, `checks`,
+or `degenerate` (pairs.degenerate_last: a looping or cut answer rejected against a clean one, whatever the scores
+or constraints met).
 """
 
 from __future__ import annotations
@@ -24,6 +28,11 @@ class Reward:
 REWARDS = {
     r.name: r for r in (Reward("judge", False, True), Reward("checks", True, False), Reward("both", True, True))
 }
+
+
+# the values of the preferences' `reward` column (stages/core/rows.py); pairs.json counts each as decided_by_<value>
+JUDGE, CHECKS, DEGENERATE = "judge", "checks", "degenerate"
+DECIDED = (JUDGE, CHECKS, DEGENERATE)
 
 
 def reward_for(name: str) -> Reward:

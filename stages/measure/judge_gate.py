@@ -21,6 +21,7 @@ preferences' `reward` column, where there is one); a single check with no pairs 
 
 from __future__ import annotations
 
+from stages.judging.rewards import JUDGE
 from stages.measure.metrics import EvalMetrics, Human, JudgeGate, fmt_acc, parse
 from stages.measure.stats import ci95
 
@@ -28,10 +29,11 @@ NO_JUDGE_PAIRS = "no pair was decided by the judge"
 
 
 def judge_pairs(preferences) -> int:
-    """Pairs the judge decided: all but those with reward == "checks" (the preferences' `reward` column says which
-    reward decided each pair; a pair with no reward recorded is the judge's, as before pairs.reward existed)."""
+    """Pairs the judge decided: those with reward == "judge", not "checks" or "degenerate" (the preferences'
+    `reward` column says what decided each pair, stages/judging/rewards.py; a pair with no reward recorded is the
+    judge's, as before pairs.reward existed)."""
     if "reward" in preferences.columns:
-        return sum(r != "checks" for r in preferences["reward"].to_list())
+        return sum(r in (None, JUDGE) for r in preferences["reward"].to_list())
     return len(preferences)
 
 

@@ -279,6 +279,7 @@ class PairsMetrics(Section):
     tie_rate: Number | None = None
     decided_by_checks: int | None = None
     decided_by_judge: int | None = None
+    decided_by_degenerate: int | None = None
     chosen_longer_rate: Number | None = None
     chosen_truncated: int | None = None
     rejected_truncated: int | None = None

@@ -34,6 +34,7 @@ import polars as pl
 
 from stages.judging.modes import MODES
 from stages.judging.prompt_content import classify
+from stages.judging.rewards import JUDGE
 from stages.judging.text import max_similarity, words
 
 
@@ -167,10 +168,11 @@ def preferences_frame(prefs: pl.DataFrame):
         "prompt_id",
         prompt=content("prompt"),
         identical=(pl.col("chosen_id") == pl.col("rejected_id")) | (content("chosen") == content("rejected")),
-        # the judge's margin on the pairs it decided; a pair the constraints decided has none (pairs.reward)
-        margin=pl.when(pl.col("reward") == "checks")
-        .then(None)
-        .otherwise(pl.col("score_chosen") - pl.col("score_rejected")),
+        # the judge's margin on the pairs it decided; a pair the constraints (pairs.reward) or a degenerate answer
+        # (pairs.degenerate_last) decided has none
+        margin=pl.when(pl.col("reward").fill_null(JUDGE) == JUDGE).then(
+            pl.col("score_chosen") - pl.col("score_rejected")
+        ),
         length_ratio=content("chosen").str.len_chars() / pl.max_horizontal(content("rejected").str.len_chars(), 1),
         chosen_longer=content("chosen").str.len_chars() > content("rejected").str.len_chars(),
     ).to_pandas()
