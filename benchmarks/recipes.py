@@ -182,6 +182,7 @@ def model_row(read, t: int) -> dict | None:
         "pairs": pairs.pairs,
         "prompts": pairs.prompts,
         "by_checks": pairs.decided_by_checks,
+        "by_degenerate": pairs.decided_by_degenerate,
         "dpo_loss": (dpo.loss_first, dpo.loss_last) if dpo else None,
         "reward_acc": dpo.reward_accuracy if dpo else None,
         "stage_s": stage_seconds(read, t),
@@ -241,7 +242,7 @@ def markdown(table: dict, baseline: str = BASELINE) -> str:
     lines = [
         "| recipe | model | IFEval prompt strict [95%] | vs M0, paired [95%] | vs baseline, paired [95%] "
         "| inst strict | looping | tokens (mean, vs M0) | held-out constraints [95%] | vs M0, paired [95%] "
-        "| judge, shorter / longer preferred | pairs / prompts (by checks) | DPO loss first -> last | reward acc "
+        "| judge, shorter / longer preferred | pairs / prompts (by checks) [+ by a degenerate answer] | DPO loss first -> last | reward acc "
         "| stage s |",
         "|---|---|---|---|---|---|---:|---:|---|---|---|---|---|---:|---:|",
     ]
@@ -265,6 +266,7 @@ def markdown(table: dict, baseline: str = BASELINE) -> str:
                 + f" | {fmt_acc(r['constraints'])} | {'-' if first else _diff(con_m0)} | "
                 f"{fmt_acc(r['judge_shorter'])} / {fmt_acc(r['judge_longer'])} | "
                 + ("-" if r["pairs"] is None else f"{r['pairs']} / {r['prompts']} ({r['by_checks'] or 0})")
+                + (f" + {r['by_degenerate']} degenerate" if r.get("by_degenerate") else "")
                 + " | "
                 + ("-" if not r["dpo_loss"] else f"{r['dpo_loss'][0]} -> {r['dpo_loss'][1]}")
                 + f" | {'-' if r['reward_acc'] is None else r['reward_acc']} | "

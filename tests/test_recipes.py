@@ -605,11 +605,14 @@ def test_the_table_gives_the_looping_share_an_interval_and_each_iteration_its_st
     rows.write_json(ev, tmp_path / "run/metrics/iter1/eval.json")
     for stage, s in (("prompts@1", 30.5), ("dpo@1", 45.0), ("prompts@2", 99.0)):  # iteration 2's is not M1's
         rows.write_json({"stage": stage, "wall_s": s}, tmp_path / f"run/.srlm/timings/{stage}.json")
+    pairs = {"prompts": 300, "pairs": 250, "decided_by_checks": 120, "decided_by_degenerate": 40}
+    rows.write_json(pairs, tmp_path / "run/metrics/iter1/pairs.json")
     row = recipes.collect(["x"], tmp_path, {"x": tmp_path / "run"})["x"][0]
     assert row["loops"][0] == 0.4603 and row["loops"][1] < 0.4603 < row["loops"][2]  # Wilson over 541 answers
     assert row["stage_s"] == 75.5
     line = recipes.markdown({"x": [row]}).splitlines()[2]
     assert "| 46.0% [41.9%, 50.2%] |" in line and line.endswith("| 76 |")
+    assert "| 250 / 300 (120) + 40 degenerate |" in line  # pairs.degenerate_last's pairs beside the checks'
 
 
 def test_recipes_are_the_overlays_and_each_is_one_switch_off_by_default():
