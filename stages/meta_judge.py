@@ -32,6 +32,7 @@ from stages.core import params as P
 from stages.core.errors import entry
 from stages.engine.backend import PARAMS as BACKEND
 from stages.engine.shards import Task, Work
+from stages.engine.task import judge_task
 from stages.judging.modes import mode_for
 from stages.judging.prompting import COMPARE_CHOICES, META_PREFILL, judge_messages, meta_judge_messages
 from stages.judging.scoring import check_judged, compare_grades, ordered_pairs, parse_score
@@ -223,9 +224,9 @@ def main(argv: list[str] | None = None) -> None:
     if mode_for(p.judge.mode).texts:
         texts, source = judgments.select(*TEXTS), "judgments"
     else:  # logprob and compare modes keep no judgment text: sample K per answer, as sample mode would
-        items = [(r["id"], judge_messages(r["prompt"], r["response"])) for r in responses.iter_rows(named=True)]
-        work = Work(f"{stage}/judgments", items, Task(p.judge, n=p.judge.k), seed, args.model, p.backend, p.shards,
-                    args.workers, source=str(args.responses))  # fmt: skip
+        sample = mode_for("sample")
+        work = Work(f"{stage}/judgments", sample.items(responses), judge_task(sample, p.judge), seed, args.model,
+                    p.backend, p.shards, args.workers, source=str(args.responses))  # fmt: skip
         texts, source = sampled_texts(responses, work.run(), args.model.as_posix()), "sampled"
         works.append(work)
     cands = candidates(responses, texts)
