@@ -160,7 +160,8 @@ def rule_pair(
     elif not source.judge:  # a prompt without constraints: every answer meets as many (none)
         return checks_pair(clean, rejects)[0], None, "unconstrained"
     top, bottom = clean["rank"].max(), rejects["rank"].min()
-    band = length_control * (top - bottom)
+    # under pairs.temporal the rejected side may rank wholly above the chosen side: no band then, and no pair
+    band = length_control * max(top - bottom, 0.0)
     best = clean.filter(pl.col("rank") >= top - band).sort(["chars", "id"]).row(0, named=True)
     # min_margin >= 0, so equal scores never pass; the judge's scores must agree with the ranking
     below = rejects.filter(

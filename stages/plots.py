@@ -54,9 +54,11 @@ ITER_COLUMNS = {
     "loops_share": ("responses", "loops_share"),
     "flawed_prompt_share": ("prompts", "flawed_share"),
     "dpo_loss_after": ("dpo", "loss_pairs_after"),
-    # the checks reward (docs/checks.md): constrained answers' mean share met, and pairs the checks decided
+    # the checks reward (docs/checks.md): constrained answers' mean share met, and the pairs the checks decided
+    # and those a degenerate answer decided
     "checks_share_met": ("checks", "share_met_mean"),
     "pairs_by_checks": ("pairs", "decided_by_checks"),
+    "pairs_by_degenerate": ("pairs", "decided_by_degenerate"),  # pairs.degenerate_last
 }
 
 

@@ -116,6 +116,14 @@ def test_temporal_keeps_the_other_rules_within_each_side():
     assert (prefs["chosen_id"][0], prefs["rejected_id"][0]) == ("b", "c")  # the cut answer is never chosen
 
 
+def test_temporal_with_length_control_where_the_anchor_ranks_above_every_current_answer():
+    # the band from the prompt's score range would be negative (the anchor's worst above M1's best): a tie, not a crash
+    r = answers({"a": ("p", "A", M1), "b": ("p", "BB", M1), "c": ("p", "C", M0), "d": ("p", "D", M0)})
+    j = grades({"a": [2], "b": [1], "c": [4], "d": [3]}, r)
+    prefs, counts = pairs.select_pairs(r, j, 0.0, 2, anchor=M0, length_control=0.25)
+    assert prefs.is_empty() and counts["ties"] == 1
+
+
 def test_temporal_with_degenerate_last_rejects_only_the_anchors_degenerate_answers():
     # M1's looping answer is on the chosen side: never chosen, never rejected; M0's cut one scored highest is rejected
     r = answers(
