@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import polars as pl
+
 from stages.core.errors import SrlmError
 
 
@@ -33,6 +35,12 @@ REWARDS = {
 # the values of the preferences' `reward` column (stages/core/rows.py); pairs.json counts each as decided_by_<value>
 JUDGE, CHECKS, DEGENERATE = "judge", "checks", "degenerate"
 DECIDED = (JUDGE, CHECKS, DEGENERATE)
+
+
+def decided_by_judge() -> pl.Expr:
+    """Per preference row: the judge decided it (`reward` judge, or none recorded, as before pairs.reward existed);
+    only such a pair has a judge's margin, and only such pairs count for the judge gate."""
+    return pl.col("reward").fill_null(JUDGE) == JUDGE
 
 
 def reward_for(name: str) -> Reward:

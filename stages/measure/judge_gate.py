@@ -21,7 +21,7 @@ preferences' `reward` column, where there is one); a single check with no pairs 
 
 from __future__ import annotations
 
-from stages.judging.rewards import JUDGE
+from stages.judging.rewards import decided_by_judge
 from stages.measure.metrics import EvalMetrics, Human, JudgeGate, fmt_acc, parse
 from stages.measure.stats import ci95
 
@@ -33,7 +33,7 @@ def judge_pairs(preferences) -> int:
     `reward` column says what decided each pair, stages/judging/rewards.py; a pair with no reward recorded is the
     judge's, as before pairs.reward existed)."""
     if "reward" in preferences.columns:
-        return sum(r in (None, JUDGE) for r in preferences["reward"].to_list())
+        return int(preferences.select(decided_by_judge().sum()).item())
     return len(preferences)
 
 
