@@ -142,6 +142,15 @@ REUSED = {
 }  # fmt: skip  (DVC reruns a stage whose outputs are missing from its cache)
 
 
+# data/iter1, metrics/iter2, models/M3, ...: what iteration 1 and later made (iteration 0 is M0's evaluation)
+ITERATION_PATH = re.compile(r"iter[1-9]\d*|M[1-9]\d*")
+
+
+def _iteration_names(_: str, names: list[str]) -> list[str]:
+    """shutil.copytree's ignore: the folders an iteration made."""
+    return [n for n in names if ITERATION_PATH.fullmatch(n)]
+
+
 def reuse_outputs(earlier: Path, repo: Path) -> list[str]:
     """An earlier run's dvc.lock and outputs in `repo` (models and data hard-linked: instant, no second copy on
     disk; dvc.lock and metrics copied, since DVC rewrites dvc.lock in place and the earlier run may go on; DVC's
@@ -155,8 +164,7 @@ def reuse_outputs(earlier: Path, repo: Path) -> list[str]:
     for name, how in REUSED.items():
         src = earlier / name
         if src.is_dir():
-            skip = lambda _, names: [n for n in names if ITERATION_PATH.fullmatch(n)]  # noqa: E731
-            shutil.copytree(src, repo / name, copy_function=how, dirs_exist_ok=True, ignore=skip)
+            shutil.copytree(src, repo / name, copy_function=how, dirs_exist_ok=True, ignore=_iteration_names)
         elif src.is_file():
             how(src, repo / name)
         else:
@@ -165,10 +173,6 @@ def reuse_outputs(earlier: Path, repo: Path) -> list[str]:
     if (repo / "dvc.lock").is_file():
         keep_m0_stages(repo / "dvc.lock")
     return done
-
-
-# data/iter1, metrics/iter2, models/M3, ...: what iteration 1 and later made (iteration 0 is M0's evaluation)
-ITERATION_PATH = re.compile(r"iter[1-9]\d*|M[1-9]\d*")
 
 
 def keep_m0_stages(lock: Path) -> None:

@@ -290,11 +290,11 @@ def draws_markdown(table: dict) -> str:
         m0 = next((r for r in rows if r["model"] == "M0"), None)
         if m0 is None or rows[-1] is m0:
             continue
+        mine = changes.setdefault(recipe_of(name), {}).setdefault(name, {})
         for r in rows[1:]:
-            d = versus(r["ifeval"], m0["ifeval"], r["ifeval_passed"], m0["ifeval_passed"])
-            changes.setdefault(recipe_of(name), {}).setdefault(name, {})[r["model"]] = d
+            mine[r["model"]] = versus(r["ifeval"], m0["ifeval"], r["ifeval_passed"], m0["ifeval_passed"])
         r = rows[-1]
-        ife = versus(r["ifeval"], m0["ifeval"], r["ifeval_passed"], m0["ifeval_passed"])
+        ife = mine[r["model"]]
         con = versus(r["constraints"], m0["constraints"], r["constraints_passed"], m0["constraints_passed"])
         tokens = "-" if r["tokens"] is None or m0["tokens"] is None else f"{m0['tokens']:.0f} -> {r['tokens']:.0f}"
         loops = "-" if m0["loops"] is None else f"{m0['loops'][0]:.1%} -> {_share(r['loops'])}"
