@@ -44,7 +44,7 @@ import polars as pl
 from stages.core import lineage, rows
 from stages.core import params as P
 from stages.core.errors import SrlmError, entry
-from stages.judging.rewards import CHECKS, DECIDED, DEGENERATE, JUDGE, Reward, reward_for
+from stages.judging.rewards import CHECKS, DECIDED, DEGENERATE, JUDGE, Reward, decided_by_judge, reward_for
 from stages.judging.scoring import check_judged, response_scores
 
 # the params this stage reads: dvc.yaml's params list and the lineage record (python -m stages.commands.dag write)
@@ -231,7 +231,9 @@ def pair_metrics(prefs: pl.DataFrame, counts: dict, responses: pl.DataFrame | No
     if n:
         chosen_len = prefs["chosen"].list.first().struct.field("content").str.len_chars()
         rejected_len = prefs["rejected"].list.first().struct.field("content").str.len_chars()
-        margin = prefs["score_chosen"] - prefs["score_rejected"]
+        # the judge's margin on the pairs it decided: a pair the constraints or a degenerate answer decided may
+        # have chosen the lower score, and its margin says nothing of the judge
+        margin = prefs.filter(decided_by_judge()).select(pl.col("score_chosen") - pl.col("score_rejected")).to_series()
     return {
         **counts,
         "pairs": n,
@@ -239,7 +241,7 @@ def pair_metrics(prefs: pl.DataFrame, counts: dict, responses: pl.DataFrame | No
         # rejected (pairs.degenerate_last)
         **{f"decided_by_{d}": int((prefs["reward"] == d).sum()) for d in DECIDED},
         "tie_rate": round(counts["ties"] / counts["prompts"], 4) if counts["prompts"] else 0.0,
-        "margin_mean": round(float(margin.mean()), 4) if n else None,
+        "margin_mean": round(float(margin.mean()), 4) if n and len(margin) else None,
         "chosen_chars_mean": round(float(chosen_len.mean()), 1) if n else None,
         "rejected_chars_mean": round(float(rejected_len.mean()), 1) if n else None,
         "length_ratio": round(float(chosen_len.mean() / max(rejected_len.mean(), 1)), 4) if n else None,

@@ -307,8 +307,12 @@ def test_pair_metrics_count_the_pairs_a_degenerate_answer_decided():
     m = pair_metrics(prefs, counts, r)
     assert (m["decided_by_judge"], m["decided_by_checks"], m["decided_by_degenerate"]) == (1, 0, 2)
     assert (m["rejected_truncated"], m["rejected_loops"]) == (1, 1)
+    assert m["margin_mean"] == 4.0  # q's judge pair only: p's reversed (4 - 5) and s's tie carry no judge margin
     off = pair_metrics(*select_pairs(r, j, 0.0, 1, skip_degenerate=True))
     assert (off["decided_by_judge"], off["decided_by_degenerate"]) == (2, 0)
+    assert off["margin_mean"] == 3.5
+    only_degenerate = prefs.filter(pl.col("reward") == "degenerate")
+    assert pair_metrics(only_degenerate, counts)["margin_mean"] is None
     # the judge gate and the margin check count the judge's pairs only (a degenerate pair may tie or be reversed)
     assert judge_pairs(prefs) == 1
     assert preferences_frame(prefs)["margin"].isna().tolist() == [True, False, True]
