@@ -656,32 +656,31 @@ def recipes(args, src: Path = ROOT) -> None:
     print((out / "progress.md").read_text(), flush=True)
 
 
+def _timed_args(p: argparse.ArgumentParser, work: Path, work_help: str, profile_help: str) -> None:
+    """The arguments `run` and `recipes` share: where results go, when to stop, the work folder, data, profiles."""
+    p.add_argument("--out", type=Path, required=True, help="results folder ($OUT on the device)")
+    when = p.add_mutually_exclusive_group(required=True)
+    when.add_argument("--budget", type=float, help="seconds this call may take, all included")
+    when.add_argument("--until", type=float, help="end by this time (epoch seconds), e.g. $((T0 + 580))")
+    p.add_argument("--work", type=Path, default=work, help=work_help)
+    p.add_argument("--data", type=Path, help="tar.xz from `pack-data` (else ../shared/data beside the checkout)")
+    p.add_argument("--profile", action="append", help=f"{profile_help} (default {PROFILES})")
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run", help="setup (once), dvc repro until the budget, extras, collect into --out")
-    r.add_argument("--out", type=Path, required=True, help="results folder ($OUT on the device)")
-    when = r.add_mutually_exclusive_group(required=True)
-    when.add_argument("--budget", type=float, help="seconds this call may take, all included")
-    when.add_argument("--until", type=float, help="end by this time (epoch seconds), e.g. $((T0 + 580))")
-    r.add_argument("--work", type=Path, default=Path("/tmp/srlm-gpu"), help="kept between calls while warm")
+    _timed_args(r, Path("/tmp/srlm-gpu"), "kept between calls while warm", "profile(s), merged in order")
     r.add_argument(
         "--reuse", type=Path, help="an earlier run's work folder: start from its outputs (the same M0 for each recipe)"
     )
-    r.add_argument("--data", type=Path, help="tar.xz from `pack-data` (else ../shared/data beside the checkout)")
-    r.add_argument("--profile", action="append", help=f"profile(s), merged in order (default {PROFILES})")
     r.add_argument("--extras", default=",".join(EXTRAS), help="after the pipeline, in order (comma list; '' = none)")
     rc = sub.add_parser(
         "recipes",
         help="the baseline and each recipe from one M0, at once on one machine, detached (every call the same)",
     )
-    rc.add_argument("--out", type=Path, required=True, help="results folder ($OUT on the device)")
-    when = rc.add_mutually_exclusive_group(required=True)
-    when.add_argument("--budget", type=float, help="seconds this call may wait")
-    when.add_argument("--until", type=float, help="wait until this time (epoch seconds), e.g. $((T0 + 580))")
-    rc.add_argument("--work", type=Path, default=Path("/tmp/srlm-recipes"), help="one folder per run inside")
-    rc.add_argument("--data", type=Path, help="tar.xz from `pack-data` (else ../shared/data beside the checkout)")
-    rc.add_argument("--profile", action="append", help=f"the baseline's profile(s) (default {PROFILES})")
+    _timed_args(rc, Path("/tmp/srlm-recipes"), "one folder per run inside", "the baseline's profile(s)")
     rc.add_argument(
         "--recipe", action="append", default=[], help="NAME=PROFILE[,PROFILE...], over the baseline's profiles"
     )
