@@ -429,7 +429,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.cmd == "run":
         names = chosen(args.names, known)
         run(names, known, args.repo, args.force)
-        args.results, args.out, args.last = [], None, 3
+        args.results, args.out, args.last, args.baseline, args.draws_only = [], None, 3, BASELINE, False
     results = {}
     for spec in args.results:
         name, sep, folder = spec.partition("=")
@@ -441,10 +441,9 @@ def main(argv: list[str] | None = None) -> None:
         names = list(dict.fromkeys(names))
     table = collect(names, args.repo, results, args.last)
     missing = [n for n in names if n not in table]
-    baseline = getattr(args, "baseline", BASELINE)
     text = draws_markdown(table)
-    if not getattr(args, "draws_only", False):
-        text = markdown(table, baseline) + "\n" + verdict(table, baseline) + "\n\n" + text
+    if not args.draws_only:
+        text = markdown(table, args.baseline) + "\n" + verdict(table, args.baseline) + "\n\n" + text
     if missing:
         text += f"\nnot run (no experiment or folder): {', '.join(missing)}\n"
     print(text, end="")

@@ -44,7 +44,7 @@ import polars as pl
 from stages.core import lineage, rows
 from stages.core import params as P
 from stages.core.errors import SrlmError, entry
-from stages.judging.rewards import CHECKS, DECIDED, DEGENERATE, JUDGE, Reward, decided_by_judge, reward_for
+from stages.judging.rewards import CHECKS, DECIDED, DEGENERATE, JUDGE, Reward, judge_margin, reward_for
 from stages.judging.scoring import check_judged, response_scores
 
 # the params this stage reads: dvc.yaml's params list and the lineage record (python -m stages.commands.dag write)
@@ -231,9 +231,7 @@ def pair_metrics(prefs: pl.DataFrame, counts: dict, responses: pl.DataFrame | No
     if n:
         chosen_len = prefs["chosen"].list.first().struct.field("content").str.len_chars()
         rejected_len = prefs["rejected"].list.first().struct.field("content").str.len_chars()
-        # the judge's margin on the pairs it decided: a pair the constraints or a degenerate answer decided may
-        # have chosen the lower score, and its margin says nothing of the judge
-        margin = prefs.filter(decided_by_judge()).select(pl.col("score_chosen") - pl.col("score_rejected")).to_series()
+        margin = prefs.select(judge_margin()).to_series().drop_nulls()  # the judge's pairs only
     return {
         **counts,
         "pairs": n,

@@ -43,6 +43,13 @@ def decided_by_judge() -> pl.Expr:
     return pl.col("reward").fill_null(JUDGE) == JUDGE
 
 
+def judge_margin() -> pl.Expr:
+    """Per preference row: score_chosen - score_rejected where the judge decided the pair, else null (a pair the
+    constraints or a degenerate answer decided may have chosen the lower score: its margin says nothing of the
+    judge)."""
+    return pl.when(decided_by_judge()).then(pl.col("score_chosen") - pl.col("score_rejected"))
+
+
 def reward_for(name: str) -> Reward:
     if name not in REWARDS:
         raise SrlmError(f"error: unknown pairs.reward {name!r}; expected one of {', '.join(REWARDS)}")

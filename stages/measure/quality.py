@@ -34,7 +34,7 @@ import polars as pl
 
 from stages.judging.modes import MODES
 from stages.judging.prompt_content import classify
-from stages.judging.rewards import decided_by_judge
+from stages.judging.rewards import judge_margin
 from stages.judging.text import max_similarity, words
 
 
@@ -170,7 +170,7 @@ def preferences_frame(prefs: pl.DataFrame):
         identical=(pl.col("chosen_id") == pl.col("rejected_id")) | (content("chosen") == content("rejected")),
         # the judge's margin on the pairs it decided; a pair the constraints (pairs.reward) or a degenerate answer
         # (pairs.degenerate_last) decided has none
-        margin=pl.when(decided_by_judge()).then(pl.col("score_chosen") - pl.col("score_rejected")),
+        margin=judge_margin(),
         length_ratio=content("chosen").str.len_chars() / pl.max_horizontal(content("rejected").str.len_chars(), 1),
         chosen_longer=content("chosen").str.len_chars() > content("rejected").str.len_chars(),
     ).to_pandas()
