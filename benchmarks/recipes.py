@@ -171,6 +171,7 @@ def model_row(read, t: int) -> dict | None:
         "ifeval": ife.prompt_level_strict_acc if ife else None,
         "ifeval_inst": ife.inst_level_strict_acc if ife else None,
         "ifeval_passed": ife.prompt_strict if ife else None,  # per prompt: for paired differences
+        "ifeval_groups": ife.by_group() if ife else {},
         "loops": share_interval(ife.loops, ife.prompts) if ife else None,
         "tokens": ife.tokens_mean if ife else None,
         "judge_all": ev.length_slice("pointwise", "all"),
@@ -313,7 +314,30 @@ def draws_markdown(table: dict) -> str:
                 f"- {recipe}: {len(got)} draws, {model} - M0 from {min(got):+.3f} to {max(got):+.3f} "
                 f"(mean {sum(got) / len(got):+.3f}; spread {max(got) - min(got):.3f})"
             )
-    return "\n".join(lines + ([""] + notes if notes else [])) + "\n"
+    return "\n".join(lines + ([""] + notes if notes else []) + groups_markdown(table)) + "\n"
+
+
+def groups_markdown(table: dict) -> list[str]:
+    """Per run, IFEval's instructions met (strict) in each IFEval group, its M0 -> its last model, of those scored:
+    where a prompt-level change comes from (docs/checks.md names the groups the constraint library overlaps)."""
+    ends = {n: (rows[0], rows[-1]) for n, rows in table.items() if len(rows) > 1 and rows[0]["model"] == "M0"}
+    groups = sorted({g for m0, last in ends.values() for g in (*m0["ifeval_groups"], *last["ifeval_groups"])})
+    if not groups:
+        return []
+    lines = [
+        "",
+        "IFEval instructions met (strict), M0 -> model / scored, per IFEval group:",
+        "",
+        "| run | model | " + " | ".join(groups) + " |",
+        "|---|---|" + "---:|" * len(groups),
+    ]
+    for name, (m0, last) in ends.items():
+        cells = []
+        for g in groups:
+            (a, n), (b, _) = m0["ifeval_groups"].get(g, (None, None)), last["ifeval_groups"].get(g, (None, None))
+            cells.append("-" if a is None or b is None else f"{a} -> {b} / {n}")
+        lines.append(f"| {name} | {last['model']} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def recipe_of(name: str) -> str:

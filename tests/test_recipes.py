@@ -663,3 +663,22 @@ def test_run_starts_every_experiment_from_the_committed_params(tmp_path, monkeyp
     (tmp_path / "params.yaml").write_text("edited\n")
     with pytest.raises(SystemExit, match="differs from git"):
         recipes.run(["nll"], known, tmp_path)
+
+
+def test_draws_show_where_ifeval_moved_per_instruction_group(tmp_path):
+    tally = lambda k, n: {"n": n, "strict_k": k, "loose_k": k, "unscored": 0}  # noqa: E731
+    for t, (fmt, kw) in enumerate(((3, 5), (7, 2))):
+        ev = eval_json(100 + t, 200.0)
+        ev["ifeval"]["by_instruction"] = {
+            "detectable_format:title": tally(fmt, 10),
+            "detectable_format:json_format": tally(1, 4),
+            "keywords:existence": tally(kw, 6),
+        }
+        rows.write_json(ev, tmp_path / f"run/metrics/iter{t}/eval.json")
+    table = recipes.collect(["x-r1"], tmp_path, {"x-r1": tmp_path / "run"}, last=1)
+    assert table["x-r1"][0]["ifeval_groups"] == {"detectable_format": (4, 14), "keywords": (5, 6)}
+    text = recipes.draws_markdown(table)
+    assert "| run | model | detectable_format | keywords |" in text
+    assert "| x-r1 | M1 | 4 -> 8 / 14 | 5 -> 2 / 6 |" in text
+    plain = folders(tmp_path / "plain", {"y": [(100, 200.0), (101, 200.0)]})  # an eval.json without the tallies
+    assert "per IFEval group" not in recipes.draws_markdown(recipes.collect(["y"], tmp_path, plain))

@@ -129,6 +129,15 @@ class Human(Section):
         return Accuracy(acc=self.ab_accuracy, ci95=self.ab_accuracy_ci95, n=self.ab_pairs)
 
 
+class InstructionTally(Section):
+    """eval.json `ifeval.by_instruction`, per IFEval instruction id: how many were scored and met."""
+
+    n: int | None = None
+    strict_k: int | None = None
+    loose_k: int | None = None
+    unscored: int | None = None
+
+
 class IFEval(Section):
     """eval.json `ifeval`: IFEval's four accuracies and what the answers looked like."""
 
@@ -142,6 +151,15 @@ class IFEval(Section):
     cap_hit: Share | None = None
     loops: Share | None = None
     empty_answers: Share | None = None
+    by_instruction: dict[str, InstructionTally] | None = None
+
+    def by_group(self) -> dict[str, tuple[int, int]]:
+        """{IFEval group (an instruction id's part before ':'): (instructions met strictly, instructions scored)}."""
+        out: dict[str, tuple[int, int]] = {}
+        for name, t in (self.by_instruction or {}).items():
+            met, n = out.get(name.split(":")[0], (0, 0))
+            out[name.split(":")[0]] = (met + (t.strict_k or 0), n + (t.n or 0))
+        return dict(sorted(out.items()))
 
 
 class Constraints(Section):
