@@ -21,14 +21,16 @@ On the device, every call the same command (docs/gpu.md has the exact lines, wit
    (dpo@1 with profiles/gpu-dpo-lora.yaml, then evaluate@1 of that model: LoRA vs the profile's full
    fine-tune on the same pairs), `nocompile` (responses@1 with no torch.compile, decode CUDA graphs only:
    whether compiling pays for itself at this size).
-4. collect: OUT/results.tar.gz (params.yaml, dvc.lock, metrics/, plots, reports, timing records, logs,
-   tables) and OUT/summary.md (state, per-iteration table, timing table, what to do next).
+4. collect: OUT/results.tar.gz (params.yaml, dvc.lock, metrics/, each model's IFEval answers (no prompts), plots,
+   reports, timing records, logs, tables) and OUT/summary.md (state, per-iteration table, timing table, what to
+   do next).
 A call on a machine that lost WORK (it went cold) starts over and says so.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import re
@@ -409,9 +411,21 @@ PARTIAL_FILES = ("params.yaml", "dvc.lock", "metrics", ".srlm/timings")
 
 
 def add_run(tar: tarfile.TarFile, repo: Path, rels: tuple[str, ...]) -> None:
+    """The run's files, and each model's IFEval answers so that what a metric counts can be read later. The
+    answers go without their prompts: IFEval's text stays out of the results (and of any repo they are committed
+    to); `prompt_id` is the content id of the prompt, so they join back to ../shared/data/ifeval."""
+    import polars as pl
+
     for rel in rels:
         if (repo / rel).exists():
             tar.add(repo / rel, arcname=f"run/{rel}")
+    for path in sorted(repo.glob("data/*/ifeval.parquet")):
+        buf = io.BytesIO()
+        pl.read_parquet(path).drop("prompt", strict=False).write_parquet(buf)
+        info = tarfile.TarInfo(f"run/{path.relative_to(repo).as_posix()}")
+        info.size, info.mtime = buf.tell(), int(path.stat().st_mtime)
+        buf.seek(0)
+        tar.addfile(info, buf)
 
 
 def collect(work: Path, out: Path, state: dict, env: dict, notes: list[str]) -> None:

@@ -22,8 +22,9 @@ Below it the verdict of issue 17: a recipe whose last model beats the baseline's
 than the interval (the difference's lower bound above 0), with its mean length within +-15% of M0's. Runs named
 NAME-rN are draws of one recipe from the same M0 (params.yaml `replicate`): a recipe must then beat every draw of
 the baseline in every draw of its own, since two draws of one loop differ beyond the paired interval by chance
-(measured 2026-12-06, docs/checks.md). Last, each run against its own M0 and each recipe's spread over its draws
-(`--draws-only`: that part alone, which holds across runs from different M0s).
+(measured 2026-12-06, docs/checks.md). Last, each run against its own M0, each recipe's spread over its draws, and
+per run the IFEval instructions met in each IFEval group, M0 -> its last model (`--draws-only`: that part alone,
+which holds across runs from different M0s).
 """
 
 from __future__ import annotations

@@ -154,6 +154,25 @@ def test_repro_stops_at_the_budget_and_the_next_call_resumes(tmp_path, monkeypat
     assert len(os.listdir(out)) <= 8  # what a device call can bring back
 
 
+def test_results_carry_each_models_ifeval_answers_without_the_prompts(tmp_path):
+    import polars as pl
+
+    repo = tmp_path / "repo"
+    answers = pl.DataFrame({"prompt_id": ["p1"], "prompt": ["Write in all caps."], "response": ["OK"]})
+    for rel in ("data/iter0/ifeval.parquet", "data/base/ifeval.parquet", "data/iter1/responses.parquet"):
+        (repo / rel).parent.mkdir(parents=True, exist_ok=True)
+        answers.write_parquet(repo / rel)
+    (repo / "metrics").mkdir()
+    (repo / "metrics/eval.json").write_text("{}")
+    with tarfile.open(tmp_path / "r.tar.gz", "w:gz") as tar:
+        device.add_run(tar, repo, device.RUN_FILES)
+    with tarfile.open(tmp_path / "r.tar.gz") as tar:
+        names = {n for n in tar.getnames() if n.endswith((".json", ".parquet"))}
+        got = pl.read_parquet(tar.extractfile("run/data/iter0/ifeval.parquet"))
+    assert names == {"run/metrics/eval.json", "run/data/iter0/ifeval.parquet", "run/data/base/ifeval.parquet"}
+    assert got.columns == ["prompt_id", "response"]  # the evaluation's text stays out
+
+
 def test_a_machine_without_the_packages_is_told_what_to_carry(tmp_path, monkeypatch):
     monkeypatch.setattr(device, "missing_packages", lambda backend: (["vllm", "trl"], []))
     args = argparse.Namespace(out=tmp_path / "out", budget=60, until=None, work=tmp_path / "w", data=None,

@@ -157,8 +157,9 @@ class IFEval(Section):
         """{IFEval group (an instruction id's part before ':'): (instructions met strictly, instructions scored)}."""
         out: dict[str, tuple[int, int]] = {}
         for name, t in (self.by_instruction or {}).items():
-            met, n = out.get(name.split(":")[0], (0, 0))
-            out[name.split(":")[0]] = (met + (t.strict_k or 0), n + (t.n or 0))
+            group = name.split(":")[0]
+            met, n = out.get(group, (0, 0))
+            out[group] = (met + (t.strict_k or 0), n + (t.n or 0))
         return dict(sorted(out.items()))
 
 
