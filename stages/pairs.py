@@ -44,7 +44,7 @@ import polars as pl
 from stages.core import lineage, rows
 from stages.core import params as P
 from stages.core.errors import SrlmError, entry
-from stages.judging.rewards import CHECKS, DECIDED, DEGENERATE, JUDGE, Reward, judge_margin, reward_for
+from stages.judging.rewards import CHECKS, DECIDED, DEGENERATE, JUDGE, Reward, decided_by, judge_margin, reward_for
 from stages.judging.scoring import check_judged, response_scores
 
 # the params this stage reads: dvc.yaml's params list and the lineage record (python -m stages.commands.dag write)
@@ -237,7 +237,7 @@ def pair_metrics(prefs: pl.DataFrame, counts: dict, responses: pl.DataFrame | No
         "pairs": n,
         # what decided the pairs: the judge's scores, the constraints met (pairs.reward) or a degenerate answer
         # rejected (pairs.degenerate_last)
-        **{f"decided_by_{d}": int((prefs["reward"] == d).sum()) for d in DECIDED},
+        **{f"decided_by_{d}": int(prefs.select((decided_by() == d).sum()).item()) for d in DECIDED},
         "tie_rate": round(counts["ties"] / counts["prompts"], 4) if counts["prompts"] else 0.0,
         "margin_mean": round(float(margin.mean()), 4) if n and len(margin) else None,
         "chosen_chars_mean": round(float(chosen_len.mean()), 1) if n else None,

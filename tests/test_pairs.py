@@ -316,6 +316,10 @@ def test_pair_metrics_count_the_pairs_a_degenerate_answer_decided():
     # the judge gate and the margin check count the judge's pairs only (a degenerate pair may tie or be reversed)
     assert judge_pairs(prefs) == 1
     assert preferences_frame(prefs)["margin"].isna().tolist() == [True, False, True]
+    # a pair with no reward recorded (before pairs.reward) is the judge's, in the counts as in the margin
+    unrecorded = pair_metrics(prefs.with_columns(reward=pl.lit(None, pl.String)), counts)
+    assert (unrecorded["decided_by_judge"], unrecorded["decided_by_degenerate"]) == (3, 0)
+    assert unrecorded["margin_mean"] == pytest.approx((-1 + 4 + 0) / 3)
 
 
 def test_degenerate_last_needs_skip_degenerate():

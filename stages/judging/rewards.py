@@ -37,10 +37,16 @@ JUDGE, CHECKS, DEGENERATE = "judge", "checks", "degenerate"
 DECIDED = (JUDGE, CHECKS, DEGENERATE)
 
 
+def decided_by() -> pl.Expr:
+    """Per preference row: what decided it, one of DECIDED (a pair with no reward recorded is the judge's, as
+    before pairs.reward existed)."""
+    return pl.col("reward").fill_null(JUDGE)
+
+
 def decided_by_judge() -> pl.Expr:
-    """Per preference row: the judge decided it (`reward` judge, or none recorded, as before pairs.reward existed);
-    only such a pair has a judge's margin, and only such pairs count for the judge gate."""
-    return pl.col("reward").fill_null(JUDGE) == JUDGE
+    """Per preference row: the judge decided it; only such a pair has a judge's margin, and only such pairs count
+    for the judge gate."""
+    return decided_by() == JUDGE
 
 
 def judge_margin() -> pl.Expr:
