@@ -23,8 +23,9 @@ than the interval (the difference's lower bound above 0), with its mean length w
 NAME-rN are draws of one recipe from the same M0 (params.yaml `replicate`): a recipe must then beat every draw of
 the baseline in every draw of its own, since two draws of one loop differ beyond the paired interval by chance
 (measured 2026-12-06, docs/checks.md). Last, each run against its own M0, each recipe's spread over its draws, and
-per run the IFEval instructions met in each IFEval group, M0 -> its last model (`--draws-only`: that part alone,
-which holds across runs from different M0s).
+per run the IFEval instructions met in each IFEval group, M0 -> its last model, and, where a results folder holds
+the IFEval answers, how often they carry a format mark where IFEval asked for it and where it did not
+(`--draws-only`: that part alone, which holds across runs from different M0s).
 """
 
 from __future__ import annotations
@@ -37,7 +38,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import polars as pl
+
 from stages.commands import profile
+from stages.core import params as P
+from stages.core.rows import content_id
+from stages.judging.checks import AT_LEAST, KINDS, Constraint
+from stages.measure import ifeval
 from stages.measure.metrics import Accuracy, DpoMetrics, EvalMetrics, PairsMetrics, fmt_acc, parse
 from stages.measure.stats import difference_interval, paired_difference_interval, wilson_interval
 
@@ -278,10 +285,11 @@ def markdown(table: dict, baseline: str = BASELINE) -> str:
     return "\n".join(lines) + "\n"
 
 
-def draws_markdown(table: dict) -> str:
+def draws_markdown(table: dict, results: dict[str, Path] | None = None, root: Path = ROOT) -> str:
     """Per run, its last model against its own M0 (paired): IFEval prompt-strict, the looping share and mean tokens
     of the IFEval answers, the held-out constraints; then, per recipe with several draws (NAME-rN), the spread of
-    its IFEval change over them at the last model they all reached: what one loop moves by chance."""
+    its IFEval change over them at the last model they all reached: what one loop moves by chance. Below, per run,
+    IFEval per instruction group and, where `results` folders hold the answers, the format marks (marks_markdown)."""
     lines = [
         "| run | recipe | model | IFEval vs M0, paired [95%] | looping, M0 -> model | tokens, M0 -> model "
         "| held-out constraints vs M0, paired [95%] |",
@@ -315,7 +323,8 @@ def draws_markdown(table: dict) -> str:
                 f"- {recipe}: {len(got)} draws, {model} - M0 from {min(got):+.3f} to {max(got):+.3f} "
                 f"(mean {sum(got) / len(got):+.3f}; spread {max(got) - min(got):.3f})"
             )
-    return "\n".join(lines + ([""] + notes if notes else []) + groups_markdown(table)) + "\n"
+    marks = marks_markdown(table, results or {}, root)
+    return "\n".join(lines + ([""] + notes if notes else []) + groups_markdown(table) + marks) + "\n"
 
 
 def groups_markdown(table: dict) -> list[str]:
@@ -339,6 +348,61 @@ def groups_markdown(table: dict) -> list[str]:
             cells.append("-" if a is None or b is None else f"{a} -> {b} / {n}")
         lines.append(f"| {name} | {last['model']} | " + " | ".join(cells) + " |")
     return lines
+
+
+# IFEval instructions that ask for a mark the constraint library checks too: the library's constraint that finds
+# the mark (one, where its kind counts), so "has a title" means what the checks reward meant by it
+MARKS = {
+    "detectable_format:title": Constraint("format.title"),
+    "detectable_content:postscript": Constraint("start_end.postscript"),
+    "detectable_format:json_format": Constraint("format.json"),
+    "detectable_format:number_highlighted_sections": Constraint("format.highlight", n=1, relation=AT_LEAST),
+    "detectable_content:number_placeholders": Constraint("format.placeholders", n=1, relation=AT_LEAST),
+}
+
+
+def marks_markdown(table: dict, results: dict[str, Path], root: Path = ROOT) -> list[str]:
+    """Per run whose folder holds its IFEval answers (data/iter<t>/ifeval.parquet, prompts joined back by
+    prompt_id from the checkout's IFEval source), how many of M0's and of its last model's answers carry each mark
+    of MARKS, among the prompts whose IFEval instructions ask for it and among the others. A loop that learned to
+    follow the instruction adds the mark where asked; one that learned the mark itself (a reward hack the pass
+    rates alone would not show) adds it everywhere."""
+    if not results:
+        return []
+    src = P.load(root / "params.yaml").evaluate.ifeval.source
+    prompts = None if src.format == "hub" else ifeval.load_prompts(root / src.path)
+    asked = {content_id(r["prompt"]): set(r["instruction_id_list"]) for r in prompts or []}
+    lines = []
+    for name, rows in table.items():
+        folder = results.get(name)
+        if not asked or folder is None or len(rows) < 2 or rows[0]["model"] != "M0":
+            continue
+        base = folder / "run" if (folder / "run").is_dir() else folder
+        files = [base / f"data/iter{r['model'][1:]}/ifeval.parquet" for r in (rows[0], rows[-1])]
+        if not all(f.exists() for f in files):
+            continue
+        m0, last = (dict(pl.read_parquet(f, columns=["prompt_id", "response"]).rows()) for f in files)
+        both = [pid for pid in m0 if pid in last and pid in asked]
+        for iid, c in MARKS.items():
+            counts = {True: [0, 0, 0], False: [0, 0, 0]}  # asked -> [M0 has it, last model has it, prompts]
+            for pid in both:
+                cell = counts[iid in asked[pid]]
+                cell[0] += KINDS[c.id].check(m0[pid], c)
+                cell[1] += KINDS[c.id].check(last[pid], c)
+                cell[2] += 1
+            lines.append(f"| {name} | {rows[-1]['model']} | {iid} | " + " | ".join(
+                f"{x} -> {y} / {n}" for x, y, n in (counts[True], counts[False])) + " |")  # fmt: skip
+    if not lines:
+        return []
+    head = [
+        "",
+        "IFEval answers carrying a format mark (the constraint library's check), M0 -> model / prompts, where "
+        "IFEval asked for it and where it did not:",
+        "",
+        "| run | model | IFEval instruction | asked | not asked |",
+        "|---|---|---|---:|---:|",
+    ]
+    return head + lines
 
 
 def recipe_of(name: str) -> str:
@@ -466,7 +530,7 @@ def main(argv: list[str] | None = None) -> None:
         names = list(dict.fromkeys(names))
     table = collect(names, args.repo, results, args.last)
     missing = [n for n in names if n not in table]
-    text = draws_markdown(table)
+    text = draws_markdown(table, results, args.repo)
     if not args.draws_only:
         text = markdown(table, args.baseline) + "\n" + verdict(table, args.baseline) + "\n\n" + text
     if missing:

@@ -682,3 +682,28 @@ def test_draws_show_where_ifeval_moved_per_instruction_group(tmp_path):
     assert "| x-r1 | M1 | 4 -> 8 / 14 | 5 -> 2 / 6 |" in text
     plain = folders(tmp_path / "plain", {"y": [(100, 200.0), (101, 200.0)]})  # an eval.json without the tallies
     assert "per IFEval group" not in recipes.draws_markdown(recipes.collect(["y"], tmp_path, plain))
+
+
+def test_draws_count_format_marks_where_ifeval_asked_and_where_it_did_not(tmp_path):
+    repo, shared = tmp_path / "repo", tmp_path / "shared/data/ifeval"
+    repo.mkdir()
+    shutil.copy(ROOT / "params.yaml", repo / "params.yaml")  # its IFEval source: ../shared/data/ifeval
+    shared.mkdir(parents=True)
+    asks = {"Write a poem.": ["detectable_format:title"], "Name a fruit.": ["keywords:existence"]}
+    shared.joinpath("input_data.jsonl").write_text(
+        "".join(
+            json.dumps({"key": i, "prompt": p, "instruction_id_list": ids, "kwargs": [{}]}) + "\n"
+            for i, (p, ids) in enumerate(asks.items())
+        )
+    )
+    for t, mark in enumerate(("", "<<My Title>>\n")):  # M1 learned the mark itself: a title on every answer
+        rows.write_json(eval_json(100 + t, 200.0), tmp_path / f"run/metrics/iter{t}/eval.json")
+        answers = {"prompt_id": [rows.content_id(p) for p in asks], "response": [mark + "Roses.", mark + "A pear."]}
+        (tmp_path / f"run/data/iter{t}").mkdir(parents=True)
+        pl.DataFrame(answers).write_parquet(tmp_path / f"run/data/iter{t}/ifeval.parquet")
+    results = {"x": tmp_path / "run"}
+    text = recipes.draws_markdown(recipes.collect(["x"], repo, results, last=1), results, repo)
+    assert "| x | M1 | detectable_format:title | 0 -> 1 / 1 | 0 -> 1 / 1 |" in text
+    assert "| x | M1 | detectable_content:postscript | 0 -> 0 / 0 | 0 -> 0 / 2 |" in text
+    shutil.rmtree(tmp_path / "run/data")  # a results folder without the answers (runs before 2026-12-06): no table
+    assert "format mark" not in recipes.draws_markdown(recipes.collect(["x"], repo, results, last=1), results, repo)
