@@ -118,11 +118,15 @@ def run(names: list[str], known: dict[str, list[str]], root: Path = ROOT, force:
 # ---------------------------------------------------------------------------------------------- table
 
 
+def run_folder(folder: Path) -> Path:
+    """The run inside a --results folder: its run/ (benchmarks/device.py's results, unpacked) or the folder itself."""
+    return folder / "run" if (folder / "run" / "metrics").is_dir() else folder
+
+
 def reader(root: Path, name: str, results: dict[str, Path]):
     """read(path) -> dict | None for one recipe's files: a results folder, or its experiment's commit."""
     if name in results:
-        folder = results[name]
-        base = folder / "run" if (folder / "run" / "metrics").is_dir() else folder
+        base = run_folder(results[name])
 
         def from_folder(path: str):
             try:
@@ -327,10 +331,15 @@ def draws_markdown(table: dict, results: dict[str, Path] | None = None, root: Pa
     return "\n".join(lines + ([""] + notes if notes else []) + groups_markdown(table) + marks) + "\n"
 
 
+def run_ends(table: dict) -> dict[str, tuple[dict, dict]]:
+    """{run: (its M0 row, its last model's row)} of the runs that measured M0 and a model after it."""
+    return {n: (rows[0], rows[-1]) for n, rows in table.items() if len(rows) > 1 and rows[0]["model"] == "M0"}
+
+
 def groups_markdown(table: dict) -> list[str]:
     """Per run, IFEval's instructions met (strict) in each IFEval group, its M0 -> its last model, of those scored:
     where a prompt-level change comes from (docs/checks.md names the groups the constraint library overlaps)."""
-    ends = {n: (rows[0], rows[-1]) for n, rows in table.items() if len(rows) > 1 and rows[0]["model"] == "M0"}
+    ends = run_ends(table)
     groups = sorted({g for m0, last in ends.values() for g in (*m0["ifeval_groups"], *last["ifeval_groups"])})
     if not groups:
         return []
@@ -372,13 +381,14 @@ def marks_markdown(table: dict, results: dict[str, Path], root: Path = ROOT) -> 
     src = P.load(root / "params.yaml").evaluate.ifeval.source
     prompts = None if src.format == "hub" else ifeval.load_prompts(root / src.path)
     asked = {content_id(r["prompt"]): set(r["instruction_id_list"]) for r in prompts or []}
+    if not asked:  # the optional IFEval source is absent
+        return []
     lines = []
-    for name, rows in table.items():
+    for name, (m0_row, last_row) in run_ends(table).items():
         folder = results.get(name)
-        if not asked or folder is None or len(rows) < 2 or rows[0]["model"] != "M0":
+        if folder is None:
             continue
-        base = folder / "run" if (folder / "run").is_dir() else folder
-        files = [base / f"data/iter{r['model'][1:]}/ifeval.parquet" for r in (rows[0], rows[-1])]
+        files = [run_folder(folder) / f"data/iter{r['model'][1:]}/ifeval.parquet" for r in (m0_row, last_row)]
         if not all(f.exists() for f in files):
             continue
         m0, last = (dict(pl.read_parquet(f, columns=["prompt_id", "response"]).rows()) for f in files)
@@ -390,7 +400,7 @@ def marks_markdown(table: dict, results: dict[str, Path], root: Path = ROOT) -> 
                 cell[0] += KINDS[c.id].check(m0[pid], c)
                 cell[1] += KINDS[c.id].check(last[pid], c)
                 cell[2] += 1
-            lines.append(f"| {name} | {rows[-1]['model']} | {iid} | " + " | ".join(
+            lines.append(f"| {name} | {last_row['model']} | {iid} | " + " | ".join(
                 f"{x} -> {y} / {n}" for x, y, n in (counts[True], counts[False])) + " |")  # fmt: skip
     if not lines:
         return []
