@@ -376,21 +376,25 @@ def marks_markdown(table: dict, results: dict[str, Path], root: Path = ROOT) -> 
     of MARKS, among the prompts whose IFEval instructions ask for it and among the others. A loop that learned to
     follow the instruction adds the mark where asked; one that learned the mark itself (a reward hack the pass
     rates alone would not show) adds it everywhere."""
-    if not results:
+    answered = {}  # run -> (its last model, the IFEval answers of M0 and of that model)
+    for name, (m0_row, last_row) in run_ends(table).items():
+        if name in results:
+            base = run_folder(results[name])
+            files = [base / f"data/iter{r['model'][1:]}/ifeval.parquet" for r in (m0_row, last_row)]
+            if all(f.exists() for f in files):
+                answered[name] = last_row["model"], files
+    if not answered:
         return []
-    src = P.load(root / "params.yaml").evaluate.ifeval.source
-    prompts = None if src.format == "hub" else ifeval.load_prompts(root / src.path)
+    try:
+        src = P.load(root / "params.yaml").evaluate.ifeval.source
+        prompts = None if src.format == "hub" else ifeval.load_prompts(root / src.path)
+    except (P.ParamsError, ValueError) as e:  # one extra table: say why it is missing and keep the others
+        return ["", f"Format marks not counted: {e}"]
     asked = {content_id(r["prompt"]): set(r["instruction_id_list"]) for r in prompts or []}
     if not asked:  # the optional IFEval source is absent
         return []
     lines = []
-    for name, (m0_row, last_row) in run_ends(table).items():
-        folder = results.get(name)
-        if folder is None:
-            continue
-        files = [run_folder(folder) / f"data/iter{r['model'][1:]}/ifeval.parquet" for r in (m0_row, last_row)]
-        if not all(f.exists() for f in files):
-            continue
+    for name, (model, files) in answered.items():
         m0, last = (dict(pl.read_parquet(f, columns=["prompt_id", "response"]).rows()) for f in files)
         both = [pid for pid in m0 if pid in last and pid in asked]
         for iid, c in MARKS.items():
@@ -400,7 +404,7 @@ def marks_markdown(table: dict, results: dict[str, Path], root: Path = ROOT) -> 
                 cell[0] += KINDS[c.id].check(m0[pid], c)
                 cell[1] += KINDS[c.id].check(last[pid], c)
                 cell[2] += 1
-            lines.append(f"| {name} | {last_row['model']} | {iid} | " + " | ".join(
+            lines.append(f"| {name} | {model} | {iid} | " + " | ".join(
                 f"{x} -> {y} / {n}" for x, y, n in (counts[True], counts[False])) + " |")  # fmt: skip
     if not lines:
         return []
